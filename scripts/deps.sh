@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian packages kith needs to build, test and benchmark, when any is missing.
+# Idempotent: does nothing (and needs no root) when everything is present.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
+      librocksdb-dev libmicrohttpd-dev libjansson-dev zlib1g-dev libssl-dev
+      libcurl4-openssl-dev libcmocka-dev curl python3 ${KITH_EXTRA_PKGS:-})
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
+echo "deps: installing ${missing[*]}" >&2
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
