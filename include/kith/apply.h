@@ -1,0 +1,56 @@
+/* kith apply: the single writer.
+ *
+ * Worker threads submit operations; one apply thread takes everything queued, runs each operation into
+ * one store_batch (read-your-writes), commits the batch with one WAL sync, and only then calls every
+ * operation's done callback. So an acknowledged write is durable and already visible to readers.
+ * The queue is bounded by weight (messages); a full queue refuses with KITH_EBUSY (HTTP 429). */
+#ifndef KITH_APPLY_H
+#define KITH_APPLY_H
+
+#include "kith/base.h"
+#include "kith/store.h"
+
+typedef struct kith_apply kith_apply;
+typedef struct apply_op apply_op;
+
+/* Runs on the apply thread inside the group's batch. A non-zero return rolls back what this operation
+ * wrote to the batch (savepoint) and becomes op->rc. */
+typedef int (*apply_fn)(void *ctx, store_batch *b);
+/* Runs on the apply thread after the group committed (or failed: rc < 0); must not block long. */
+typedef void (*apply_done_fn)(void *ctx, int rc);
+/* Runs on the apply thread after the operations of a group ran and before the commit, once per group
+ * (e.g. re-materialising the union views of the clusters the group touched). */
+typedef int (*apply_group_fn)(void *arg, store_batch *b);
+
+struct apply_op {
+    apply_fn fn;
+    apply_done_fn done;
+    void *ctx;
+    size_t weight;  /* messages in this operation (queue bound) */
+    bool exclusive; /* commit what came before, run alone, commit (range deletes, sandbox deletes) */
+    int rc;
+    apply_op *next;
+};
+
+typedef struct apply_stats {
+    uint64_t groups, ops, commit_ns_total, commit_ns_max;
+    size_t queued_weight;
+} apply_stats;
+
+/* st borrowed. max_weight bounds queued messages. group_fn/group_arg may be NULL. */
+int apply_start(kith_store *st, size_t max_weight, apply_group_fn group_fn, void *group_arg,
+                kith_apply **out);
+/* Drains the queue, commits, stops the thread. */
+void apply_stop(kith_apply *a);
+
+/* Queues op (borrowed until done is called). Returns 0, KITH_EBUSY when the queue is full, or
+ * KITH_ESHUTDOWN when stopping. */
+int apply_submit(kith_apply *a, apply_op *op);
+/* Submits fn and waits for the commit; returns fn's result, or the commit/queue error. Never refused
+ * for weight (control plane). */
+int apply_call(kith_apply *a, apply_fn fn, void *ctx, bool exclusive);
+void apply_get_stats(kith_apply *a, apply_stats *out);
+/* True on the apply thread. */
+bool apply_on_thread(kith_apply *a);
+
+#endif

@@ -1,0 +1,128 @@
+/* kith engine: the state one kithd process owns — store, catalog, apply thread, limits, counters — and
+ * the data-plane operations that run on the apply thread (identity linking, fragments, events, union
+ * views) or on any thread (reads). The HTTP layer and the CLI-less tools use only this header. */
+#ifndef KITH_ENGINE_H
+#define KITH_ENGINE_H
+
+#include <jansson.h>
+#include <stdatomic.h>
+
+#include "kith/apply.h"
+#include "kith/catalog.h"
+#include "kith/store.h"
+
+typedef struct kith_limits {
+    size_t body_max;        /* streaming request body (1 MiB) */
+    size_t file_max;        /* batch file (256 MiB) */
+    int json_depth;         /* 64 */
+    int max_identities;     /* per record (20) */
+    int max_identity_len;   /* bytes (1024) */
+    size_t record_max;      /* serialized profile record (100 KB) */
+    size_t event_max;       /* serialized event (10 KB) */
+    size_t batch_messages;  /* messages per /collection/batch request (5000) */
+    int graph_max;          /* identities per cluster (50) */
+    size_t queue_max;       /* messages waiting for the apply thread (200000) */
+} kith_limits;
+extern const kith_limits KITH_LIMITS_DEFAULT;
+
+typedef struct kith_metrics {
+    atomic_ullong records_ingested, events_ingested, messages_rejected;
+    atomic_ullong rejected_validation, rejected_limit, rejected_unknown;
+    atomic_ullong links_created, clusters_merged, links_refused;
+    atomic_ullong unions_computed;
+} kith_metrics;
+
+typedef struct kith_engine kith_engine;
+
+struct kith_engine {
+    kith_store *store;
+    kith_catalog *cat;
+    kith_apply *apply;
+    kith_limits lim;
+    char data_dir[4096];
+    kith_metrics m;
+    struct engine_dirty *dirty; /* apply thread: clusters whose union view must be recomputed */
+};
+
+/* Opens the store in data_dir, loads the catalog, creates the prod sandbox and the bootstrap admin key
+ * on a new data dir (admin_key: the secret to use, or NULL to generate one into DATA_DIR/admin.key and
+ * print it), starts the apply thread. Returns 0 or an error with *errmsg (owned). */
+int engine_open(const char *data_dir, const kith_limits *lim, const char *admin_key, bool sync,
+                kith_engine **out, char **errmsg);
+void engine_close(kith_engine *e);
+
+/* --- identities (identity/) --- */
+
+#define KITH_XID_MAX 1500
+typedef struct ident_in {
+    uint32_t ns;
+    int type;       /* enum ns_type */
+    bool primary;
+    bool linkable;  /* false for non-people namespaces and blocked junk values */
+    const char *value;
+    size_t len;
+} ident_in;
+
+typedef struct cluster_member {
+    uint64_t id;
+    uint32_t ns;
+    char *value; /* owned by the cluster_members */
+    size_t len;
+} cluster_member;
+
+typedef struct cluster_members {
+    uint64_t cluster, version;
+    size_t n;
+    cluster_member *v;
+} cluster_members;
+void cluster_members_free(cluster_members *m);
+
+/* Apply thread: resolves (creating) every identity and, when link is set, links them into one cluster
+ * (bounded by lim.graph_max). ids_out[i] receives the identity id of ids[i]; *cluster_out the cluster of
+ * the primary one. Marks changed clusters for union recomputation. */
+int identity_apply(kith_engine *e, store_batch *b, uint32_t sandbox, const ident_in *ids, int n,
+                   bool link, const char *dataset, int64_t now, uint64_t *ids_out,
+                   uint64_t *cluster_out);
+/* Any thread: committed lookups. Return 0, KITH_ENOTFOUND or KITH_EIO. */
+int identity_lookup(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *value, size_t len,
+                    uint64_t *id_out, uint64_t *cluster_out);
+int identity_members(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t cluster,
+                     cluster_members *out);
+/* XID: an opaque, stable, URL-safe string for (namespace, value); reversible. */
+void identity_xid(uint32_t ns, const char *value, size_t len, char *out, size_t cap);
+int identity_xid_parse(const char *xid, uint32_t *ns, char *value, size_t cap, size_t *len);
+
+/* --- profiles (profile/) --- */
+
+/* Apply thread: stores the record fragment (dataset, primary identity), replacing the previous one. */
+int profile_put_fragment(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t identity,
+                         const char *dataset, int64_t order_ts, int64_t received, const char *json,
+                         size_t len, uint64_t cluster);
+/* Apply thread: appends an event under its primary identity. */
+int profile_put_event(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t identity,
+                      const char *dataset, int64_t ts, const char *event_id, int64_t received,
+                      const char *json, size_t len);
+/* Apply thread: marks a cluster's union view for recomputation at the end of the group. */
+void profile_mark_dirty(kith_engine *e, uint32_t sandbox, uint64_t cluster);
+/* Apply thread, once per group: recomputes every dirty cluster's union view. */
+int profile_flush_dirty(kith_engine *e, store_batch *b);
+void profile_dirty_free(kith_engine *e);
+/* Apply thread: forget the materialised view of a cluster that no longer exists. */
+void profile_drop_view(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t cluster);
+
+/* Any thread: the profile response object for an identity, keyed by XID as Profile Access returns it
+ * (returns owned json), or NULL with *err = KITH_ENOTFOUND / KITH_EIO. fields: NULL or comma list. */
+json_t *profile_lookup(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *value, size_t len,
+                       const char *fields, int *err);
+
+typedef struct event_query {
+    int64_t start_ms, end_ms; /* [start, end) ; INT64_MIN / INT64_MAX when open */
+    size_t limit;
+    bool descending;
+    const char *cursor; /* from _page.next, or NULL */
+} event_query;
+/* Any thread: the events of the identity's cluster, Profile Access shape (owned json), or NULL + *err. */
+json_t *profile_events(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *value, size_t len,
+                       const event_query *q, int *err);
+
+#endif

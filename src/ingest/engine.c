@@ -1,0 +1,147 @@
+/* kith engine: open the store, load the catalog, bootstrap a new data dir, run the apply thread. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kith/engine.h"
+
+const kith_limits KITH_LIMITS_DEFAULT = {
+    .body_max = 1u << 20,
+    .file_max = 256u << 20,
+    .json_depth = 64,
+    .max_identities = 20,
+    .max_identity_len = 1024,
+    .record_max = 100 * 1000,
+    .event_max = 10 * 1000,
+    .batch_messages = 5000,
+    .graph_max = 50,
+    .queue_max = 200000,
+};
+
+static int group_flush(void *arg, store_batch *b)
+{
+    return profile_flush_dirty(arg, b);
+}
+
+struct bootstrap_ctx {
+    kith_engine *e;
+    const char *admin_secret;
+};
+
+static int bootstrap_fn(void *ctx, store_batch *b)
+{
+    struct bootstrap_ctx *c = ctx;
+    kith_engine *e = c->e;
+    catalog_rdlock(e->cat);
+    bool has_prod = catalog_sandbox(e->cat, "prod") != NULL;
+    catalog_unlock(e->cat);
+    if (!has_prod) {
+        char ts[40];
+        kith_time_format(kith_now_ms(), ts, sizeof ts);
+        json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:b, s:s}", "name", "prod", "title",
+                                "Production", "type", "production", "state", "active", "isDefault",
+                                1, "createdDate", ts);
+        catalog_put_sandbox(e->cat, b, "prod", doc, NULL);
+    }
+    if (c->admin_secret) {
+        char id[KITH_ID_LEN + 1];
+        catalog_new_id(id);
+        uint8_t h[32];
+        catalog_hash_secret(c->admin_secret, h);
+        json_t *sbs = json_pack("[s]", "*");
+        json_t *doc = json_pack("{s:s, s:s, s:s, s:O, s:I}", "id", id, "name", "bootstrap admin",
+                                "role", "admin", "sandboxes", sbs, "createdAt",
+                                (json_int_t)kith_now_ms());
+        catalog_put_key(e->cat, b, id, h, ROLE_ADMIN, sbs, doc);
+    }
+    return 0;
+}
+
+static void count_one(const cat_key *k, void *arg)
+{
+    (void)k;
+    (*(int *)arg)++;
+}
+
+static int count_keys(kith_catalog *c)
+{
+    int n = 0;
+    catalog_each_key(c, count_one, &n);
+    return n;
+}
+
+int engine_open(const char *data_dir, const kith_limits *lim, const char *admin_key, bool sync,
+                kith_engine **out, char **errmsg)
+{
+    if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
+        if (errmsg && asprintf(errmsg, "cannot create data dir %s: %s", data_dir, strerror(errno)) < 0)
+            *errmsg = NULL;
+        return KITH_EIO;
+    }
+    kith_engine *e = kith_xcalloc(1, sizeof *e);
+    e->lim = lim ? *lim : KITH_LIMITS_DEFAULT;
+    snprintf(e->data_dir, sizeof e->data_dir, "%s", data_dir);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/db", data_dir);
+    store_options so = {.sync = sync};
+    int rc = store_open(path, &so, &e->store, errmsg);
+    if (rc) {
+        free(e);
+        return rc;
+    }
+    catalog_load(e->store, &e->cat);
+    rc = apply_start(e->store, e->lim.queue_max, group_flush, e, &e->apply);
+    if (rc) {
+        catalog_free(e->cat);
+        store_close(e->store);
+        free(e);
+        return rc;
+    }
+    /* First start of a data dir: create prod and the bootstrap admin key. */
+    catalog_rdlock(e->cat);
+    int nkeys = count_keys(e->cat);
+    catalog_unlock(e->cat);
+    struct bootstrap_ctx bc = {.e = e};
+    char generated[80];
+    if (nkeys == 0) {
+        if (admin_key && *admin_key) {
+            bc.admin_secret = admin_key;
+        } else {
+            uint8_t r[24];
+            kith_random(r, sizeof r);
+            strcpy(generated, "kith_");
+            kith_hex(r, sizeof r, generated + 5);
+            bc.admin_secret = generated;
+            snprintf(path, sizeof path, "%s/admin.key", data_dir);
+            int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            if (fd >= 0) {
+                dprintf(fd, "%s\n", generated);
+                fsync(fd);
+                close(fd);
+            }
+            fprintf(stderr, "kithd: generated admin key (saved to %s): %s\n", path, generated);
+        }
+    }
+    rc = apply_call(e->apply, bootstrap_fn, &bc, false);
+    if (rc) {
+        if (errmsg) *errmsg = kith_xstrdup("bootstrap write failed");
+        engine_close(e);
+        return rc;
+    }
+    *out = e;
+    return 0;
+}
+
+void engine_close(kith_engine *e)
+{
+    if (!e) return;
+    apply_stop(e->apply);
+    catalog_free(e->cat);
+    store_close(e->store);
+    profile_dirty_free(e);
+    free(e);
+}

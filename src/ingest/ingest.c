@@ -1,0 +1,276 @@
+/* kith ingest: envelope → validated message → apply (see include/kith/ingest.h). */
+#include "kith/ingest.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "kith/schema.h"
+
+void ingest_msg_clear(ingest_msg *m)
+{
+    free(m->event_id);
+    free(m->json);
+    for (int i = 0; i < m->nids; i++) free((char *)m->ids[i].value);
+    memset(m, 0, sizeof *m);
+}
+
+static void add_error(json_t *errors, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void add_error(json_t *errors, const char *path, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_array_append_new(errors, json_pack("{s:s, s:s}", "path", path, "message", msg));
+}
+
+/* Values that identify nobody; AEP blocks them from the graph. */
+static bool junk_value(const char *v)
+{
+    static const char *junk[] = {"", "null", "anonymous", "invalid", "undefined", "unknown"};
+    for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++)
+        if (strcasecmp(v, junk[i]) == 0) return true;
+    return false;
+}
+
+static bool valid_ecid(const char *v)
+{
+    size_t n = strlen(v);
+    if (n != 38) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isdigit((unsigned char)v[i])) return false;
+    return true;
+}
+
+int ingest_prepare(kith_engine *e, uint32_t sandbox, const char *dataset_id, const char *schema_ref,
+                   json_t *entity, int64_t received, ingest_msg *out, json_t *errors,
+                   const char **message)
+{
+    memset(out, 0, sizeof *out);
+    out->sandbox = sandbox;
+    out->received = received;
+    if (!json_is_object(entity)) {
+        add_error(errors, "", "the entity must be a JSON object");
+        *message = "Invalid XDM Message Format";
+        return KITH_EINVAL;
+    }
+    catalog_rdlock(e->cat);
+    const cat_dataset *ds = catalog_dataset(e->cat, sandbox, dataset_id ? dataset_id : "");
+    const cat_schema *sc = ds ? catalog_schema(e->cat, sandbox, ds->schema_id) : NULL;
+    int rc = 0;
+    if (!ds) {
+        add_error(errors, "/header/datasetId", "unknown dataset \"%s\" in this sandbox",
+                  dataset_id ? dataset_id : "");
+        *message = "Unknown dataset";
+        rc = KITH_EINVAL;
+    } else if (!sc || !sc->compiled) {
+        add_error(errors, "/header/datasetId", "the schema of dataset %s is missing", ds->id);
+        *message = "Unknown schema";
+        rc = KITH_EINVAL;
+    } else if (schema_ref && strcmp(schema_ref, sc->id) != 0 && strcmp(schema_ref, sc->altid) != 0) {
+        add_error(errors, "/header/schemaRef/id",
+                  "schema \"%s\" is not the schema of dataset %s (expected \"%s\")", schema_ref,
+                  ds->id, sc->id);
+        *message = "Schema does not match the dataset";
+        rc = KITH_EINVAL;
+    }
+    if (rc) {
+        catalog_unlock(e->cat);
+        return rc;
+    }
+    kith_schema *schema = sc->compiled; /* lives until catalog_free */
+    snprintf(out->dataset, sizeof out->dataset, "%s", ds->id);
+    out->is_event = sc->cls == SCHEMA_CLASS_EVENT;
+    out->to_profile = ds->profile_enabled;
+    out->to_identity = ds->identity_enabled;
+    catalog_unlock(e->cat);
+
+    schema_limits lim = {e->lim.max_identities, e->lim.max_identity_len, 20, e->lim.json_depth};
+    if (schema_validate(schema, entity, &lim, errors) > 0) {
+        *message = "Invalid XDM Message Format";
+        return KITH_EINVAL;
+    }
+    schema_identity ids[INGEST_MAX_IDS];
+    int n = schema_extract_identities(schema, entity, &lim, ids, INGEST_MAX_IDS, errors);
+    if (n < 0) {
+        *message = "Invalid identities";
+        return KITH_EINVAL;
+    }
+    catalog_rdlock(e->cat);
+    for (int i = 0; i < n; i++) {
+        const cat_namespace *ns = catalog_namespace(e->cat, sandbox, ids[i].ns);
+        if (!ns) {
+            add_error(errors, ids[i].path,
+                      "unknown identity namespace \"%s\" (create it with POST "
+                      "/data/core/idnamespace/identities)",
+                      ids[i].ns);
+            rc = KITH_EINVAL;
+            continue;
+        }
+        ident_in *d = &out->ids[out->nids++];
+        d->ns = ns->id;
+        d->type = ns->type;
+        d->primary = ids[i].primary;
+        d->len = strlen(ids[i].value);
+        d->value = kith_xstrndup(ids[i].value, d->len);
+        d->linkable = ns->type != NS_NON_PEOPLE && !junk_value(ids[i].value) &&
+                      (strcmp(ns->code, "ECID") != 0 || valid_ecid(ids[i].value));
+    }
+    catalog_unlock(e->cat);
+    if (rc) {
+        *message = "Invalid identities";
+        ingest_msg_clear(out);
+        return rc;
+    }
+    if (out->is_event) {
+        const char *ts = json_string_value(json_object_get(entity, "timestamp"));
+        const char *id = json_string_value(json_object_get(entity, "_id"));
+        if (!ts || kith_time_parse(ts, &out->ts) != 0) {
+            add_error(errors, "/timestamp", "not a valid date-time (RFC 3339)");
+            rc = KITH_EINVAL;
+        } else if (!id || !*id || strlen(id) > 512) {
+            add_error(errors, "/_id", "an event needs a non-empty \"_id\" of at most 512 bytes");
+            rc = KITH_EINVAL;
+        } else {
+            out->event_id = kith_xstrdup(id);
+        }
+    } else {
+        out->ts = received;
+        const char *lud = json_string_value(
+            json_object_get(json_object_get(entity, "extSourceSystemAudit"), "lastUpdatedDate"));
+        int64_t t;
+        if (lud && kith_time_parse(lud, &t) == 0) out->ts = t;
+    }
+    if (rc) {
+        *message = "Invalid XDM Message Format";
+        ingest_msg_clear(out);
+        return rc;
+    }
+    out->json = json_dumps(entity, JSON_COMPACT);
+    out->json_len = out->json ? strlen(out->json) : 0;
+    size_t max = out->is_event ? e->lim.event_max : e->lim.record_max;
+    if (!out->json || out->json_len > max) {
+        add_error(errors, "", "%s is %zu bytes; the limit is %zu bytes",
+                  out->is_event ? "the event" : "the record", out->json_len, max);
+        *message = "Message too large";
+        ingest_msg_clear(out);
+        return KITH_ETOOLARGE;
+    }
+    return 0;
+}
+
+int ingest_prepare_envelope(kith_engine *e, uint32_t sandbox, json_t *envelope, int64_t received,
+                            ingest_msg *out, json_t *errors, const char **message)
+{
+    memset(out, 0, sizeof *out);
+    json_t *header = json_object_get(envelope, "header");
+    json_t *body = json_object_get(envelope, "body");
+    *message = "Invalid message envelope";
+    if (!json_is_object(envelope)) {
+        add_error(errors, "", "a message must be an object with \"header\" and \"body\"");
+        return KITH_EINVAL;
+    }
+    if (!json_is_object(header)) {
+        add_error(errors, "/header", "missing \"header\" object");
+        return KITH_EINVAL;
+    }
+    const char *dataset = json_string_value(json_object_get(header, "datasetId"));
+    if (!dataset) {
+        add_error(errors, "/header/datasetId", "missing \"datasetId\" string");
+        return KITH_EINVAL;
+    }
+    const char *schema_ref =
+        json_string_value(json_object_get(json_object_get(header, "schemaRef"), "id"));
+    if (!schema_ref) {
+        add_error(errors, "/header/schemaRef/id", "missing \"schemaRef.id\" string");
+        return KITH_EINVAL;
+    }
+    if (!json_is_object(body)) {
+        add_error(errors, "/body", "missing \"body\" object");
+        return KITH_EINVAL;
+    }
+    json_t *entity = json_object_get(body, "xdmEntity");
+    if (!json_is_object(entity)) {
+        add_error(errors, "/body/xdmEntity", "missing \"xdmEntity\" object");
+        return KITH_EINVAL;
+    }
+    size_t before = json_array_size(errors);
+    int rc = ingest_prepare(e, sandbox, dataset, schema_ref, entity, received, out, errors, message);
+    /* Paths from validation point into the entity; report them relative to the envelope. */
+    for (size_t i = before; i < json_array_size(errors); i++) {
+        json_t *err = json_array_get(errors, i);
+        const char *p = json_string_value(json_object_get(err, "path"));
+        if (p && strncmp(p, "/header", 7) != 0) {
+            char *np = NULL;
+            if (asprintf(&np, "/body/xdmEntity%s", p) >= 0) {
+                json_object_set_new(err, "path", json_string(np));
+                free(np);
+            }
+        }
+    }
+    return rc;
+}
+
+int ingest_apply_msg(kith_engine *e, store_batch *b, ingest_msg *m)
+{
+    uint64_t ids[INGEST_MAX_IDS], cluster = 0;
+    int primary = 0;
+    for (int i = 0; i < m->nids; i++)
+        if (m->ids[i].primary) primary = i;
+    int rc = identity_apply(e, b, m->sandbox, m->ids, m->nids, m->to_identity && m->nids > 1,
+                            m->dataset, m->received, ids, &cluster);
+    if (rc) return rc;
+    if (m->is_event) {
+        rc = profile_put_event(e, b, m->sandbox, ids[primary], m->dataset, m->ts, m->event_id,
+                               m->received, m->json, m->json_len);
+        atomic_fetch_add(&e->m.events_ingested, 1);
+    } else if (m->to_profile) {
+        rc = profile_put_fragment(e, b, m->sandbox, ids[primary], m->dataset, m->ts, m->received,
+                                  m->json, m->json_len, cluster);
+        atomic_fetch_add(&e->m.records_ingested, 1);
+    } else {
+        atomic_fetch_add(&e->m.records_ingested, 1);
+    }
+    return rc;
+}
+
+static int job_fn(void *ctx, store_batch *b)
+{
+    ingest_job *job = ctx;
+    for (size_t i = 0; i < job->n; i++) {
+        ingest_msg *m = &job->msgs[i];
+        if (m->rc) continue; /* rejected at validation */
+        store_batch_savepoint(b);
+        m->rc = ingest_apply_msg(job->e, b, m);
+        if (m->rc) store_batch_rollback(b);
+    }
+    return 0;
+}
+
+static void job_done(void *ctx, int rc)
+{
+    ingest_job *job = ctx;
+    if (rc)
+        for (size_t i = 0; i < job->n; i++)
+            if (!job->msgs[i].rc) job->msgs[i].rc = rc;
+    job->done(job, rc);
+}
+
+int ingest_submit(kith_engine *e, ingest_job *job)
+{
+    job->e = e;
+    job->op = (apply_op){.fn = job_fn, .done = job_done, .ctx = job, .weight = job->n ? job->n : 1};
+    return apply_submit(e->apply, &job->op);
+}
+
+int ingest_run(kith_engine *e, ingest_msg *msgs, size_t n)
+{
+    ingest_job job = {.e = e, .msgs = msgs, .n = n};
+    return apply_call(e->apply, job_fn, &job, false);
+}

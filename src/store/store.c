@@ -1,0 +1,286 @@
+/* kith store: RocksDB behind one small interface (see include/kith/store.h). */
+#include "kith/store.h"
+
+#include <rocksdb/c.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *cf_names[STORE_CF_COUNT] = {"meta",    "ident",   "node",  "cluster", "frag",
+                                               "event",   "profile", "segidx", "timer",  "dedup"};
+
+struct kith_store {
+    rocksdb_t *db;
+    rocksdb_options_t *opts;
+    rocksdb_cache_t *cache;
+    rocksdb_block_based_table_options_t *table;
+    rocksdb_options_t *cf_opts[STORE_CF_COUNT + 1];
+    rocksdb_column_family_handle_t *cf[STORE_CF_COUNT + 1]; /* [STORE_CF_COUNT] = default */
+    rocksdb_writeoptions_t *wopts;
+    rocksdb_readoptions_t *ropts;
+};
+
+struct store_batch {
+    rocksdb_writebatch_wi_t *wb;
+    kith_store *st; /* borrowed: column family handles */
+};
+
+struct store_iter {
+    rocksdb_iterator_t *it;
+    rocksdb_readoptions_t *ropts;
+    uint8_t prefix[64];
+    size_t plen;
+};
+
+int store_open(const char *dir, const store_options *opt, kith_store **out, char **errmsg)
+{
+    kith_store *st = kith_xcalloc(1, sizeof *st);
+    char *err = NULL;
+    st->opts = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(st->opts, 1);
+    rocksdb_options_set_create_missing_column_families(st->opts, 1);
+    rocksdb_options_increase_parallelism(st->opts, 2);
+    rocksdb_options_set_max_background_jobs(st->opts, 2);
+    st->cache = rocksdb_cache_create_lru(opt && opt->block_cache_bytes ? opt->block_cache_bytes
+                                                                       : (size_t)256 << 20);
+    st->table = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(st->table, st->cache);
+    rocksdb_block_based_options_set_filter_policy(st->table, rocksdb_filterpolicy_create_bloom(10));
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(st->table, 1);
+
+    const char *names[STORE_CF_COUNT + 1];
+    const rocksdb_options_t *cfo[STORE_CF_COUNT + 1];
+    for (int i = 0; i <= STORE_CF_COUNT; i++) {
+        st->cf_opts[i] = rocksdb_options_create_copy(st->opts);
+        rocksdb_options_set_block_based_table_factory(st->cf_opts[i], st->table);
+        rocksdb_options_set_compression(st->cf_opts[i], rocksdb_lz4_compression);
+        names[i] = i < STORE_CF_COUNT ? cf_names[i] : "default";
+        cfo[i] = st->cf_opts[i];
+    }
+    st->db = rocksdb_open_column_families(st->opts, dir, STORE_CF_COUNT + 1, names, cfo, st->cf, &err);
+    if (err) {
+        if (errmsg) *errmsg = kith_xstrdup(err);
+        rocksdb_free(err);
+        st->db = NULL;
+        store_close(st);
+        return KITH_EIO;
+    }
+    st->wopts = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(st->wopts, opt ? opt->sync : 1);
+    st->ropts = rocksdb_readoptions_create();
+    *out = st;
+    return 0;
+}
+
+void store_close(kith_store *st)
+{
+    if (!st) return;
+    if (st->db) {
+        for (int i = 0; i <= STORE_CF_COUNT; i++)
+            if (st->cf[i]) rocksdb_column_family_handle_destroy(st->cf[i]);
+        rocksdb_close(st->db);
+    }
+    for (int i = 0; i <= STORE_CF_COUNT; i++)
+        if (st->cf_opts[i]) rocksdb_options_destroy(st->cf_opts[i]);
+    if (st->wopts) rocksdb_writeoptions_destroy(st->wopts);
+    if (st->ropts) rocksdb_readoptions_destroy(st->ropts);
+    if (st->table) rocksdb_block_based_options_destroy(st->table);
+    if (st->cache) rocksdb_cache_destroy(st->cache);
+    rocksdb_options_destroy(st->opts);
+    free(st);
+}
+
+static int finish_get(char *v, size_t vl, char *err, kith_buf *val)
+{
+    if (err) {
+        kith_log(KITH_LOG_ERROR, "store", "get: %s", err);
+        rocksdb_free(err);
+        return KITH_EIO;
+    }
+    if (!v) return KITH_ENOTFOUND;
+    val->len = 0;
+    kith_buf_append(val, v, vl);
+    rocksdb_free(v);
+    return 0;
+}
+
+int store_get(kith_store *st, int cf, const void *key, size_t klen, kith_buf *val)
+{
+    char *err = NULL;
+    size_t vl = 0;
+    char *v = rocksdb_get_cf(st->db, st->ropts, st->cf[cf], key, klen, &vl, &err);
+    return finish_get(v, vl, err, val);
+}
+
+store_batch *store_batch_new(kith_store *st)
+{
+    store_batch *b = kith_xcalloc(1, sizeof *b);
+    b->st = st;
+    b->wb = rocksdb_writebatch_wi_create(1 << 20, 1);
+    return b;
+}
+
+void store_batch_free(store_batch *b)
+{
+    if (!b) return;
+    rocksdb_writebatch_wi_destroy(b->wb);
+    free(b);
+}
+
+void store_batch_put(store_batch *b, int cf, const void *k, size_t kl, const void *v, size_t vl)
+{
+    rocksdb_writebatch_wi_put_cf(b->wb, b->st->cf[cf], k, kl, v, vl);
+}
+
+void store_batch_delete(store_batch *b, int cf, const void *k, size_t kl)
+{
+    rocksdb_writebatch_wi_delete_cf(b->wb, b->st->cf[cf], k, kl);
+}
+
+int store_batch_get(kith_store *st, store_batch *b, int cf, const void *k, size_t kl, kith_buf *val)
+{
+    char *err = NULL;
+    size_t vl = 0;
+    char *v = rocksdb_writebatch_wi_get_from_batch_and_db_cf(b->wb, st->db, st->ropts, st->cf[cf], k,
+                                                             kl, &vl, &err);
+    return finish_get(v, vl, err, val);
+}
+
+size_t store_batch_count(store_batch *b)
+{
+    return (size_t)rocksdb_writebatch_wi_count(b->wb);
+}
+
+int store_batch_commit(kith_store *st, store_batch *b)
+{
+    char *err = NULL;
+    if (rocksdb_writebatch_wi_count(b->wb) > 0) rocksdb_write_writebatch_wi(st->db, st->wopts, b->wb, &err);
+    rocksdb_writebatch_wi_clear(b->wb);
+    if (err) {
+        kith_log(KITH_LOG_ERROR, "store", "commit: %s", err);
+        rocksdb_free(err);
+        return KITH_EIO;
+    }
+    return 0;
+}
+
+void store_batch_clear(store_batch *b)
+{
+    rocksdb_writebatch_wi_clear(b->wb);
+}
+
+void store_batch_savepoint(store_batch *b)
+{
+    rocksdb_writebatch_wi_set_save_point(b->wb);
+}
+
+void store_batch_rollback(store_batch *b)
+{
+    char *err = NULL;
+    rocksdb_writebatch_wi_rollback_to_save_point(b->wb, &err);
+    if (err) rocksdb_free(err);
+}
+
+/* The smallest key greater than every key with this prefix; returns its length (0: no upper bound). */
+static size_t prefix_successor(const uint8_t *p, size_t n, uint8_t *out)
+{
+    memcpy(out, p, n);
+    while (n > 0) {
+        if (out[n - 1] != 0xff) {
+            out[n - 1]++;
+            return n;
+        }
+        n--;
+    }
+    return 0;
+}
+
+int store_delete_prefix(kith_store *st, int cf, const void *prefix, size_t plen)
+{
+    uint8_t end[64];
+    if (plen > sizeof end) return KITH_EINVAL;
+    size_t elen = prefix_successor(prefix, plen, end);
+    char *err = NULL;
+    if (elen == 0) {
+        memset(end, 0xff, sizeof end);
+        elen = sizeof end;
+    }
+    rocksdb_delete_range_cf(st->db, st->wopts, st->cf[cf], prefix, plen, (const char *)end, elen, &err);
+    if (err) {
+        kith_log(KITH_LOG_ERROR, "store", "delete range: %s", err);
+        rocksdb_free(err);
+        return KITH_EIO;
+    }
+    return 0;
+}
+
+store_iter *store_iter_new(kith_store *st, store_batch *b, int cf, const void *prefix, size_t plen)
+{
+    store_iter *it = kith_xcalloc(1, sizeof *it);
+    if (plen > sizeof it->prefix) plen = sizeof it->prefix;
+    memcpy(it->prefix, prefix, plen);
+    it->plen = plen;
+    it->ropts = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_total_order_seek(it->ropts, 1);
+    rocksdb_iterator_t *base = rocksdb_create_iterator_cf(st->db, it->ropts, st->cf[cf]);
+    if (b) {
+            it->it = rocksdb_writebatch_wi_create_iterator_with_base_cf(b->wb, base, st->cf[cf]);
+    } else {
+        it->it = base;
+    }
+    rocksdb_iter_seek(it->it, prefix, plen);
+    return it;
+}
+
+void store_iter_seek(store_iter *it, const void *key, size_t klen)
+{
+    rocksdb_iter_seek(it->it, key, klen);
+}
+
+void store_iter_seek_for_prev(store_iter *it, const void *key, size_t klen)
+{
+    rocksdb_iter_seek_for_prev(it->it, key, klen);
+}
+
+bool store_iter_valid(store_iter *it)
+{
+    if (!rocksdb_iter_valid(it->it)) return false;
+    size_t kl;
+    const char *k = rocksdb_iter_key(it->it, &kl);
+    return kl >= it->plen && memcmp(k, it->prefix, it->plen) == 0;
+}
+
+void store_iter_next(store_iter *it)
+{
+    rocksdb_iter_next(it->it);
+}
+
+void store_iter_prev(store_iter *it)
+{
+    rocksdb_iter_prev(it->it);
+}
+
+const uint8_t *store_iter_key(store_iter *it, size_t *klen)
+{
+    return (const uint8_t *)rocksdb_iter_key(it->it, klen);
+}
+
+const uint8_t *store_iter_value(store_iter *it, size_t *vlen)
+{
+    return (const uint8_t *)rocksdb_iter_value(it->it, vlen);
+}
+
+void store_iter_free(store_iter *it)
+{
+    if (!it) return;
+    rocksdb_iter_destroy(it->it);
+    rocksdb_readoptions_destroy(it->ropts);
+    free(it);
+}
+
+uint64_t store_estimate_keys(kith_store *st, int cf)
+{
+    uint64_t v = 0;
+    if (!rocksdb_property_int_cf(st->db, st->cf[cf], "rocksdb.estimate-num-keys", &v)) return v;
+    return 0;
+}
+
