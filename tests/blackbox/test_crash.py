@@ -1,0 +1,164 @@
+"""Durability: every acknowledged write survives SIGKILL and a clean SIGTERM (DESIGN section 7)."""
+
+import os
+import signal
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kithtest as kt  # noqa: E402
+
+C = kt.Client
+T0 = 1700000000000
+
+
+class CrashTest(kt.KithTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = None
+
+    def setUp(self):
+        self.srv = self.new_server()
+        self.api = self.srv.api()
+        self.fx = kt.Fixture(self.api)
+
+    def ingest_n(self, n, tag):
+        acked = []
+        for i in range(n):
+            email = "%s-%d@crash.example" % (tag, i)
+            ecid = "%s-ecid-%d" % (tag, i)
+            self.fx.ingest_record({"identityMap": kt.idmap(("Email", email), ("ECID", ecid), primary=0),
+                                   "_acme": {"points": i, "note": tag}})
+            ev = kt.web_event([("ECID", ecid)], T0 + i, seq=i)
+            self.fx.ingest_event(ev)
+            acked.append((email, ecid, i, ev["_id"]))
+        return acked
+
+    def verify(self, acked):
+        api = self.srv.api()
+        missing = []
+        for email, ecid, i, ev_id in acked:
+            r = api.lookup("Email", email)
+            if r.status != 200:
+                missing.append((email, r.status))
+                continue
+            p = kt.profile_of(r)
+            self.assertEqual(kt.get_path(p["entity"], "_acme.points"), i)
+            self.assertIn(("ecid", ecid), kt.identities_of(p))
+            ev = api.events("Email", email)
+            self.assertStatus(ev, 200)
+            self.assertIn(ev_id, [c["entityId"] for c in ev.json["children"]])
+        self.assertEqual(missing, [], "acknowledged records lost")
+
+    def restart_and_check_metadata(self):
+        api = self.srv.api()
+        self.assertStatus(api.get(C.SCHEMAS + "/" + kt.enc(self.fx.profile_schema_id)), 200)
+        self.assertStatus(api.get(C.DATASETS + "/" + self.fx.crm), 200)
+
+    def test_sigkill_after_last_ack(self):
+        acked = self.ingest_n(60, kt.uid("k"))
+        self.srv.stop(signal.SIGKILL)
+        self.srv.start()
+        self.restart_and_check_metadata()
+        self.verify(acked)
+        # The inlet still works after the restart.
+        more = self.ingest_n(3, kt.uid("after"))
+        self.verify(more)
+
+    def test_sigterm_then_restart(self):
+        acked = self.ingest_n(40, kt.uid("t"))
+        self.srv.terminate_ok(self)
+        self.srv.start()
+        self.restart_and_check_metadata()
+        self.verify(acked)
+
+    def test_batch_ack_survives_sigkill(self):
+        tag = kt.uid("b")
+        msgs, expect = [], []
+        for i in range(50):
+            email = "%s-%d@crash.example" % (tag, i)
+            msgs.append(self.fx.record({"identityMap": kt.idmap(("Email", email)), "_acme": {"points": i}}))
+            expect.append((email, i))
+        r = self.api.send_batch(self.fx.inlet, msgs)
+        self.assertStatus(r, 207)
+        self.assertTrue(all("xactionId" in x for x in r.json["responses"]), "%r" % r)
+        self.srv.stop(signal.SIGKILL)
+        self.srv.start()
+        for email, i in expect:
+            p = self.srv.api().profile("Email", email)
+            self.assertEqual(kt.get_path(p["entity"], "_acme.points"), i)
+
+    def test_sigkill_during_concurrent_ingest(self):
+        """Clients send as fast as they can; kithd is killed mid-stream. Every 200 must survive."""
+        acked = []
+        lock = threading.Lock()
+        stop = threading.Event()
+        tag = kt.uid("c")
+        inlet, schema, ds = self.fx.inlet, self.fx.profile_schema_id, self.fx.crm
+        port = self.srv.port
+
+        def worker(w):
+            i = 0
+            while not stop.is_set():
+                email = "%s-%d-%d@crash.example" % (tag, w, i)
+                env = kt.envelope(schema, ds, {"identityMap": kt.idmap(("Email", email)),
+                                               "_acme": {"points": i}})
+                try:
+                    resp = kt.http_request(port, "POST", "/collection/" + inlet,
+                                           kt.json.dumps(env).encode(),
+                                           {"Content-Type": "application/json"}, timeout=10)
+                except Exception:
+                    return
+                if resp.status == 200:
+                    with lock:
+                        acked.append((email, i))
+                elif resp.status != 429:
+                    return
+                i += 1
+
+        threads = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
+        for t in threads:
+            t.start()
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            with lock:
+                if len(acked) >= 200:
+                    break
+            time.sleep(0.05)
+        self.srv.proc.kill()  # SIGKILL while requests are in flight
+        stop.set()
+        for t in threads:
+            t.join(30)
+        self.srv.stop()
+        with lock:
+            got = list(acked)
+        self.assertGreater(len(got), 0, "no request acknowledged before the kill")
+        self.srv.start()
+        api = self.srv.api()
+        lost = []
+        for email, i in got:
+            r = api.lookup("Email", email)
+            if r.status != 200:
+                lost.append(email)
+            else:
+                self.assertEqual(kt.get_path(kt.profile_of(r)["entity"], "_acme.points"), i)
+        self.assertEqual(lost, [], "%d of %d acknowledged records lost" % (len(lost), len(got)))
+
+    def test_keys_and_sandboxes_survive_restart(self):
+        sb = "sb" + kt.uid()
+        r = self.api.post(C.SANDBOXES, {"name": sb, "title": "t", "type": "development"})
+        self.assertStatus(r, 200, 201)
+        r = self.api.post(C.KEYS, {"name": "persist", "role": "viewer", "sandboxes": ["prod"]})
+        self.assertStatus(r, 200, 201)
+        secret = next(r.json[f] for f in ("key", "apiKey", "api_key", "secret", "token", "value")
+                      if isinstance(r.json.get(f), str))
+        self.srv.stop(signal.SIGKILL)
+        self.srv.start()
+        self.assertStatus(self.srv.api(key=secret).get(C.SCHEMAS), 200)
+        self.assertIn(sb, self.srv.api().get(C.SANDBOXES).text)
+
+
+if __name__ == "__main__":
+    kt.main()

@@ -1,0 +1,289 @@
+"""Identity stitching, the merged profile (newest fragment wins per leaf, arrays atomic, identityMap
+union) and the events of a profile with paging (API.md section 5, aep-spec section 1)."""
+
+import os
+import random
+import sys
+import time
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kithtest as kt  # noqa: E402
+
+C = kt.Client
+T0 = 1700000000000  # 2023-11-14, in the past
+
+
+def normalized(prof):
+    """Entity with identityMap as a set, for comparing the same profile read by different identities."""
+    ent = dict(prof["entity"])
+    im = kt.identity_map_of(ent)
+    ent.pop("identityMap", None)
+    ent.pop("identities", None)
+    return ent, im, kt.identities_of(prof)
+
+
+class ProfileTest(kt.KithTestCase):
+    fixture_needed = True
+
+    # --- stitching -----------------------------------------------------------------------------
+
+    def test_stitching_four_identities(self):
+        fx = self.fx
+        email, crm, ecid, phone = kt.uid() + "@stitch.example", kt.uid("crm"), kt.uid("ecid"), \
+            "+1555" + str(random.randint(1000000, 9999999))
+        fx.ingest_record({"identityMap": kt.idmap(("Email", email), ("CRMID", crm), primary=0),
+                          "person": {"name": {"firstName": "Ann"}}, "_acme": {"tier": "silver"}}, fx.crm)
+        # Not yet linked to the ECID.
+        self.assertStatus(self.admin.lookup("ECID", ecid), 404)
+        fx.ingest_event(kt.web_event([("CRMID", crm), ("ECID", ecid)], T0, page="cart"))
+        fx.ingest_record({"identityMap": kt.idmap(("ECID", ecid), ("Phone", phone), primary=0),
+                          "_acme": {"points": 500}}, fx.loyalty)
+        want = {("email", email), ("crmid", crm), ("ecid", ecid), ("phone", phone)}
+        seen = []
+        for ns, v in (("Email", email), ("CRMID", crm), ("ECID", ecid), ("Phone", phone)):
+            r = self.admin.lookup(ns, v)
+            self.assertStatus(r, 200)
+            self.assertEqual(len(r.json), 1, "one merged profile: %r" % r)
+            p = kt.profile_of(r)
+            self.assertEqual(kt.identities_of(p), want, "lookup by %s" % ns)
+            self.assertEqual(kt.identity_map_of(p["entity"]), want, "identityMap must be the union")
+            ent = p["entity"]
+            self.assertEqual(kt.get_path(ent, "person.name.firstName"), "Ann")
+            self.assertEqual(kt.get_path(ent, "_acme.tier"), "silver")
+            self.assertEqual(kt.get_path(ent, "_acme.points"), 500)
+            srcs = p.get("sources")
+            self.assertIsInstance(srcs, list, "profile needs sources: %r" % r)
+            self.assertIn(fx.crm, srcs)
+            self.assertIn(fx.loyalty, srcs)
+            self.assertIn("entityId", p)
+            self.assertIn("lastModifiedAt", p)
+            seen.append(normalized(p))
+        for s in seen[1:]:
+            self.assertEqual(s, seen[0], "every identity must give the same merged profile")
+        # The identities list marks exactly one primary, when it marks any.
+        lst = p.get("identities") or p["entity"].get("identities")
+        prim = [i for i in lst if i.get("primary") is True]
+        self.assertLessEqual(len(prim), 1)
+        # The event belongs to the whole cluster.
+        r = self.admin.events("Phone", phone)
+        self.assertStatus(r, 200)
+        self.assertEqual(len(r.json["children"]), 1)
+
+    def test_two_clusters_merge_later(self):
+        fx = self.fx
+        e1, e2, crm = kt.uid() + "@m1.example", kt.uid() + "@m2.example", kt.uid("crm")
+        fx.ingest_record({"identityMap": kt.idmap(("Email", e1)), "_acme": {"note": "one"}}, fx.crm)
+        fx.ingest_record({"identityMap": kt.idmap(("Email", e2)), "_acme": {"tier": "gold"}}, fx.loyalty)
+        self.assertNotIn(("email", e2), kt.identities_of(self.admin.profile("Email", e1)))
+        fx.ingest_event(kt.web_event([("Email", e1), ("CRMID", crm)], T0))
+        fx.ingest_event(kt.web_event([("Email", e2), ("CRMID", crm)], T0 + 1000))
+        for ns, v in (("Email", e1), ("Email", e2), ("CRMID", crm)):
+            p = self.admin.profile(ns, v)
+            self.assertEqual(kt.identities_of(p), {("email", e1), ("email", e2), ("crmid", crm)})
+            self.assertEqual(kt.get_path(p["entity"], "_acme.note"), "one")
+            self.assertEqual(kt.get_path(p["entity"], "_acme.tier"), "gold")
+        r = self.admin.events("Email", e1)
+        self.assertEqual(len(r.json["children"]), 2)
+
+    def test_descriptor_identity_links(self):
+        fx = self.fx
+        email, crm = kt.uid() + "@desc.example", kt.uid("crm")
+        fx.ingest_record({"identityMap": kt.idmap(("Email", email)), "_acme": {"crmId": crm}}, fx.crm)
+        p = self.admin.profile("CRMID", crm)
+        self.assertEqual(kt.identities_of(p), {("email", email), ("crmid", crm)})
+
+    # --- merge -----------------------------------------------------------------------------------
+
+    def test_newest_fragment_wins_per_leaf_and_arrays_atomic(self):
+        fx = self.fx
+        email = kt.uid() + "@merge.example"
+        ids = kt.idmap(("Email", email))
+        fx.ingest_record({"identityMap": ids, "person": {"name": {"firstName": "Ann", "lastName": "Lee"}},
+                          "_acme": {"tags": ["a", "b", "c"], "prefs": {"color": "red", "size": 3},
+                                    "tier": "bronze"}}, fx.crm)
+        time.sleep(0.02)
+        fx.ingest_record({"identityMap": ids, "person": {"name": {"firstName": "Anna"}},
+                          "_acme": {"tags": ["z"], "prefs": {"color": "blue"}}}, fx.loyalty)
+        ent = self.admin.profile("Email", email)["entity"]
+        self.assertEqual(kt.get_path(ent, "person.name.firstName"), "Anna", "newer fragment wins")
+        self.assertEqual(kt.get_path(ent, "person.name.lastName"), "Lee", "older leaf kept when newer lacks it")
+        self.assertEqual(kt.get_path(ent, "_acme.tags"), ["z"], "arrays are replaced, not concatenated")
+        self.assertEqual(kt.get_path(ent, "_acme.prefs.color"), "blue")
+        self.assertEqual(kt.get_path(ent, "_acme.prefs.size"), 3, "merge is per leaf value")
+        self.assertEqual(kt.get_path(ent, "_acme.tier"), "bronze")
+        time.sleep(0.02)
+        # A new record for the same (dataset, identity) replaces that fragment and is now newest.
+        fx.ingest_record({"identityMap": ids, "person": {"name": {"firstName": "Annie"}},
+                          "_acme": {"tags": ["q", "r"]}}, fx.crm)
+        ent = self.admin.profile("Email", email)["entity"]
+        self.assertEqual(kt.get_path(ent, "person.name.firstName"), "Annie")
+        self.assertEqual(kt.get_path(ent, "_acme.tags"), ["q", "r"])
+        self.assertEqual(kt.get_path(ent, "_acme.prefs.color"), "blue")
+        self.assertIsNone(kt.get_path(ent, "person.name.lastName"),
+                          "the replaced crm fragment no longer holds lastName")
+        self.assertIsNone(kt.get_path(ent, "_acme.tier"))
+
+    def test_newest_wins_across_cluster_members(self):
+        fx = self.fx
+        e, ecid = kt.uid() + "@mx.example", kt.uid("ecid")
+        fx.ingest_record({"identityMap": kt.idmap(("Email", e), ("ECID", ecid), primary=0),
+                          "_acme": {"note": "first", "score": 1.5}}, fx.crm)
+        time.sleep(0.02)
+        fx.ingest_record({"identityMap": kt.idmap(("ECID", ecid)), "_acme": {"note": "second"}}, fx.loyalty)
+        ent = self.admin.profile("Email", e)["entity"]
+        self.assertEqual(kt.get_path(ent, "_acme.note"), "second")
+        self.assertEqual(kt.get_path(ent, "_acme.score"), 1.5)
+
+    def test_types_round_trip(self):
+        fx = self.fx
+        e = kt.uid() + "@types.example"
+        acme = {"points": 123456, "score": 2.25, "vip": True, "joined": "2021-03-04T05:06:07Z",
+                "birthday": "1990-05-06", "code": "abc", "tags": [], "attrs": {"x": "1", "y": "2"},
+                "note": "caf\u00e9 \u2603 \"quoted\" \\ back"}
+        fx.ingest_record({"identityMap": kt.idmap(("Email", e)), "_acme": acme,
+                          "personalEmail": {"address": e}, "homeAddress": {"city": "Paris"}}, fx.crm)
+        ent = self.admin.profile("Email", e)["entity"]
+        for k, v in acme.items():
+            if k == "joined":
+                continue  # a server may normalise the instant's rendering
+            self.assertEqual(ent["_acme"].get(k), v, "field %s" % k)
+        self.assertTrue(ent["_acme"]["joined"].startswith("2021-03-04T05:06:07"))
+        self.assertEqual(kt.get_path(ent, "homeAddress.city"), "Paris")
+
+    def test_unknown_identity_404(self):
+        r = self.admin.lookup("Email", kt.uid() + "@nobody.example")
+        self.assertProblem(r, 404)
+        email = kt.uid() + "@ns.example"
+        self.fx.ingest_record({"identityMap": kt.idmap(("Email", email))})
+        self.assertStatus(self.admin.lookup("Email", email), 200)
+        self.assertStatus(self.admin.lookup("ECID", email), 404)  # right value, wrong namespace
+
+    def test_fields_projection(self):
+        email = kt.uid() + "@fields.example"
+        self.fx.ingest_record({"identityMap": kt.idmap(("Email", email)),
+                               "person": {"name": {"firstName": "F", "lastName": "L"}},
+                               "_acme": {"tier": "gold"}})
+        p = self.admin.profile("Email", email, fields="person.name.firstName")
+        self.assertEqual(kt.get_path(p["entity"], "person.name.firstName"), "F")
+        self.assertIsNone(kt.get_path(p["entity"], "_acme.tier"), "fields must project the entity")
+        self.assertIsNone(kt.get_path(p["entity"], "person.name.lastName"))
+
+    # --- events ------------------------------------------------------------------------------------
+
+    def make_cluster_with_events(self, n_ecid=4, n_crm=3):
+        fx = self.fx
+        email, crm, ecid = kt.uid() + "@ev.example", kt.uid("crm"), kt.uid("ecid")
+        fx.ingest_record({"identityMap": kt.idmap(("Email", email), ("CRMID", crm), ("ECID", ecid),
+                                                  primary=0)}, fx.crm)
+        times = random.sample(range(1, 500), n_ecid + n_crm)
+        events = []
+        for i, off in enumerate(times):
+            ids = [("ECID", ecid)] if i < n_ecid else [("CRMID", crm)]
+            ev = kt.web_event(ids, T0 + off * 1000, page="p%d" % i, seq=i)
+            fx.ingest_event(ev)
+            events.append(ev)
+        events.sort(key=lambda e: e["timestamp"])
+        return email, crm, ecid, events
+
+    def check_child(self, child, ev):
+        self.assertEqual(child.get("entityId"), ev["_id"])
+        self.assertIsInstance(child.get("timestamp"), int, "timestamp must be epoch ms: %r" % child)
+        self.assertEqual(child["timestamp"], self.ms_of(ev))
+        self.assertEqual(kt.get_path(child.get("entity", {}), "web.webPageDetails.name"),
+                         ev["web"]["webPageDetails"]["name"])
+        self.assertIn("relatedEntityId", child)
+
+    @staticmethod
+    def ms_of(ev):
+        ts = ev["timestamp"]
+        t = time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")
+        import calendar
+        return calendar.timegm(t) * 1000 + int(ts[20:23])
+
+    def test_events_time_order_all_members(self):
+        email, crm, ecid, events = self.make_cluster_with_events()
+        for ns, v in (("Email", email), ("CRMID", crm), ("ECID", ecid)):
+            r = self.admin.events(ns, v)
+            self.assertStatus(r, 200)
+            j = r.json
+            ch = j.get("children")
+            self.assertEqual(len(ch), len(events), "events of every cluster member: %r" % r)
+            for c, ev in zip(ch, events):
+                self.check_child(c, ev)
+            self.assertEqual(j["_page"].get("count"), len(events))
+            self.assertIn(j["_page"].get("next"), ("", None))
+
+    def test_events_orderby_desc(self):
+        email, _, _, events = self.make_cluster_with_events()
+        r = self.admin.events("Email", email, orderby="-timestamp")
+        self.assertStatus(r, 200)
+        self.assertEqual([c["entityId"] for c in r.json["children"]], [e["_id"] for e in reversed(events)])
+
+    def test_events_paging(self):
+        email, _, _, events = self.make_cluster_with_events(5, 3)
+        got, pages, start = [], 0, None
+        while True:
+            r = self.admin.events("Email", email, limit=3, start=start)
+            self.assertStatus(r, 200)
+            j = r.json
+            ch = j["children"]
+            self.assertLessEqual(len(ch), 3)
+            self.assertEqual(j["_page"]["count"], len(ch))
+            got.extend(ch)
+            pages += 1
+            nxt = j["_page"].get("next")
+            if not nxt:
+                href = kt.get_path(j, "_links.next.href")
+                self.assertIn(href, ("", None), "last page: _links.next.href must be empty")
+                break
+            self.assertTrue(kt.get_path(j, "_links.next.href"), "a next page needs _links.next.href")
+            self.assertLess(pages, 10, "paging does not end")
+            start = nxt
+        self.assertEqual(pages, 3)
+        self.assertEqual([c["entityId"] for c in got], [e["_id"] for e in events])
+
+    def test_events_next_href_works(self):
+        email, _, _, events = self.make_cluster_with_events(3, 1)
+        r = self.admin.events("Email", email, limit=2)
+        href = kt.get_path(r.json, "_links.next.href")
+        self.assertTrue(href)
+        if href.startswith("/entities"):
+            href = "/data/core/ups/access" + href
+        elif href.startswith("entities"):
+            href = "/data/core/ups/access/" + href
+        r2 = self.admin.get(href)
+        self.assertStatus(r2, 200)
+        self.assertEqual([c["entityId"] for c in r2.json["children"]], [e["_id"] for e in events[2:4]])
+
+    def test_events_time_window(self):
+        email, _, _, events = self.make_cluster_with_events()
+        lo, hi = self.ms_of(events[1]), self.ms_of(events[4])
+        r = self.admin.events("Email", email, startTime=lo, endTime=hi)
+        self.assertStatus(r, 200)
+        self.assertEqual([c["entityId"] for c in r.json["children"]], [e["_id"] for e in events[1:4]],
+                         "startTime inclusive, endTime exclusive")
+
+    def test_events_dedup_on_id(self):
+        fx = self.fx
+        ecid = kt.uid("ecid")
+        ev = kt.web_event([("ECID", ecid)], T0 + 5000)
+        fx.ingest_event(ev)
+        fx.ingest_event(ev)
+        r = self.admin.events("ECID", ecid)
+        self.assertEqual(len(r.json["children"]), 1, "the same event twice is stored once")
+
+    def test_events_unknown_identity(self):
+        r = self.admin.events("ECID", kt.uid("nobody"))
+        self.assertTrue(r.status == 404 or (r.status == 200 and r.json.get("children") == []), "%r" % r)
+
+    def test_profile_from_events_only(self):
+        ecid = kt.uid("ecid")
+        self.fx.ingest_event(kt.web_event([("ECID", ecid)], T0))
+        r = self.admin.lookup("ECID", ecid)
+        self.assertStatus(r, 200)
+        self.assertIn(("ecid", ecid), kt.identities_of(kt.profile_of(r)))
+
+
+if __name__ == "__main__":
+    kt.main()
