@@ -1,0 +1,236 @@
+/* bench/gen: writes a deterministic synthetic customer population as JSON lines.
+ *
+ *   gen --people N --seed S --out-dir DIR [--events-per-person K] [--days D] [--now TIME]
+ *       [--truth FILE]
+ *
+ * Files in DIR, one bare XDM entity per line (no envelope):
+ *   profiles-crm.jsonl      CRM records (CRMID primary + Email; person, personalEmail, homeAddress,
+ *                           mobilePhone, _acme.crm)
+ *   profiles-loyalty.jsonl  loyalty records (CRMID primary + Phone; loyalty.tier/points)
+ *   events-web.jsonl        ExperienceEvents spread over the D days before --now
+ * --truth FILE gets one line per person: the identities that person really has in the data, so a
+ * stitching run can be scored for precision and recall.
+ *
+ * The output depends only on (people, seed, events-per-person, days, now); --now defaults to the
+ * current time rounded down to the hour, so pass it to reproduce bytes across hours. The population
+ * model is in bench/common.h. */
+#include "common.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: gen --people N --seed S --out-dir DIR [--events-per-person K] [--days D]\n"
+               "           [--now RFC3339] [--truth FILE]\n"
+               "  --people N             population size (required)\n"
+               "  --seed S               PRNG seed (default 1)\n"
+               "  --out-dir DIR          output directory, created if missing (required)\n"
+               "  --events-per-person K  mean web events per person (default 10, max 10000)\n"
+               "  --days D               events spread over the last D days (default 30)\n"
+               "  --now TIME             reference time (default: now, rounded down to the hour)\n"
+               "  --truth FILE           write person -> identities (JSON lines)\n");
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-') return -1;
+    *out = v;
+    return 0;
+}
+
+static FILE *open_out(const char *dir, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "gen: cannot write %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    setvbuf(f, NULL, _IOFBF, 1 << 20);
+    return f;
+}
+
+static int write_line(FILE *f, kith_buf *b)
+{
+    kith_buf_append(b, "\n", 1);
+    size_t n = fwrite(b->data, 1, b->len, f);
+    b->len = 0;
+    return n == 0 ? -1 : 0;
+}
+
+/* Writes the truth line of p; used[] says which of its devices appear in its events. */
+static void write_truth(kith_buf *b, const bench_person *p, const bool *used, int events)
+{
+    kith_buf_printf(b, "{\"person\":%" PRIu64 ",\"crmId\":\"%s\",\"identities\":[", p->index,
+                    p->crmid);
+    bool first = true;
+    if (p->has_crm) {
+        kith_buf_printf(
+            b,
+            "{\"namespace\":\"CRMID\",\"id\":\"%s\"},{\"namespace\":\"Email\",\"id\":", p->crmid);
+        bench_json_str(b, p->email);
+        kith_buf_puts(b, "}");
+        first = false;
+    }
+    if (p->has_loyalty) kith_buf_printf(b, ",{\"namespace\":\"Phone\",\"id\":\"%s\"}", p->phone);
+    for (int d = 0; d < p->ndevices; d++) {
+        if (!used[d]) continue;
+        kith_buf_printf(b, "%s{\"namespace\":\"ECID\",\"id\":\"%s\"}", first ? "" : ",",
+                        p->ecid[d]);
+        first = false;
+    }
+    kith_buf_printf(b,
+                    "],\"hasCrm\":%s,\"hasLoyalty\":%s,\"sharedEmail\":%s,\"junkEmail\":%s,"
+                    "\"lendsDevice\":%s,\"borrowsDevice\":%s,\"events\":%d}",
+                    p->has_crm ? "true" : "false", p->has_loyalty ? "true" : "false",
+                    p->email_shared ? "true" : "false", p->email_junk ? "true" : "false",
+                    p->lends_device ? "true" : "false", p->borrows_device ? "true" : "false",
+                    events);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"people", required_argument, NULL, 'n'},
+        {"seed", required_argument, NULL, 's'},
+        {"out-dir", required_argument, NULL, 'o'},
+        {"events-per-person", required_argument, NULL, 'k'},
+        {"days", required_argument, NULL, 'd'},
+        {"now", required_argument, NULL, 't'},
+        {"truth", required_argument, NULL, 'T'},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    uint64_t people = 0, seed = 1, k = 10, days = 30;
+    const char *out_dir = NULL, *truth_path = NULL;
+    int64_t now_ms = kith_now_ms() / 3600000 * 3600000;
+    bool have_people = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int bad = 0;
+        switch (c) {
+        case 'n':
+            bad = parse_u64(optarg, &people);
+            have_people = true;
+            break;
+        case 's':
+            bad = parse_u64(optarg, &seed);
+            break;
+        case 'o':
+            out_dir = optarg;
+            break;
+        case 'k':
+            bad = parse_u64(optarg, &k) || k > 10000;
+            break;
+        case 'd':
+            bad = parse_u64(optarg, &days) || days < 1 || days > 3650;
+            break;
+        case 't':
+            bad = kith_time_parse(optarg, &now_ms) != 0;
+            break;
+        case 'T':
+            truth_path = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+        if (bad) {
+            const char *name = "?";
+            for (const struct option *o = opts; o->name; o++)
+                if (o->val == c) name = o->name;
+            fprintf(stderr, "gen: bad value for --%s: %s\n", name, optarg);
+            return 2;
+        }
+    }
+    if (!have_people || !out_dir || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (mkdir(out_dir, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "gen: cannot create %s: %s\n", out_dir, strerror(errno));
+        return 1;
+    }
+
+    int rc = 1;
+    FILE *crm = open_out(out_dir, "profiles-crm.jsonl");
+    FILE *loyalty = open_out(out_dir, "profiles-loyalty.jsonl");
+    FILE *events = open_out(out_dir, "events-web.jsonl");
+    FILE *truth = NULL;
+    if (truth_path) {
+        truth = fopen(truth_path, "w");
+        if (!truth) fprintf(stderr, "gen: cannot write %s: %s\n", truth_path, strerror(errno));
+    }
+    kith_buf line = {0};
+    uint64_t n_crm = 0, n_loyalty = 0, n_events = 0;
+    uint64_t t0 = kith_mono_ns();
+    if (!crm || !loyalty || !events || (truth_path && !truth)) goto done;
+
+    for (uint64_t i = 0; i < people; i++) {
+        bench_person p;
+        bench_person_make(seed, i, people, &p);
+        if (p.has_crm) {
+            bench_write_crm(&line, &p);
+            if (write_line(crm, &line)) goto write_error;
+            n_crm++;
+        }
+        if (p.has_loyalty) {
+            bench_write_loyalty(&line, &p);
+            if (write_line(loyalty, &line)) goto write_error;
+            n_loyalty++;
+        }
+        /* Events: a person-specific count around K, in sessions of 1-8 events on one device. */
+        bench_rng r;
+        bench_person_rng(seed, i, 2, &r);
+        int target = (int)bench_rng_below(&r, 2 * k + 1);
+        bool used[BENCH_MAX_DEVICES] = {0};
+        int written = 0;
+        while (written < target) {
+            bench_session s;
+            bench_session_begin(&s, &p, &r, now_ms, (int)days);
+            int len = 1 + (int)bench_rng_below(&r, 8);
+            used[s.device] = true;
+            for (int e = 0; e < len && written < target; e++, written++) {
+                bench_write_event(&line, &s, &r, (i << 16) | (uint64_t)written);
+                if (write_line(events, &line)) goto write_error;
+            }
+        }
+        n_events += (uint64_t)written;
+        if (truth) {
+            write_truth(&line, &p, used, written);
+            if (write_line(truth, &line)) goto write_error;
+        }
+    }
+    if (fflush(crm) || fflush(loyalty) || fflush(events) || (truth && fflush(truth)))
+        goto write_error;
+
+    double secs = (double)(kith_mono_ns() - t0) / 1e9;
+    char ts[40];
+    fprintf(stderr,
+            "gen: %" PRIu64 " people (seed %" PRIu64 "): %" PRIu64 " CRM, %" PRIu64
+            " loyalty, %" PRIu64 " events up to %s in %s/ (%.2f s)\n",
+            people, seed, n_crm, n_loyalty, n_events, kith_time_format(now_ms, ts, sizeof ts),
+            out_dir, secs);
+    rc = 0;
+    goto done;
+
+write_error:
+    fprintf(stderr, "gen: write failed: %s\n", strerror(errno));
+done:
+    kith_buf_free(&line);
+    if (crm && fclose(crm)) rc = 1;
+    if (loyalty && fclose(loyalty)) rc = 1;
+    if (events && fclose(events)) rc = 1;
+    if (truth && fclose(truth)) rc = 1;
+    return rc;
+}
