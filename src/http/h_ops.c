@@ -1,0 +1,130 @@
+/* Operations endpoints: liveness, readiness, metrics, the OpenAPI document. */
+#include <string.h>
+
+#include "http.h"
+#include "metrics.h"
+
+int h_livez(kith_req *r)
+{
+    http_json(r, 200, json_pack("{s:s}", "status", "ok"));
+    return 0;
+}
+
+int h_readyz(kith_req *r)
+{
+    apply_stats st;
+    apply_get_stats(r->e->apply, &st);
+    http_json(r, 200, json_pack("{s:s, s:I}", "status", "ready", "applyQueue",
+                                (json_int_t)st.queued_weight));
+    return 0;
+}
+
+int h_metrics(kith_req *r)
+{
+    kith_engine *e = r->e;
+    kith_buf *o = &r->raw;
+    metrics_render_http(o);
+    apply_stats st;
+    apply_get_stats(e->apply, &st);
+#define COUNTER(name, help, v)                                                                     \
+    kith_buf_printf(o, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %llu\n",        \
+                    (unsigned long long)(v))
+#define GAUGE(name, help, v)                                                                       \
+    kith_buf_printf(o, "# HELP " name " " help "\n# TYPE " name " gauge\n" name " %llu\n",          \
+                    (unsigned long long)(v))
+    COUNTER("kith_records_ingested_total", "Profile records applied.", atomic_load(&e->m.records_ingested));
+    COUNTER("kith_events_ingested_total", "Experience events applied.", atomic_load(&e->m.events_ingested));
+    kith_buf_puts(o, "# HELP kith_messages_rejected_total Messages rejected, by reason.\n"
+                     "# TYPE kith_messages_rejected_total counter\n");
+    kith_buf_printf(o, "kith_messages_rejected_total{reason=\"validation\"} %llu\n",
+                    (unsigned long long)atomic_load(&e->m.rejected_validation));
+    kith_buf_printf(o, "kith_messages_rejected_total{reason=\"limit\"} %llu\n",
+                    (unsigned long long)atomic_load(&e->m.rejected_limit));
+    kith_buf_printf(o, "kith_messages_rejected_total{reason=\"unknown\"} %llu\n",
+                    (unsigned long long)atomic_load(&e->m.rejected_unknown));
+    COUNTER("kith_identity_links_total", "Identity edges created.", atomic_load(&e->m.links_created));
+    COUNTER("kith_cluster_merges_total", "Cluster merges.", atomic_load(&e->m.clusters_merged));
+    COUNTER("kith_identity_links_refused_total", "Links refused by the graph limit.",
+            atomic_load(&e->m.links_refused));
+    COUNTER("kith_union_views_computed_total", "Union views recomputed.", atomic_load(&e->m.unions_computed));
+    COUNTER("kith_apply_groups_total", "Group commits.", st.groups);
+    COUNTER("kith_apply_ops_total", "Operations applied.", st.ops);
+    GAUGE("kith_apply_queue_depth", "Messages waiting for the apply thread.", st.queued_weight);
+    kith_buf_printf(o, "# HELP kith_commit_seconds Group commit time (WAL sync).\n"
+                       "# TYPE kith_commit_seconds summary\nkith_commit_seconds_sum %.6f\n"
+                       "kith_commit_seconds_count %llu\n",
+                    (double)st.commit_ns_total / 1e9, (unsigned long long)st.groups);
+    GAUGE("kith_commit_seconds_max_ns", "Longest group commit in ns.", st.commit_ns_max);
+    GAUGE("kith_profiles_estimate", "Materialised union views (RocksDB estimate).",
+          store_estimate_keys(e->store, STORE_CF_PROFILE));
+    GAUGE("kith_clusters_estimate", "Identity clusters (RocksDB estimate).",
+          store_estimate_keys(e->store, STORE_CF_CLUSTER));
+    GAUGE("kith_identities_estimate", "Identities (RocksDB estimate).",
+          store_estimate_keys(e->store, STORE_CF_IDENT));
+    r->status = 200;
+    r->ctype = "text/plain; version=0.0.4";
+    return 0;
+}
+
+static const char *auth_name(int a)
+{
+    switch (a) {
+    case AUTH_NONE: return "none";
+    case AUTH_READ: return "viewer";
+    case AUTH_WRITE: return "editor";
+    case AUTH_INGEST: return "ingest";
+    case AUTH_ADMIN: return "admin";
+    default: return "inlet";
+    }
+}
+
+/* The OpenAPI document comes from the route table, so it cannot drift from what is served. */
+int h_openapi(kith_req *r)
+{
+    size_t n;
+    const route *rt = http_routes(&n);
+    json_t *paths = json_object();
+    static const struct {
+        int bit;
+        const char *name;
+    } ms[] = {{M_GET, "get"}, {M_POST, "post"}, {M_PUT, "put"}, {M_PATCH, "patch"}, {M_DELETE, "delete"}};
+    for (size_t i = 0; i < n; i++) {
+        char path[512];
+        size_t o = 0;
+        for (const char *p = rt[i].pattern; *p && o < sizeof path - 1; p++)
+            if (*p != '*') path[o++] = *p;
+        path[o] = 0;
+        json_t *item = json_object_get(paths, path);
+        if (!item) {
+            item = json_object();
+            json_object_set_new(paths, path, item);
+        }
+        json_t *params = json_array();
+        for (const char *p = strchr(rt[i].pattern, '{'); p; p = strchr(p + 1, '{')) {
+            const char *e = strchr(p, '}');
+            if (!e) break;
+            const char *nm = p[1] == '*' ? p + 2 : p + 1;
+            json_array_append_new(params, json_pack("{s:s%, s:s, s:b, s:{s:s}}", "name", nm,
+                                                    (size_t)(e - nm), "in", "path", "required", 1,
+                                                    "schema", "type", "string"));
+        }
+        for (size_t m = 0; m < sizeof ms / sizeof ms[0]; m++) {
+            if (!(rt[i].method & ms[m].bit)) continue;
+            json_t *op = json_pack(
+                "{s:s, s:O, s:{s:{s:s, s:{s:{s:{s:s}}}}, s:{s:s}}, s:s}", "summary", rt[i].summary,
+                "parameters", params, "responses", "2XX", "description", "Success", "content",
+                "application/json", "schema", "type", "object", "default", "description",
+                "application/problem+json error", "x-kith-role", auth_name(rt[i].auth));
+            if (rt[i].auth != AUTH_NONE && rt[i].auth != AUTH_INLET)
+                json_object_set_new(op, "security", json_pack("[{s:[]}]", "bearer"));
+            json_object_set_new(item, ms[m].name, op);
+        }
+        json_decref(params);
+    }
+    json_t *doc = json_pack("{s:s, s:{s:s, s:s}, s:o, s:{s:{s:{s:s, s:s}}}}", "openapi", "3.1.0",
+                            "info", "title", "kith", "version", "0.1.0", "paths", paths,
+                            "components", "securitySchemes", "bearer", "type", "http", "scheme",
+                            "bearer");
+    http_json(r, 200, doc);
+    return 0;
+}
