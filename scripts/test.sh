@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it:
+#   1. release build (build/) + every test under ctest (unit, golden, black-box);
+#   2. ASan+UBSan build (build-asan/, warnings are errors) + every test again;
+#   3. libFuzzer targets (build-fuzz/, clang) run briefly each.
+# Exits non-zero on the first failing stage.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-$(nproc)}
+FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+
+bash scripts/deps.sh
+
+echo "== release build and tests"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$JOBS" -- --no-print-directory >/dev/null
+(cd build && ctest --output-on-failure -j"$JOBS" --timeout 300)
+
+echo "== ASan+UBSan build and tests"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DKITH_SANITIZE=ON -DKITH_WERROR=ON >/dev/null
+cmake --build build-asan -j"$JOBS" -- --no-print-directory >/dev/null
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+   ctest --output-on-failure -j"$JOBS" --timeout 600)
+
+echo "== fuzz targets (${FUZZ_SECONDS}s each)"
+CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DKITH_FUZZ=ON \
+  -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined" >/dev/null
+cmake --build build-fuzz -j"$JOBS" -- --no-print-directory >/dev/null
+shopt -s nullglob
+for f in build-fuzz/fuzz_*; do
+  [ -x "$f" ] || continue
+  name=$(basename "$f")
+  corpus="fuzz/corpus/${name#fuzz_}"
+  mkdir -p "build-fuzz/corpus-$name"
+  dirs=("build-fuzz/corpus-$name")
+  [ -d "$corpus" ] && dirs+=("$corpus")
+  echo "-- $name"
+  "$f" -max_total_time="$FUZZ_SECONDS" -max_len=8192 -timeout=10 "${dirs[@]}" 2>&1 | tail -n 3
+done
+echo "== all stages passed"

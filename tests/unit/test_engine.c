@@ -1,0 +1,337 @@
+/* Unit tests: engine (identity stitching, union views, events, limits, restart) without HTTP. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kith/ingest.h"
+
+static char dir[256];
+
+typedef struct fixture {
+    kith_engine *e;
+    char ds_crm[KITH_ID_LEN + 1], ds_web[KITH_ID_LEN + 1];
+} fixture;
+
+static const char *profile_schema =
+    "{\"title\":\"crm\",\"meta:class\":\"https://ns.adobe.com/xdm/context/profile\","
+    "\"allOf\":[{\"$ref\":\"https://ns.adobe.com/xdm/context/profile-person-details\"},"
+    "{\"$ref\":\"https://ns.adobe.com/xdm/context/profile-personal-details\"},"
+    "{\"$ref\":\"https://ns.adobe.com/xdm/context/identitymap\"}],"
+    "\"properties\":{\"_acme\":{\"type\":\"object\",\"properties\":{\"tags\":{\"type\":\"array\","
+    "\"items\":{\"type\":\"string\"}},\"tier\":{\"type\":\"string\"}}}},"
+    "\"$id\":\"https://ns.adobe.com/kith/schemas/p1\",\"meta:altId\":\"_kith.schemas.p1\","
+    "\"meta:immutableTags\":[\"union\"]}";
+static const char *event_schema =
+    "{\"title\":\"web\",\"meta:class\":\"https://ns.adobe.com/xdm/context/experienceevent\","
+    "\"allOf\":[{\"$ref\":\"https://ns.adobe.com/xdm/context/identitymap\"},"
+    "{\"$ref\":\"https://ns.adobe.com/xdm/context/experienceevent-commerce\"}],"
+    "\"$id\":\"https://ns.adobe.com/kith/schemas/e1\",\"meta:altId\":\"_kith.schemas.e1\","
+    "\"meta:immutableTags\":[\"union\"]}";
+
+struct setup_ctx {
+    fixture *f;
+};
+
+static int setup_fn(void *ctx, store_batch *b)
+{
+    fixture *f = ctx;
+    kith_engine *e = f->e;
+    const char *defs[2] = {profile_schema, event_schema};
+    for (int i = 0; i < 2; i++) {
+        json_t *doc = json_loads(defs[i], 0, NULL);
+        json_t *errors = json_array();
+        kith_schema *s = NULL;
+        if (schema_compile(doc, &s, errors) != 0) {
+            char *t = json_dumps(errors, 0);
+            fprintf(stderr, "schema errors: %s\n", t);
+            free(t);
+            return KITH_EINVAL;
+        }
+        json_decref(errors);
+        catalog_put_schema(e->cat, b, 1, doc, s);
+    }
+    catalog_new_id(f->ds_crm);
+    catalog_new_id(f->ds_web);
+    catalog_put_dataset(e->cat, b, 1,
+                        json_pack("{s:s, s:s, s:{s:s}, s:{s:[s], s:[s]}}", "id", f->ds_crm, "name",
+                                  "crm", "schemaRef", "id", "https://ns.adobe.com/kith/schemas/p1",
+                                  "tags", "unifiedProfile", "enabled:true", "unifiedIdentity",
+                                  "enabled:true"));
+    catalog_put_dataset(e->cat, b, 1,
+                        json_pack("{s:s, s:s, s:{s:s}, s:{s:[s], s:[s]}}", "id", f->ds_web, "name",
+                                  "web", "schemaRef", "id", "https://ns.adobe.com/kith/schemas/e1",
+                                  "tags", "unifiedProfile", "enabled:true", "unifiedIdentity",
+                                  "enabled:true"));
+    return 0;
+}
+
+static void open_engine(fixture *f)
+{
+    char *err = NULL;
+    kith_limits lim = KITH_LIMITS_DEFAULT;
+    lim.graph_max = 5;
+    assert_int_equal(engine_open(dir, &lim, "test-admin", true, &f->e, &err), 0);
+}
+
+static int setup(void **state)
+{
+    snprintf(dir, sizeof dir, "/tmp/kith-test-engine-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    fixture *f = calloc(1, sizeof *f);
+    open_engine(f);
+    assert_int_equal(apply_call(f->e->apply, setup_fn, f, false), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    engine_close(f->e);
+    free(f);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Validates and applies one entity (JSON text) into a dataset; returns the prepare/apply code. */
+static int ingest(fixture *f, const char *ds, const char *json, json_t **errors_out)
+{
+    json_t *entity = json_loads(json, 0, NULL);
+    assert_non_null(entity);
+    json_t *errors = json_array();
+    const char *msg;
+    ingest_msg m;
+    int rc = ingest_prepare(f->e, 1, ds, NULL, entity, kith_now_ms(), &m, errors, &msg);
+    json_decref(entity);
+    if (rc == 0) {
+        rc = ingest_run(f->e, &m, 1);
+        if (rc == 0) rc = m.rc;
+        ingest_msg_clear(&m);
+    }
+    if (errors_out) *errors_out = errors;
+    else json_decref(errors);
+    return rc;
+}
+
+static json_t *lookup(fixture *f, const char *ns, const char *value)
+{
+    catalog_rdlock(f->e->cat);
+    const cat_namespace *n = catalog_namespace(f->e->cat, 1, ns);
+    uint32_t id = n->id;
+    catalog_unlock(f->e->cat);
+    int err = 0;
+    json_t *p = profile_lookup(f->e, 1, id, value, strlen(value), NULL, &err);
+    if (!p) return NULL;
+    const char *k;
+    json_t *v;
+    json_object_foreach(p, k, v)
+    {
+        json_t *out = json_incref(v);
+        json_decref(p);
+        return out;
+    }
+    return NULL;
+}
+
+static size_t identity_count(json_t *p)
+{
+    return json_array_size(json_object_get(p, "identities"));
+}
+
+static void test_stitching_three_records(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(ingest(f, f->ds_crm, "{\"identityMap\":{\"Email\":[{\"id\":\"a@x.com\",\"primary\":true}],\"CRMID\":[{\"id\":\"c1\"}]},\"person\":{\"name\":{\"firstName\":\"Ann\"}}}", NULL), 0);
+    assert_int_equal(ingest(f, f->ds_web, "{\"_id\":\"e1\",\"timestamp\":\"2024-01-01T00:00:00Z\",\"identityMap\":{\"ECID\":[{\"id\":\"12345678901234567890123456789012345678\",\"primary\":true}],\"CRMID\":[{\"id\":\"c1\"}]}}", NULL), 0);
+    assert_int_equal(ingest(f, f->ds_crm, "{\"identityMap\":{\"Phone\":[{\"id\":\"555\",\"primary\":true}],\"ECID\":[{\"id\":\"12345678901234567890123456789012345678\"}]},\"person\":{\"name\":{\"lastName\":\"Lee\"}}}", NULL), 0);
+    const char *ids[][2] = {{"Email", "a@x.com"}, {"CRMID", "c1"}, {"ECID", "12345678901234567890123456789012345678"}, {"Phone", "555"}};
+    for (int i = 0; i < 4; i++) {
+        json_t *p = lookup(f, ids[i][0], ids[i][1]);
+        assert_non_null(p);
+        assert_int_equal(identity_count(p), 4);
+        json_t *name = json_object_get(json_object_get(json_object_get(p, "entity"), "person"), "name");
+        assert_string_equal(json_string_value(json_object_get(name, "firstName")), "Ann");
+        assert_string_equal(json_string_value(json_object_get(name, "lastName")), "Lee");
+        json_decref(p);
+    }
+    assert_null(lookup(f, "Email", "nobody@x.com"));
+}
+
+static void test_newest_wins_arrays_atomic(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(ingest(f, f->ds_crm, "{\"identityMap\":{\"CRMID\":[{\"id\":\"k1\",\"primary\":true}]},\"_acme\":{\"tags\":[\"a\",\"b\",\"c\"],\"tier\":\"gold\"}}", NULL), 0);
+    assert_int_equal(ingest(f, f->ds_crm, "{\"identityMap\":{\"Email\":[{\"id\":\"k@x.com\",\"primary\":true}],\"CRMID\":[{\"id\":\"k1\"}]},\"_acme\":{\"tags\":[\"z\"]}}", NULL), 0);
+    json_t *p = lookup(f, "CRMID", "k1");
+    json_t *acme = json_object_get(json_object_get(p, "entity"), "_acme");
+    assert_int_equal(json_array_size(json_object_get(acme, "tags")), 1);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(acme, "tags"), 0)), "z");
+    assert_string_equal(json_string_value(json_object_get(acme, "tier")), "gold");
+    json_decref(p);
+    /* Replacing the first fragment (same dataset, same primary identity) replaces it whole. */
+    assert_int_equal(ingest(f, f->ds_crm, "{\"identityMap\":{\"CRMID\":[{\"id\":\"k1\",\"primary\":true}]},\"_acme\":{\"tier\":\"silver\"}}", NULL), 0);
+    p = lookup(f, "CRMID", "k1");
+    acme = json_object_get(json_object_get(p, "entity"), "_acme");
+    assert_string_equal(json_string_value(json_object_get(acme, "tier")), "silver");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(acme, "tags"), 0)), "z");
+    json_decref(p);
+}
+
+static void test_rejection_stores_nothing(void **state)
+{
+    fixture *f = *state;
+    json_t *errors = NULL;
+    assert_int_equal(ingest(f, f->ds_crm, "{\"identityMap\":{\"Email\":[{\"id\":\"r@x.com\",\"primary\":true}]},\"person\":{\"name\":{\"firstName\":7}}}", &errors), KITH_EINVAL);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(errors, 0), "path")), "/person/name/firstName");
+    json_decref(errors);
+    assert_null(lookup(f, "Email", "r@x.com"));
+    /* Unknown namespace. */
+    assert_int_equal(ingest(f, f->ds_crm, "{\"identityMap\":{\"Nope\":[{\"id\":\"x\",\"primary\":true}]}}", &errors), KITH_EINVAL);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(errors, 0), "path")), "/identityMap/Nope/0/id");
+    json_decref(errors);
+    /* An event without _id. */
+    assert_int_equal(ingest(f, f->ds_web, "{\"timestamp\":\"2024-01-01T00:00:00Z\",\"identityMap\":{\"ECID\":[{\"id\":\"12345678901234567890123456789012345678\"}]}}", &errors), KITH_EINVAL);
+    json_decref(errors);
+}
+
+static void test_graph_limit_refuses_merge(void **state)
+{
+    fixture *f = *state; /* graph_max = 5 in this fixture */
+    char rec[512];
+    for (int i = 0; i < 6; i++) {
+        snprintf(rec, sizeof rec, "{\"identityMap\":{\"CRMID\":[{\"id\":\"g0\",\"primary\":true}],\"Email\":[{\"id\":\"g%d@x.com\"}]}}", i);
+        assert_int_equal(ingest(f, f->ds_crm, rec, NULL), 0);
+    }
+    json_t *p = lookup(f, "CRMID", "g0");
+    assert_int_equal(identity_count(p), 5);
+    json_decref(p);
+    p = lookup(f, "Email", "g5@x.com");
+    assert_int_equal(identity_count(p), 1);
+    json_decref(p);
+    assert_true(atomic_load(&f->e->m.links_refused) >= 1);
+}
+
+static void test_junk_values_do_not_link(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(ingest(f, f->ds_crm, "{\"identityMap\":{\"CRMID\":[{\"id\":\"j1\",\"primary\":true}],\"Email\":[{\"id\":\"null\"}]}}", NULL), 0);
+    assert_int_equal(ingest(f, f->ds_crm, "{\"identityMap\":{\"CRMID\":[{\"id\":\"j2\",\"primary\":true}],\"Email\":[{\"id\":\"null\"}]}}", NULL), 0);
+    json_t *p = lookup(f, "CRMID", "j1");
+    assert_int_equal(identity_count(p), 1);
+    json_decref(p);
+    /* An invalid ECID (not 38 digits) does not link either. */
+    assert_int_equal(ingest(f, f->ds_crm, "{\"identityMap\":{\"CRMID\":[{\"id\":\"j3\",\"primary\":true}],\"ECID\":[{\"id\":\"abc\"}]}}", NULL), 0);
+    p = lookup(f, "CRMID", "j3");
+    assert_int_equal(identity_count(p), 1);
+    json_decref(p);
+}
+
+static void test_events_order_and_paging(void **state)
+{
+    fixture *f = *state;
+    char ev[512];
+    /* Events under two identities of one cluster, out of order. */
+    assert_int_equal(ingest(f, f->ds_crm, "{\"identityMap\":{\"CRMID\":[{\"id\":\"p1\",\"primary\":true}],\"ECID\":[{\"id\":\"11111111111111111111111111111111111111\"}]}}", NULL), 0);
+    for (int i = 9; i >= 0; i--) {
+        snprintf(ev, sizeof ev, "{\"_id\":\"ev%d\",\"timestamp\":\"2024-01-01T00:00:%02dZ\",\"identityMap\":{\"%s\":[{\"id\":\"%s\",\"primary\":true}]}}",
+                 i, i, i % 2 ? "CRMID" : "ECID", i % 2 ? "p1" : "11111111111111111111111111111111111111");
+        assert_int_equal(ingest(f, f->ds_web, ev, NULL), 0);
+    }
+    catalog_rdlock(f->e->cat);
+    uint32_t crm = catalog_namespace(f->e->cat, 1, "CRMID")->id;
+    catalog_unlock(f->e->cat);
+    event_query q = {.start_ms = INT64_MIN, .end_ms = INT64_MAX, .limit = 4};
+    char cursor[1200] = "";
+    int seen = 0, err = 0;
+    for (int page = 0; page < 5; page++) {
+        q.cursor = cursor[0] ? cursor : NULL;
+        json_t *r = profile_events(f->e, 1, crm, "p1", 2, &q, &err);
+        assert_non_null(r);
+        json_t *children = json_object_get(r, "children");
+        size_t i;
+        json_t *c;
+        json_array_foreach(children, i, c)
+        {
+            char want[16];
+            snprintf(want, sizeof want, "ev%d", seen);
+            assert_string_equal(json_string_value(json_object_get(c, "entityId")), want);
+            assert_int_equal(json_integer_value(json_object_get(c, "timestamp")), 1704067200000LL + seen * 1000);
+            seen++;
+        }
+        const char *next = json_string_value(json_object_get(json_object_get(r, "_page"), "next"));
+        snprintf(cursor, sizeof cursor, "%s", next);
+        json_decref(r);
+        if (!cursor[0]) break;
+    }
+    assert_int_equal(seen, 10);
+    /* Window [3 s, 6 s) and descending order. */
+    q = (event_query){.start_ms = 1704067203000LL, .end_ms = 1704067206000LL, .limit = 100, .descending = true};
+    json_t *r = profile_events(f->e, 1, crm, "p1", 2, &q, &err);
+    json_t *children = json_object_get(r, "children");
+    assert_int_equal(json_array_size(children), 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(children, 0), "entityId")), "ev5");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(children, 2), "entityId")), "ev3");
+    json_decref(r);
+}
+
+static void test_restart_keeps_everything(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(ingest(f, f->ds_crm, "{\"identityMap\":{\"Email\":[{\"id\":\"d@x.com\",\"primary\":true}],\"CRMID\":[{\"id\":\"d1\"}]},\"person\":{\"name\":{\"firstName\":\"Dee\"}}}", NULL), 0);
+    engine_close(f->e);
+    open_engine(f);
+    json_t *p = lookup(f, "CRMID", "d1");
+    assert_non_null(p);
+    assert_int_equal(identity_count(p), 2);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(json_object_get(p, "entity"), "person"), "name"), "firstName")), "Dee");
+    json_decref(p);
+    /* Sequences continue after restart: a new identity does not reuse an id. */
+    assert_int_equal(ingest(f, f->ds_crm, "{\"identityMap\":{\"Email\":[{\"id\":\"new@x.com\",\"primary\":true}]}}", NULL), 0);
+    p = lookup(f, "Email", "new@x.com");
+    assert_int_equal(identity_count(p), 1);
+    json_decref(p);
+    p = lookup(f, "CRMID", "d1");
+    assert_int_equal(identity_count(p), 2);
+    json_decref(p);
+}
+
+static void test_xid_roundtrip(void **state)
+{
+    char xid[KITH_XID_MAX], val[KITH_XID_MAX];
+    const char *vals[] = {"a", "ab", "abc", "abcd", "jane@example.com", "12345678901234567890123456789012345678"};
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+        identity_xid(6, vals[i], strlen(vals[i]), xid, sizeof xid);
+        uint32_t ns;
+        size_t len;
+        assert_int_equal(identity_xid_parse(xid, &ns, val, sizeof val, &len), 0);
+        assert_int_equal(ns, 6);
+        assert_int_equal(len, strlen(vals[i]));
+        assert_memory_equal(val, vals[i], len);
+    }
+    uint32_t ns;
+    size_t len;
+    assert_int_not_equal(identity_xid_parse("nope", &ns, val, sizeof val, &len), 0);
+    assert_int_not_equal(identity_xid_parse("X!!", &ns, val, sizeof val, &len), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_stitching_three_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_newest_wins_arrays_atomic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rejection_stores_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_graph_limit_refuses_merge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_junk_values_do_not_link, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_order_and_paging, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart_keeps_everything, setup, teardown),
+        cmocka_unit_test(test_xid_roundtrip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
