@@ -328,8 +328,12 @@ static bool safe_file_name(const char *n)
 int h_import_file(kith_req *r)
 {
     const char *id = r->params[0], *ds = r->params[1], *name = r->params[2];
-    if (!valid_id(id) || !safe_file_name(name)) {
-        http_problem(r, 400, "Bad Request", NULL, "invalid batch id or file name");
+    if (!valid_id(id)) {
+        http_problem(r, 404, "Not Found", NULL, "no batch %s in sandbox %s", id, r->sandbox);
+        return 0;
+    }
+    if (!safe_file_name(name)) {
+        http_problem(r, 400, "Bad Request", NULL, "invalid file name \"%s\" (no '/', no control characters)", name);
         return 0;
     }
     pthread_mutex_lock(&batch_mu);

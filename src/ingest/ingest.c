@@ -113,14 +113,19 @@ int ingest_prepare(kith_engine *e, uint32_t sandbox, const char *dataset_id, con
             rc = KITH_EINVAL;
             continue;
         }
+        if (strcmp(ns->code, "ECID") == 0 && !valid_ecid(ids[i].value) && !junk_value(ids[i].value)) {
+            add_error(errors, ids[i].path,
+                      "\"%.40s\" is not an ECID: an ECID is exactly 38 digits", ids[i].value);
+            rc = KITH_EINVAL;
+            continue;
+        }
         ident_in *d = &out->ids[out->nids++];
         d->ns = ns->id;
         d->type = ns->type;
         d->primary = ids[i].primary;
         d->len = strlen(ids[i].value);
         d->value = kith_xstrndup(ids[i].value, d->len);
-        d->linkable = ns->type != NS_NON_PEOPLE && !junk_value(ids[i].value) &&
-                      (strcmp(ns->code, "ECID") != 0 || valid_ecid(ids[i].value));
+        d->linkable = ns->type != NS_NON_PEOPLE && !junk_value(ids[i].value);
     }
     catalog_unlock(e->cat);
     if (rc) {
@@ -200,21 +205,8 @@ int ingest_prepare_envelope(kith_engine *e, uint32_t sandbox, json_t *envelope, 
         add_error(errors, "/body/xdmEntity", "missing \"xdmEntity\" object");
         return KITH_EINVAL;
     }
-    size_t before = json_array_size(errors);
-    int rc = ingest_prepare(e, sandbox, dataset, schema_ref, entity, received, out, errors, message);
-    /* Paths from validation point into the entity; report them relative to the envelope. */
-    for (size_t i = before; i < json_array_size(errors); i++) {
-        json_t *err = json_array_get(errors, i);
-        const char *p = json_string_value(json_object_get(err, "path"));
-        if (p && strncmp(p, "/header", 7) != 0) {
-            char *np = NULL;
-            if (asprintf(&np, "/body/xdmEntity%s", p) >= 0) {
-                json_object_set_new(err, "path", json_string(np));
-                free(np);
-            }
-        }
-    }
-    return rc;
+    /* Paths from validation point into the entity (API.md: "/person/name/firstName"). */
+    return ingest_prepare(e, sandbox, dataset, schema_ref, entity, received, out, errors, message);
 }
 
 int ingest_apply_msg(kith_engine *e, store_batch *b, ingest_msg *m)

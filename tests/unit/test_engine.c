@@ -226,11 +226,12 @@ static void test_junk_values_do_not_link(void **state)
     json_t *p = lookup(f, "CRMID", "j1");
     assert_int_equal(identity_count(p), 1);
     json_decref(p);
-    /* An invalid ECID (not 38 digits) does not link either. */
-    assert_int_equal(ingest(f, f->ds_crm, "{\"identityMap\":{\"CRMID\":[{\"id\":\"j3\",\"primary\":true}],\"ECID\":[{\"id\":\"abc\"}]}}", NULL), 0);
-    p = lookup(f, "CRMID", "j3");
-    assert_int_equal(identity_count(p), 1);
-    json_decref(p);
+    /* An invalid ECID (not 38 digits) is rejected with its path; nothing is stored. */
+    json_t *errors = NULL;
+    assert_int_equal(ingest(f, f->ds_crm, "{\"identityMap\":{\"CRMID\":[{\"id\":\"j3\",\"primary\":true}],\"ECID\":[{\"id\":\"abc\"}]}}", &errors), KITH_EINVAL);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(errors, 0), "path")), "/identityMap/ECID/0/id");
+    json_decref(errors);
+    assert_null(lookup(f, "CRMID", "j3"));
 }
 
 static void test_events_order_and_paging(void **state)
