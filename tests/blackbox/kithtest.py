@@ -59,6 +59,11 @@ def uid(prefix=""):
     return prefix + uuid.uuid4().hex[:12]
 
 
+def ecid():
+    """A well-formed ECID: exactly 38 digits (kith, like AEP, refuses other ECID values)."""
+    return "%038d" % secrets.randbelow(10 ** 38)
+
+
 def free_port():
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind(("127.0.0.1", 0))

@@ -80,6 +80,25 @@ class AuthTest(kt.KithTestCase):
         r = self.admin.get(C.KEYS)
         self.assertNotIn(kid, r.text, "a revoked key must not be listed: %r" % r)
 
+    def test_keys_stored_hashed(self):
+        _, secret = new_key(self, self.admin, "viewer")
+        self.assertStatus(self.admin.with_key(secret).get(C.SCHEMAS), 200)
+        # Whatever is on disk (store files, WAL, logs) never holds a key in clear, neither a created
+        # key nor the admin key given by KITH_ADMIN_KEY.
+        found = []
+        for root, _dirs, files in os.walk(self.server.data_dir):
+            for f in files:
+                p = os.path.join(root, f)
+                try:
+                    with open(p, "rb") as fh:
+                        data = fh.read()
+                except OSError:
+                    continue
+                for s in (secret, self.server.admin_key):
+                    if s.encode() in data:
+                        found.append((f, s[:6] + "..."))
+        self.assertEqual(found, [], "keys must be stored hashed")
+
     def test_key_create_rejects_bad_role(self):
         r = self.admin.post(C.KEYS, {"name": "bad", "role": "superuser", "sandboxes": ["prod"]})
         self.assertProblem(r, 400, 422)
@@ -217,7 +236,7 @@ class AuthTest(kt.KithTestCase):
         fx_a = kt.Fixture(api_a)
         fx_b = kt.Fixture(api_b)
         email = kt.uid() + "@iso.example"
-        ecid = kt.uid("ecid")
+        ecid = kt.ecid()
         fx_a.ingest_record({"identityMap": kt.idmap(("Email", email), ("ECID", ecid)),
                             "person": {"name": {"firstName": "Alice"}}})
         fx_a.ingest_event(kt.web_event([("ECID", ecid)], 1700000000000))

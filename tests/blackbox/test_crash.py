@@ -28,7 +28,7 @@ class CrashTest(kt.KithTestCase):
         acked = []
         for i in range(n):
             email = "%s-%d@crash.example" % (tag, i)
-            ecid = "%s-ecid-%d" % (tag, i)
+            ecid = kt.ecid()
             self.fx.ingest_record({"identityMap": kt.idmap(("Email", email), ("ECID", ecid), primary=0),
                                    "_acme": {"points": i, "note": tag}})
             ev = kt.web_event([("ECID", ecid)], T0 + i, seq=i)

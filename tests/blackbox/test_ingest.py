@@ -112,7 +112,7 @@ class IngestTest(kt.KithTestCase):
         self.assertEqual(kt.get_path(p2["entity"], "person.name.firstName"), "Val")
 
     def test_valid_event_200(self):
-        ecid = kt.uid("ecid")
+        ecid = kt.ecid()
         r = self.admin.send(self.fx.inlet, self.fx.event(kt.web_event([("ECID", ecid)], 1700000000000)))
         self.assertStatus(r, 200)
         ev = self.admin.events("ECID", ecid)
@@ -135,7 +135,7 @@ class IngestTest(kt.KithTestCase):
     def check_rejected(self, mutate, path, name=None, prefix=False, codes=(400,)):
         email, crm, before = self.new_profile()
         ent = base_record(email, crm)
-        fresh = kt.uid("ecid-fresh")
+        fresh = kt.ecid()
         ent["identityMap"]["ECID"] = [{"id": fresh}]
         ent["person"]["name"]["firstName"] = "Changed"
         mutate(ent)
@@ -233,14 +233,14 @@ class IngestTest(kt.KithTestCase):
 
     def test_more_than_20_identities(self):
         def many(e):
-            e["identityMap"]["ECID"] = [{"id": kt.uid("many")} for _ in range(20)]
+            e["identityMap"]["ECID"] = [{"id": kt.ecid()} for _ in range(20)]
         r = self.check_rejected(many, "/identityMap", prefix=True, codes=(400, 413))
         self.assertIn("20", r.text, "the error must name the limit")
 
     def test_20_identities_ok(self):
         email = kt.uid() + "@twenty.example"
         ent = base_record(email, kt.uid("crm"))  # Email + CRMID by descriptor = 2
-        ent["identityMap"]["ECID"] = [{"id": kt.uid("t")} for _ in range(18)]
+        ent["identityMap"]["ECID"] = [{"id": kt.ecid()} for _ in range(18)]
         self.assertStatus(self.admin.send(self.fx.inlet, self.fx.record(ent)), 200)
         p = self.admin.profile("Email", email)
         self.assertEqual(len(kt.identities_of(p)), 20)
@@ -262,7 +262,7 @@ class IngestTest(kt.KithTestCase):
         self.assertErrorPath(r, "/_acme/tier")
 
     def test_event_without_id_or_timestamp(self):
-        ecid = kt.uid("ecid")
+        ecid = kt.ecid()
         self.fx.ingest_event(kt.web_event([("ECID", ecid)], 1700000000000))
         cases = [("_id", lambda e: e.pop("_id"), "/_id"),
                  ("_id", lambda e: e.__setitem__("_id", ""), "/_id"),
@@ -283,7 +283,7 @@ class IngestTest(kt.KithTestCase):
                             codes=(400, 413))
 
     def test_event_too_large(self):
-        ecid = kt.uid("ecid")
+        ecid = kt.ecid()
         ent = kt.web_event([("ECID", ecid)], 1700000000000, campaignId="c" * 12000)
         r = self.admin.send(self.fx.inlet, self.fx.event(ent))
         self.assertProblem(r, 400, 413)
@@ -362,6 +362,24 @@ class IngestTest(kt.KithTestCase):
         self.assertTrue(r.status == 200 or 400 <= r.status < 500, "gzip body: %r" % r)
         self.assertEqual(self.admin.lookup("Email", email).status, 200 if r.status == 200 else 404)
 
+    def test_mutated_input_never_5xx(self):
+        """A cheap fuzz pass: truncations and byte flips of a valid envelope are 2xx or 4xx, never
+        a 5xx or a crash."""
+        import random
+        rnd = random.Random(1234)
+        good = json.dumps(self.fx.record(base_record(kt.uid() + "@fuzz.example", kt.uid("crm")))).encode()
+        bodies = [good[:n] for n in range(0, len(good), max(1, len(good) // 40))]
+        for _ in range(150):
+            b = bytearray(good)
+            for _ in range(rnd.randint(1, 4)):
+                b[rnd.randrange(len(b))] = rnd.choice(b'{}[]",:0-9eE.\\ntrufalse\x00\xff')
+            bodies.append(bytes(b))
+        for body in bodies:
+            for path in ("/collection/" + self.fx.inlet, "/collection/batch/" + self.fx.inlet):
+                r = self.admin.request("POST", path, data=body, key=None)
+                self.assertLess(r.status, 500, "5xx for %r: %r" % (body[:200], r))
+        self.assertStatus(self.server.raw("GET", "/livez"), 200)
+
     # --- /collection/batch -----------------------------------------------------------------------
 
     def test_batch_mixed(self):
@@ -369,7 +387,7 @@ class IngestTest(kt.KithTestCase):
         bad_email, bad2_email = kt.uid() + "@bad.example", kt.uid() + "@bad2.example"
         bad = base_record(bad_email, kt.uid("crm"))
         bad["_acme"]["tier"] = "platinum"
-        ecid = kt.uid("ecid")
+        ecid = kt.ecid()
         msgs = [self.fx.record(base_record(e1, kt.uid("crm"))),
                 self.fx.record(bad),
                 self.fx.record(base_record(e2, kt.uid("crm"))),
@@ -479,7 +497,7 @@ class IngestTest(kt.KithTestCase):
         self.assertStatus(self.admin.lookup("Email", badmail), 404)
 
     def test_import_events(self):
-        ecid = kt.uid("ecid")
+        ecid = kt.ecid()
         evs = [kt.web_event([("ECID", ecid)], 1700000000000 + i * 1000) for i in range(3)]
         bid, b = self.import_batch(self.fx.web, evs)
         self.assertEqual(b["status"], "success")
@@ -494,8 +512,8 @@ class IngestTest(kt.KithTestCase):
         r = self.admin.request("PUT", "/data/foundation/import/batches/%s/datasets/%s/files/x.json"
                                % ("nobatch" + kt.uid(), self.fx.crm), data=b"{}\n",
                                content_type="application/octet-stream")
-        self.assertProblem(r, 404)
-        self.assertProblem(self.admin.get("/data/foundation/catalog/batches/nobatch" + kt.uid()), 404)
+        self.assertProblem(r, 400, 404)
+        self.assertProblem(self.admin.get("/data/foundation/catalog/batches/nobatch" + kt.uid()), 400, 404)
 
     # --- kith import (CLI) -----------------------------------------------------------------------
 

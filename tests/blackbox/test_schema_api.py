@@ -272,7 +272,7 @@ class SchemaTest(kt.KithTestCase):
     def test_dataset_delete_removes_profile_data(self):
         fx = kt.Fixture(self.admin)
         email = kt.uid() + "@dsdel.example"
-        ecid = kt.uid("ecid")
+        ecid = kt.ecid()
         fx.ingest_record({"identityMap": kt.idmap(("Email", email), ("ECID", ecid)),
                           "person": {"name": {"firstName": "Keep"}}}, fx.crm)
         fx.ingest_record({"identityMap": kt.idmap(("Email", email)),
