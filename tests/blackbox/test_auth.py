@@ -154,6 +154,21 @@ class AuthTest(kt.KithTestCase):
         r = ing.create_schema(kt.uid("IngestSchema "), kt.PROFILE_CLASS, [kt.FG_PERSON], check=False)
         self.assertProblem(r, 403)
 
+    def test_ingest_key_limited_to_its_sandbox(self):
+        sb = new_sandbox(self, self.admin)
+        _, secret = new_key(self, self.admin, "ingest", sandboxes=[sb])
+        inlet = self.admin.create_inlet(auth=True)  # an inlet of prod
+        email = kt.uid() + "@other-sb.example"
+        r = self.admin.send(inlet, self.fx.record({"identityMap": kt.idmap(("Email", email))}), key=secret)
+        self.assertProblem(r, 403)
+        self.assertStatus(self.admin.lookup("Email", email), 404)
+
+    def test_revoked_key_401_with_x_api_key(self):
+        kid, secret = new_key(self, self.admin, "admin")
+        self.assertStatus(self.admin.get(C.SCHEMAS, key=secret, use_x_api_key=True), 200)
+        self.assertStatus(self.admin.delete(C.KEYS + "/" + kt.enc(kid)), 200, 204)
+        self.assertProblem(self.admin.get(C.SCHEMAS, key=secret, use_x_api_key=True), 401)
+
     def test_viewer_cannot_ingest_into_authenticated_inlet(self):
         _, secret = new_key(self, self.admin, "viewer")
         inlet = self.admin.create_inlet(auth=True)

@@ -505,6 +505,21 @@ class IngestTest(kt.KithTestCase):
         self.assertStatus(r, 200)
         self.assertEqual([c["entityId"] for c in r.json["children"]], [e["_id"] for e in evs])
 
+    def test_import_batch_after_complete(self):
+        bid, b = self.import_batch(self.fx.crm, [base_record(kt.uid() + "@ac.example", kt.uid("crm"))])
+        r = self.admin.request("PUT", "/data/foundation/import/batches/%s/datasets/%s/files/late.json"
+                               % (bid, self.fx.crm), data=b"{}\n", content_type="application/octet-stream")
+        self.assertTrue(400 <= r.status < 500, "upload into a finished batch: %r" % r)
+
+    def test_import_file_dataset_mismatch(self):
+        r = self.admin.post("/data/foundation/import/batches", {"datasetId": self.fx.crm,
+                                                                "inputFormat": {"format": "json"}})
+        self.assertStatus(r, 201)
+        bid = r.json["id"]
+        r = self.admin.request("PUT", "/data/foundation/import/batches/%s/datasets/%s/files/x.json"
+                               % (bid, self.fx.web), data=b"{}\n", content_type="application/octet-stream")
+        self.assertTrue(400 <= r.status < 500, "file for another dataset than the batch's: %r" % r)
+
     def test_import_unknown_dataset(self):
         r = self.admin.post("/data/foundation/import/batches", {"datasetId": "nods" + kt.uid(),
                                                                 "inputFormat": {"format": "json"}})

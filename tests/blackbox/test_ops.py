@@ -61,6 +61,63 @@ class OpsTest(kt.KithTestCase):
         for word in ("ingest", "queue", "commit"):
             self.assertIn(word, text, "API.md section 7 lists %s metrics" % word)
 
+    def test_rejected_records_counted(self):
+        fx = kt.Fixture(self.admin)
+        is_rej = lambda name, labels: "reject" in name
+        before = metric_sum(self.server.raw("GET", "/metrics").text, is_rej) or 0
+        bad = fx.record({"identityMap": kt.idmap(("Email", kt.uid() + "@m.example")), "bogus": 1})
+        for _ in range(3):
+            self.assertStatus(self.admin.send(fx.inlet, bad), 400)
+        after = metric_sum(self.server.raw("GET", "/metrics").text, is_rej)
+        self.assertIsNotNone(after, "/metrics must count rejected records")
+        self.assertGreaterEqual(after - before, 3)
+
+    def test_keep_alive(self):
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=30)
+        try:
+            for _ in range(50):
+                conn.request("GET", kt.Client.SCHEMAS,
+                             headers={"Authorization": "Bearer " + self.server.admin_key})
+                r = conn.getresponse()
+                r.read()
+                self.assertEqual(r.status, 200)
+        finally:
+            conn.close()
+
+    def test_chunked_body(self):
+        import http.client
+        fx = kt.Fixture(self.admin)
+        email = kt.uid() + "@chunk.example"
+        body = kt.json.dumps(fx.record({"identityMap": kt.idmap(("Email", email))})).encode()
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=30)
+        try:
+            conn.request("POST", "/collection/" + fx.inlet, body=iter([body[:10], body[10:]]),
+                         headers={"Content-Type": "application/json"}, encode_chunked=True)
+            r = conn.getresponse()
+            r.read()
+            self.assertEqual(r.status, 200)
+        finally:
+            conn.close()
+        self.assertStatus(self.admin.lookup("Email", email), 200)
+        # A chunked body over the 1 MiB limit is refused even without Content-Length.
+        big = kt.json.dumps(fx.record({"identityMap": kt.idmap(("Email", "big" + email)),
+                                       "_acme": {"note": "x" * (1024 * 1024 + 10)}})).encode()
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=30)
+        try:
+            try:
+                conn.request("POST", "/collection/" + fx.inlet,
+                             body=iter([big[i:i + 65536] for i in range(0, len(big), 65536)]),
+                             headers={"Content-Type": "application/json"}, encode_chunked=True)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            r = conn.getresponse()
+            r.read()
+            self.assertEqual(r.status, 413)
+        finally:
+            conn.close()
+        self.assertStatus(self.admin.lookup("Email", "big" + email), 404)
+
     def test_unknown_path_is_404_problem(self):
         r = self.admin.get("/no/such/path")
         j = self.assertProblem(r, 404)
@@ -137,6 +194,35 @@ class ProcessTest(kt.KithTestCase):
         self.assertTrue(key)
         self.assertStatus(s.api(key=key).get(kt.Client.SCHEMAS), 200)
         self.assertStatus(s.api(key="not-" + key).get(kt.Client.SCHEMAS), 401)
+
+    def test_back_pressure_429_has_retry_after(self):
+        """With a tiny apply queue, overload answers 429 with Retry-After (if it answers 429 at all);
+        never a 5xx."""
+        import threading
+        s = self.new_server(extra_args=["--queue", "1"])
+        fx = kt.Fixture(s.api())
+        results = []
+
+        def worker(w):
+            msgs = [fx.record({"identityMap": kt.idmap(("Email", "%d-%d-%s@bp.example" % (w, i, kt.uid())))})
+                    for i in range(50)]
+            for _ in range(4):
+                r = s.api().send_batch(fx.inlet, msgs)
+                results.append(r)
+        ts = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(120)
+        for r in results:
+            self.assertLess(r.status, 500, "%r" % r)
+            if r.status == 429:
+                self.assertIn("retry-after", r.headers, "429 needs Retry-After: %r" % r)
+            elif r.status == 207:
+                for x in r.json["responses"]:
+                    if x.get("statusCode") == 429:
+                        pass  # per-message back-pressure is acceptable
+        self.assertEqual(s.stop(), 0)
 
     def test_admin_key_env_only_at_first_start(self):
         s = self.new_server()

@@ -52,6 +52,7 @@ class ProfileTest(kt.KithTestCase):
             self.assertEqual(kt.get_path(ent, "person.name.firstName"), "Ann")
             self.assertEqual(kt.get_path(ent, "_acme.tier"), "silver")
             self.assertEqual(kt.get_path(ent, "_acme.points"), 500)
+            self.assertNotIn("web", ent, "event fields do not belong in the record union view")
             srcs = p.get("sources")
             self.assertIsInstance(srcs, list, "profile needs sources: %r" % r)
             self.assertIn(fx.crm, srcs)
@@ -292,6 +293,113 @@ class ProfileTest(kt.KithTestCase):
         self.assertStatus(r, 200)
         self.assertEqual([c["entityId"] for c in r.json["children"]], [e["_id"] for e in events[1:4]],
                          "startTime inclusive, endTime exclusive")
+
+    def test_events_paging_with_equal_timestamps(self):
+        ecid = kt.ecid()
+        ids = []
+        for i in range(7):
+            ev = kt.web_event([("ECID", ecid)], T0 + 777000, seq=i)
+            self.fx.ingest_event(ev)
+            ids.append(ev["_id"])
+        got, start = [], None
+        for _ in range(10):
+            r = self.admin.events("ECID", ecid, limit=2, start=start)
+            self.assertStatus(r, 200)
+            got.extend(c["entityId"] for c in r.json["children"])
+            start = r.json["_page"].get("next")
+            if not start:
+                break
+        self.assertEqual(sorted(got), sorted(ids), "paging over equal timestamps must return each event once")
+
+    def test_event_timestamp_offsets_and_fractions(self):
+        ecid = kt.ecid()
+        cases = [("2023-11-14T23:13:20+01:00", 1700000000000),
+                 ("2023-11-14T22:13:20.123456Z", 1700000000123),
+                 ("2023-11-14T17:13:21.5-05:00", 1700000001500)]
+        for ts, _ms in cases:
+            ev = kt.web_event([("ECID", ecid)], T0)
+            ev["timestamp"] = ts
+            self.fx.ingest_event(ev)
+        r = self.admin.events("ECID", ecid)
+        self.assertStatus(r, 200)
+        self.assertEqual([c["timestamp"] for c in r.json["children"]], sorted(ms for _, ms in cases))
+
+    def test_missing_namespace_is_4xx(self):
+        r = self.admin.get(C.ENTITIES + "?" + kt.qs(schema__name="_xdm.context.profile",
+                                                    entityId="someone@example.com"))
+        self.assertTrue(400 <= r.status < 500, "%r" % r)
+        r = self.admin.get(C.ENTITIES + "?" + kt.qs(entityId="x@example.com", entityIdNS="Email"))
+        self.assertTrue(400 <= r.status < 500, "missing schema.name: %r" % r)
+
+    def test_dataset_not_enabled_for_profile(self):
+        fx = self.fx
+        ds = self.admin.create_dataset(fx.profile_schema_id, kt.uid("lake-only-"), profile=False,
+                                       identity=False)
+        email = kt.uid() + "@lake.example"
+        fx.ingest_record({"identityMap": kt.idmap(("Email", email)), "_acme": {"note": "base"}}, fx.crm)
+        r = self.admin.send(fx.inlet, fx.record({"identityMap": kt.idmap(("Email", email)),
+                                                 "_acme": {"note": "lake"}}, ds))
+        self.assertTrue(r.status == 200 or 400 <= r.status < 500, "%r" % r)
+        p = self.admin.profile("Email", email)
+        self.assertEqual(kt.get_path(p["entity"], "_acme.note"), "base",
+                         "a dataset not enabled for Profile must not feed the profile")
+        self.assertNotIn(ds, p.get("sources", []))
+
+    def test_concurrent_chain_merges_into_one_cluster(self):
+        import threading
+        n = 24
+        crms = [kt.uid("chain") for _ in range(n + 1)]
+        envs = [self.fx.record({"identityMap": kt.idmap(("CRMID", crms[i]), ("CRMID", crms[i + 1])),
+                                "_acme": {"note": "link%d" % i}}) for i in range(n)]
+        random.shuffle(envs)
+        errors = []
+
+        def worker(part):
+            for env in part:
+                r = self.admin.send(self.fx.inlet, env)
+                if r.status != 200:
+                    errors.append(r)
+        threads = [threading.Thread(target=worker, args=(envs[k::4],)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(errors, [])
+        want = {("crmid", c) for c in crms}
+        for c in (crms[0], crms[n // 2], crms[n]):
+            self.assertEqual(kt.identities_of(self.admin.profile("CRMID", c)), want)
+
+    def test_events_default_limit_and_full_traversal(self):
+        ecid = kt.ecid()
+        msgs = [self.fx.event(kt.web_event([("ECID", ecid)], T0 + i * 10, seq=i)) for i in range(1200)]
+        for k in range(0, len(msgs), 400):
+            r = self.admin.send_batch(self.fx.inlet, msgs[k:k + 400])
+            self.assertStatus(r, 207)
+        seen, start, pages = [], None, 0
+        while True:
+            r = self.admin.events("ECID", ecid, start=start)
+            self.assertStatus(r, 200)
+            ch = r.json["children"]
+            self.assertLessEqual(len(ch), 1000, "default limit is 1000")
+            seen.extend(c["_acme_seq"] if "_acme_seq" in c else c["entity"]["_acme"]["seq"] for c in ch)
+            pages += 1
+            start = r.json["_page"].get("next")
+            if not start or pages > 5:
+                break
+        self.assertEqual(seen, list(range(1200)))
+
+    def test_two_fragments_same_dataset_different_primary(self):
+        fx = self.fx
+        email, crm = kt.uid() + "@frag.example", kt.uid("crm")
+        fx.ingest_record({"identityMap": kt.idmap(("Email", email), ("CRMID", crm), primary=0),
+                          "_acme": {"note": "one", "tier": "gold"}}, fx.crm)
+        time.sleep(0.02)
+        fx.ingest_record({"identityMap": kt.idmap(("CRMID", crm), primary=0),
+                          "_acme": {"note": "two"}}, fx.crm)
+        ent = self.admin.profile("Email", email)["entity"]
+        self.assertEqual(kt.get_path(ent, "_acme.note"), "two")
+        self.assertEqual(kt.get_path(ent, "_acme.tier"), "gold",
+                         "fragments are per (dataset, primary identity): the Email fragment stays")
 
     def test_events_dedup_on_id(self):
         fx = self.fx
