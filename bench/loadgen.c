@@ -214,7 +214,7 @@ static int http_do(http_conn *c, const char *method, const char *path, const cha
         }
         if (!hend) {
             conn_close(c);
-            if (c->in.len == 0 && n == 0) continue; /* closed while idle: retry once */
+            if (c->in.len == 0 && attempt == 0) continue; /* closed while idle: retry once */
             return -1;
         }
         size_t hlen = (size_t)(hend - c->in.data) + 4;

@@ -59,7 +59,8 @@ curl -sf -o /dev/null --max-time 1 "$URL/readyz" || { echo "bench: kithd not rea
 echo "== kith bench$([ "${SMOKE:-0}" = 1 ] && echo ' (smoke)') =="
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)," \
   "$( (. /etc/os-release && echo "$PRETTY_NAME") 2>/dev/null || uname -s), kernel $(uname -r)"
-echo "commit:  $(git -C "$(dirname "$0")/.." rev-parse --short HEAD 2>/dev/null || echo unknown)"
+COMMIT=$(git -C "$(dirname "$0")/.." rev-parse --short HEAD 2>/dev/null || echo unknown)
+echo "commit:  $COMMIT"
 echo "kithd:   $BUILD/kithd --data-dir $WORK/data --listen 127.0.0.1:$PORT ${KITHD_ARGS:-}"
 echo
 
@@ -84,7 +85,7 @@ if [ -n "$RESULT" ]; then
   echo "|---|---|---|---|---|---|---|---|"
   ms() { awk -v us="$(get "$1")" 'BEGIN { printf "%.2f", us / 1000 }'; }
   printf '| %s | %s | %s x %s (+%s lookup) | %s | %s / %s | %s | %s / %s | %s |\n' \
-    "$(date -u +%Y-%m-%d)" "$(git -C "$(dirname "$0")/.." rev-parse --short HEAD 2>/dev/null || echo '?')" \
+    "$(date -u +%Y-%m-%d)" "$COMMIT" \
     "$CLIENTS" "$BATCH" "$LOOKUP_CLIENTS" "$(get events_per_s)" "$(ms ingest_p50_us)" \
     "$(ms ingest_p99_us)" "$(get lookups_per_s)" "$(ms lookup_p50_us)" "$(ms lookup_p99_us)" \
     "$(get errors)"
