@@ -9,7 +9,8 @@
  *   profiles-loyalty.jsonl  loyalty records (CRMID primary + Phone; loyalty.tier/points)
  *   events-web.jsonl        ExperienceEvents spread over the D days before --now
  * --truth FILE gets one line per person: the identities that person really has in the data, so a
- * stitching run can be scored for precision and recall.
+ * stitching run can be scored for precision and recall. An ECID has "linked": false when it only
+ * appears in anonymous events: no identity graph can tie it to the person.
  *
  * The output depends only on (people, seed, events-per-person, days, now); --now defaults to the
  * current time rounded down to the hour, so pass it to reproduce bytes across hours. The population
@@ -65,8 +66,10 @@ static int write_line(FILE *f, kith_buf *b)
     return n == 0 ? -1 : 0;
 }
 
-/* Writes the truth line of p; used[] says which of its devices appear in its events. */
-static void write_truth(kith_buf *b, const bench_person *p, const bool *used, int events)
+/* Writes the truth line of p; used[] says which of its devices appear in its events, linked[]
+ * which of them appear in a logged-in event (only those can be stitched to the CRMID). */
+static void write_truth(kith_buf *b, const bench_person *p, const bool *used, const bool *linked,
+                        int events)
 {
     kith_buf_printf(b, "{\"person\":%" PRIu64 ",\"crmId\":\"%s\",\"identities\":[", p->index,
                     p->crmid);
@@ -82,8 +85,8 @@ static void write_truth(kith_buf *b, const bench_person *p, const bool *used, in
     if (p->has_loyalty) kith_buf_printf(b, ",{\"namespace\":\"Phone\",\"id\":\"%s\"}", p->phone);
     for (int d = 0; d < p->ndevices; d++) {
         if (!used[d]) continue;
-        kith_buf_printf(b, "%s{\"namespace\":\"ECID\",\"id\":\"%s\"}", first ? "" : ",",
-                        p->ecid[d]);
+        kith_buf_printf(b, "%s{\"namespace\":\"ECID\",\"id\":\"%s\",\"linked\":%s}",
+                        first ? "" : ",", p->ecid[d], linked[d] ? "true" : "false");
         first = false;
     }
     kith_buf_printf(b,
@@ -193,7 +196,7 @@ int main(int argc, char **argv)
         bench_rng r;
         bench_person_rng(seed, i, 2, &r);
         int target = (int)bench_rng_below(&r, 2 * k + 1);
-        bool used[BENCH_MAX_DEVICES] = {0};
+        bool used[BENCH_MAX_DEVICES] = {0}, linked[BENCH_MAX_DEVICES] = {0};
         int written = 0;
         while (written < target) {
             bench_session s;
@@ -202,12 +205,13 @@ int main(int argc, char **argv)
             used[s.device] = true;
             for (int e = 0; e < len && written < target; e++, written++) {
                 bench_write_event(&line, &s, &r, (i << 16) | (uint64_t)written);
+                if (s.logged_in) linked[s.device] = true;
                 if (write_line(events, &line)) goto write_error;
             }
         }
         n_events += (uint64_t)written;
         if (truth) {
-            write_truth(&line, &p, used, written);
+            write_truth(&line, &p, used, linked, written);
             if (write_line(truth, &line)) goto write_error;
         }
     }
