@@ -29,7 +29,9 @@
 #define MAX_RESPONSE_BYTES ((size_t)256 << 20)   /* largest response body we read */
 #define MAX_BATCH_FILE_BYTES ((size_t)256 << 20) /* the server's limit per batch file */
 #define CONNECT_TIMEOUT_S 5L
-#define STALL_TIMEOUT_S 300L /* a transfer slower than 1 byte/s for this long is aborted */
+#define STALL_TIMEOUT_S 300L  /* a transfer slower than 1 byte/s for this long is aborted */
+#define MAX_ATTEMPTS 6        /* sends of one request answered 429/503 */
+#define MAX_RETRY_AFTER_S 30L /* longest Retry-After we honour */
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
@@ -78,7 +80,8 @@ struct cli {
     const char *key;
     const char *sandbox;
     bool json;
-    bool tty; /* stderr is a terminal: show progress */
+    bool tty;      /* stderr is a terminal: show progress */
+    bool no_retry; /* report 429/503 at once instead of waiting for Retry-After */
     CURL *curl;
 };
 
@@ -417,6 +420,12 @@ static bool parse_size(const char *s, size_t *out)
 /* ---------------------------------------------------------------------------------------------- */
 /* HTTP */
 
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
 struct response {
     long status;
     char *body; /* NUL-terminated; owned */
@@ -457,17 +466,21 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 struct progress {
     const char *label;
     double last;
+    curl_off_t shown; /* bytes at the last redraw */
 };
 
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                        curl_off_t ulnow)
 {
+    (void)dltotal;
+    (void)dlnow;
     struct progress *p = ud;
     if (ultotal <= 0) return 0;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-    if (now - p->last < 0.2 && ulnow < ultotal) return 0;
+    if (ulnow == p->shown || (now - p->last < 0.2 && ulnow < ultotal)) return 0;
+    p->shown = ulnow;
     p->last = now;
     fprintf(stderr, "\r\033[Kuploading %s: %.1f / %.1f MiB (%d%%)", p->label,
             (double)ulnow / 1048576.0, (double)ultotal / 1048576.0, (int)(100 * ulnow / ultotal));
@@ -544,15 +557,37 @@ static int http(struct cli *c, const char *method, const char *path, const char 
     }
     if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
         curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-    struct progress prog = {progress_label, 0};
+    struct progress prog = {progress_label, 0, -1};
     if (progress_label && c->tty) {
         curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
         curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
         curl_easy_setopt(h, CURLOPT_XFERINFODATA, &prog);
     }
 
-    CURLcode rc = curl_easy_perform(h);
-    if (progress_label && c->tty) fputs("\r\033[K", stderr);
+    /* Back-pressure (429, or 503 while kithd is busy) is answered with Retry-After: wait and send
+     * again, a bounded number of times. The request was not processed, so this is safe for POST. */
+    CURLcode rc;
+    bool drew = progress_label && c->tty;
+    for (int attempt = 1;; attempt++) {
+        rc = curl_easy_perform(h);
+        if (rc != CURLE_OK || c->no_retry || attempt == MAX_ATTEMPTS) break;
+        long status = 0;
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        if (status != 429 && status != 503) break;
+        curl_off_t after = 0;
+        curl_easy_getinfo(h, CURLINFO_RETRY_AFTER, &after);
+        if (after <= 0) after = attempt;
+        if (after > MAX_RETRY_AFTER_S) after = MAX_RETRY_AFTER_S;
+        if (c->tty) {
+            fprintf(stderr, "\r\033[Kkithd is busy (HTTP %ld); retrying in %ld s", status,
+                    (long)after);
+            drew = true;
+        }
+        sleep_ms((long)after * 1000);
+        r->len = 0;
+        if (r->body) r->body[0] = '\0';
+    }
+    if (drew) fputs("\r\033[K", stderr);
     int ret = 0;
     if (rc != CURLE_OK) {
         if (r->too_large || rc == CURLE_FILESIZE_EXCEEDED)
@@ -666,6 +701,7 @@ static void print_pretty(json_t *j)
 struct column {
     const char *title;
     const char *paths;
+    bool time_ms; /* an epoch-milliseconds number, shown as an RFC 3339 time */
 };
 
 static json_t *json_path(json_t *obj, const char *path, size_t len)
@@ -754,7 +790,14 @@ static void print_table(json_t *rows, const struct column *cols, size_t ncols, c
     }
     for (size_t i = 0; i < nrows; i++) {
         for (size_t j = 0; j < ncols; j++) {
-            char *t = cell_text(column_value(json_array_get(rows, i), cols[j].paths));
+            json_t *v = column_value(json_array_get(rows, i), cols[j].paths);
+            char *t;
+            if (cols[j].time_ms && json_is_integer(v)) {
+                char ts[40];
+                t = kith_xstrdup(kith_time_format(json_integer_value(v), ts, sizeof ts));
+            } else {
+                t = cell_text(v);
+            }
             size_t w = text_width(t);
             if (w > width[j]) width[j] = w;
             cells[(i + 1) * ncols + j] = t;
@@ -927,12 +970,6 @@ static json_int_t metric(json_t *batch, const char *name)
     return json_integer_value(json_object_get(json_object_get(batch, "metrics"), name));
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* Polls the batch until it leaves loading/processing (when wait) and returns the batch response
  * root (owned) in *out; returns 0 or EXIT_FAIL. */
 static int batch_fetch(struct cli *c, const char *id, bool wait, long timeout_s, json_t **out)
@@ -975,13 +1012,19 @@ static int batch_fetch(struct cli *c, const char *id, bool wait, long timeout_s,
             *out = root;
             break;
         }
-        json_decref(root);
         if (timeout_s > 0 && elapsed > (double)timeout_s) {
+            if (c->tty) fputs("\r\033[K", stderr);
             rc = fail("batch %s is still %s after %ld s; check later with 'kith batch get %s'", id,
                       status, timeout_s, id);
+            json_decref(root);
             break;
         }
-        if (c->tty) fprintf(stderr, "\r\033[Kbatch %s: %s (%.0f s)", id, status, elapsed);
+        if (c->tty && json_object_get(json_object_get(b, "metrics"), "recordsRead"))
+            fprintf(stderr, "\r\033[Kbatch %s: %s, %" JSON_INTEGER_FORMAT " records read (%.0f s)",
+                    id, status, metric(b, "recordsRead"), elapsed);
+        else if (c->tty)
+            fprintf(stderr, "\r\033[Kbatch %s: %s (%.0f s)", id, status, elapsed);
+        json_decref(root);
         sleep_ms(delay);
         delay = delay * 2 > 1000 ? 1000 : delay * 2;
     }
@@ -1207,9 +1250,11 @@ static int cmd_import(struct cli *c, const struct args *a)
     }
 
     if (arg_flag(a, "no-wait") && !arg_flag(a, "wait")) {
-        if (c->json)
-            printf("{\"id\":\"%s\"}\n", batch_id);
-        else
+        if (c->json) {
+            json_t *j = json_pack("{s:s}", "id", batch_id);
+            print_pretty(j);
+            json_decref(j);
+        } else
             printf("batch %s submitted (%zu file%s); follow it with 'kith batch get %s --wait'\n",
                    batch_id, npieces, npieces == 1 ? "" : "s", batch_id);
         goto out;
@@ -1415,8 +1460,11 @@ static int cmd_profile_events(struct cli *c, const struct args *a)
 
 static int cmd_sandbox_list(struct cli *c, const struct args *a)
 {
-    static const struct column cols[] = {
-        {"NAME", "name"}, {"TITLE", "title"}, {"TYPE", "type"}, {"STATE", "state|status"}};
+    (void)a;
+    static const struct column cols[] = {{"NAME", "name", false},
+                                         {"TITLE", "title", false},
+                                         {"TYPE", "type", false},
+                                         {"STATE", "state|status", false}};
     return list_command(c, "sandbox list", SANDBOXES_PATH, cols, 4, "no sandboxes");
 }
 
@@ -1467,11 +1515,12 @@ static int cmd_sandbox_delete(struct cli *c, const struct args *a)
 
 static int cmd_key_list(struct cli *c, const struct args *a)
 {
-    static const struct column cols[] = {{"ID", "id"},
-                                         {"NAME", "name"},
-                                         {"ROLE", "role"},
-                                         {"SANDBOXES", "sandboxes"},
-                                         {"CREATED", "createdAt|created|createdDate"}};
+    (void)a;
+    static const struct column cols[] = {{"ID", "id", false},
+                                         {"NAME", "name", false},
+                                         {"ROLE", "role", false},
+                                         {"SANDBOXES", "sandboxes", false},
+                                         {"CREATED", "createdAt|created|createdDate", true}};
     return list_command(c, "key list", KEYS_PATH, cols, 5, "no keys");
 }
 
@@ -1545,22 +1594,24 @@ static int cmd_key_delete(struct cli *c, const struct args *a)
 
 static int cmd_schema_list(struct cli *c, const struct args *a)
 {
-    static const struct column cols[] = {{"ALT ID", "meta:altId"},
-                                         {"TITLE", "title"},
-                                         {"CLASS", "meta:class"},
-                                         {"VERSION", "version"},
-                                         {"PROFILE", "meta:immutableTags"}};
+    (void)a;
+    static const struct column cols[] = {{"ALT ID", "meta:altId", false},
+                                         {"TITLE", "title", false},
+                                         {"CLASS", "meta:class", false},
+                                         {"VERSION", "version", false},
+                                         {"PROFILE", "meta:immutableTags", false}};
     return list_command(c, "schema list", "/data/foundation/schemaregistry/tenant/schemas", cols, 5,
                         "no schemas");
 }
 
 static int cmd_dataset_list(struct cli *c, const struct args *a)
 {
-    static const struct column cols[] = {{"ID", "id"},
-                                         {"NAME", "name"},
-                                         {"SCHEMA", "schemaRef.id"},
-                                         {"PROFILE", "tags.unifiedProfile"},
-                                         {"IDENTITY", "tags.unifiedIdentity"}};
+    (void)a;
+    static const struct column cols[] = {{"ID", "id", false},
+                                         {"NAME", "name", false},
+                                         {"SCHEMA", "schemaRef.id", false},
+                                         {"PROFILE", "tags.unifiedProfile", false},
+                                         {"IDENTITY", "tags.unifiedIdentity", false}};
     return list_command(c, "dataset list", "/data/foundation/catalog/dataSets", cols, 5,
                         "no datasets");
 }
@@ -1607,7 +1658,9 @@ static int cmd_inlet_create(struct cli *c, const struct args *a)
 
 static int cmd_health(struct cli *c, const struct args *a)
 {
+    (void)a;
     struct response r;
+    c->no_retry = true;
     if (http(c, "GET", "/readyz", NULL, NULL, 0, NULL, &r)) {
         puts("not ready");
         return EXIT_FAIL;
@@ -1628,6 +1681,7 @@ static int cmd_health(struct cli *c, const struct args *a)
 
 static int cmd_version(struct cli *c, const struct args *a)
 {
+    (void)a;
     if (c->json)
         printf("{\"version\":\"%s\",\"curl\":\"%s\",\"jansson\":\"%s\"}\n", KITH_CLI_VERSION,
                curl_version_info(CURLVERSION_NOW)->version, jansson_version_str());
@@ -1641,6 +1695,7 @@ static bool group_exists(const char *group);
 
 static int cmd_help(struct cli *c, const struct args *a)
 {
+    (void)c;
     if (a->npos == 0) {
         print_main_help(stdout);
         return EXIT_OK;
@@ -1756,7 +1811,15 @@ static int run(struct cli *c, int argc, char **argv)
         print_command_help(stdout, cmd);
         return EXIT_OK;
     }
-    if (a.npos < cmd->min_pos) return usage_error(cmd, "missing argument");
+    if (a.npos < cmd->min_pos) {
+        /* The positional argument is the synopsis' first word when it leads, else its last. */
+        const char *syn = cmd->synopsis;
+        const char *sp = strchr(syn, ' ');
+        const char *last = strrchr(syn, ' ');
+        if (isupper((unsigned char)syn[0]))
+            return usage_error(cmd, "missing %.*s", sp ? (int)(sp - syn) : (int)strlen(syn), syn);
+        return usage_error(cmd, "missing %s", last ? last + 1 : syn);
+    }
     return cmd->run(c, &a);
 }
 

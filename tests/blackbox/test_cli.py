@@ -40,13 +40,14 @@ class CliTest(kt.KithTestCase):
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    def kith(self, *args, key=kt.Client.DEFAULT, url=None, stdin=None, env=None):
-        """Runs the CLI; returns (exit code, stdout, stderr). The environment carries no KITH_*
-        settings unless given, so every test says what it uses."""
+    def kith(self, *args, key=kt.Client.DEFAULT, url=kt.Client.DEFAULT, stdin=None, env=None):
+        """Runs the CLI; returns (exit code, stdout, stderr). key/url None: no --key/--url option.
+        The environment carries no KITH_* settings unless given, so every test says what it uses."""
         e = {k: v for k, v in os.environ.items() if not k.startswith("KITH_")}
         if env:
             e.update(env)
-        cmd = [kt.KITH_CLI, "--url", url or self.server.url]
+        u = self.server.url if url is kt.Client.DEFAULT else url
+        cmd = [kt.KITH_CLI] + (["--url", u] if u is not None else [])
         k = self.server.admin_key if key is kt.Client.DEFAULT else key
         if k is not None:
             cmd += ["--key", k]
@@ -192,6 +193,16 @@ class CliTest(kt.KithTestCase):
         self.assertRegex(out, r"40 read, 40 written, 0 failed")
         for e, _ in people[::7] + [people[-1]]:
             self.assertStatus(self.admin.lookup("Email", e), 200)
+        # Failed lines are numbered in the whole input, not in the uploaded piece.
+        lines = [record(kt.uid() + "@split2.example", kt.uid("crm")) for _ in range(40)]
+        lines[29]["_acme"]["tier"] = "platinum"
+        lines[35] = '{"broken": '
+        path2 = self.jsonl_file(lines)
+        rc, out, err = self.kith("import", "--dataset", self.fx.crm, "--split-size", "2K", path2)
+        self.assertEqual(rc, 1, out + err)
+        self.assertRegex(out, r"40 read, 38 written, 2 failed")
+        self.assertRegex(out, r"(?m)^line 30: ", out)
+        self.assertRegex(out, r"(?m)^line 36: ", out)
         # A line longer than the split size cannot be uploaded whole: a clear error, no batch.
         rc, out, err = self.kith("import", "--dataset", self.fx.crm, "--split-size", "100", path)
         self.assertEqual(rc, 1, out + err)
@@ -228,7 +239,7 @@ class CliTest(kt.KithTestCase):
         self.assertEqual(out, "")
 
     def test_profile_events(self):
-        ecid = kt.uid("ecid")
+        ecid = kt.ecid()
         evs = [kt.web_event([("ECID", ecid)], 1700000000000 + i * 1000) for i in range(5)]
         path = self.jsonl_file(evs)
         self.ok("import", "--dataset", self.fx.web, path)
@@ -311,6 +322,7 @@ class CliTest(kt.KithTestCase):
         rc, out, err = self.kith("sandbox", "list", url=None,
                                  env={"KITH_URL": "http://127.0.0.1:%d" % port})
         self.assertEqual(rc, 1)
+        self.assertIn("cannot reach kithd at http://127.0.0.1:%d" % port, err)
 
     def test_health_and_env(self):
         self.assertEqual(self.ok("health", key=None).strip(), "ok")
