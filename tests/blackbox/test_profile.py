@@ -410,6 +410,28 @@ class ProfileTest(kt.KithTestCase):
         r = self.admin.events("ECID", ecid)
         self.assertEqual(len(r.json["children"]), 1, "the same event twice is stored once")
 
+    def test_events_of_profile_without_events(self):
+        email = kt.uid() + "@noevents.example"
+        self.fx.ingest_record({"identityMap": kt.idmap(("Email", email))})
+        for params in ({}, {"orderby": "-timestamp"}, {"limit": 1}):
+            r = self.admin.events("Email", email, **params)
+            self.assertTrue(r.status == 404 or (r.status == 200 and r.json.get("children") == []),
+                            "%r" % r)
+            if r.status == 200:
+                self.assertEqual(r.json["_page"].get("count"), 0)
+        self.assertStatus(self.server.raw("GET", "/livez"), 200)
+
+    def test_map_merge_per_key(self):
+        fx = self.fx
+        email = kt.uid() + "@map.example"
+        fx.ingest_record({"identityMap": kt.idmap(("Email", email)), "_acme": {"attrs": {"a": "1", "b": "2"}}},
+                         fx.crm)
+        time.sleep(0.02)
+        fx.ingest_record({"identityMap": kt.idmap(("Email", email)), "_acme": {"attrs": {"b": "3"}}},
+                         fx.loyalty)
+        ent = self.admin.profile("Email", email)["entity"]
+        self.assertEqual(kt.get_path(ent, "_acme.attrs"), {"a": "1", "b": "3"})
+
     def test_events_unknown_identity(self):
         r = self.admin.events("ECID", kt.ecid())
         self.assertTrue(r.status == 404 or (r.status == 200 and r.json.get("children") == []), "%r" % r)
