@@ -380,6 +380,35 @@ class IngestTest(kt.KithTestCase):
                 self.assertLess(r.status, 500, "5xx for %r: %r" % (body[:200], r))
         self.assertStatus(self.server.raw("GET", "/livez"), 200)
 
+    def test_odd_json_values_are_4xx(self):
+        email, crm, before = self.new_profile()
+        odd = [b'{"header": {"datasetId": "x"}, "body": {"xdmEntity": {"_acme": {"points": 1e400}}}}',
+               b'{"header": {"datasetId": "x"}, "body": {"xdmEntity": {"_acme": {"points": 99999999999999999999999}}}}',
+               b'{"header": {"datasetId": "x"}, "body": {"xdmEntity": {"_acme": {"note": "\\ud800"}}}}',
+               b'{"header": {"datasetId": "x"}, "body": {"xdmEntity": {"_acme": {"note": "\xff\xfe"}}}}',
+               b'{"a": 1, "a": 2}', b'\xef\xbb\xbf{}', b'{"header": {}} trailing', b'\x00']
+        for body in odd:
+            r = self.admin.request("POST", "/collection/" + self.fx.inlet, data=body, key=None)
+            self.assertTrue(400 <= r.status < 500, "%r: %r" % (body[:60], r))
+        # The same values inside a valid envelope: the record is rejected, the profile unchanged.
+        for points in ("1e400", "99999999999999999999999", "1.0e2"):
+            ent = base_record(email, crm)
+            raw = json.dumps(self.fx.record(ent)).replace('"points": 10', '"points": ' + points)
+            r = self.admin.request("POST", "/collection/" + self.fx.inlet, data=raw.encode(), key=None)
+            self.assertTrue(r.status == 200 or r.status == 400, "points=%s: %r" % (points, r))
+            if r.status == 400:
+                self.assertProblem(r, 400)
+                self.assertTrue("/_acme/points" in r.text or "line" in r.json.get("detail", ""), "%r" % r)
+        self.assertStatus(self.server.raw("GET", "/livez"), 200)
+
+    def test_deleted_dataset_rejects_ingest(self):
+        ds = self.admin.create_dataset(self.fx.profile_schema_id, kt.uid("gone-"))
+        self.assertStatus(self.admin.delete(C.DATASETS + "/" + ds), 200, 202, 204)
+        email = kt.uid() + "@gone.example"
+        r = self.admin.send(self.fx.inlet, self.fx.record(base_record(email, kt.uid("crm")), ds))
+        self.assertProblem(r, 400, 404)
+        self.assertStatus(self.admin.lookup("Email", email), 404)
+
     # --- /collection/batch -----------------------------------------------------------------------
 
     def test_batch_mixed(self):

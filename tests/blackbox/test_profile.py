@@ -156,6 +156,35 @@ class ProfileTest(kt.KithTestCase):
         self.assertStatus(self.admin.lookup("Email", email), 200)
         self.assertStatus(self.admin.lookup("ECID", email), 404)  # right value, wrong namespace
 
+    def test_identity_values_with_special_characters(self):
+        fx = self.fx
+        vals = [("Email", "J.Doe+tag%s@exämple.com" % kt.uid()),
+                ("CRMID", "crm/%s|a:b?c&d=e#f %%20" % kt.uid()),
+                ("Phone", "+33 (0)1 23 45 67 89 " + kt.uid())]
+        fx.ingest_record({"identityMap": kt.idmap(*vals), "_acme": {"note": "special"}})
+        want = {(ns.lower(), v) for ns, v in vals}
+        for ns, v in vals:
+            p = self.admin.profile(ns, v)
+            self.assertEqual(kt.identities_of(p), want)
+            self.assertEqual(kt.get_path(p["entity"], "_acme.note"), "special")
+        # Identity values are exact: a different case is a different identity.
+        self.assertStatus(self.admin.lookup("CRMID", vals[1][1].upper()), 404)
+
+    def test_bad_query_parameters_are_4xx(self):
+        email = kt.uid() + "@q.example"
+        self.fx.ingest_record({"identityMap": kt.idmap(("Email", email))})
+        for params in ({"limit": "abc"}, {"limit": "-5"}, {"startTime": "yesterday"},
+                       {"orderby": "sideways"}, {"start": "%%%garbage"}):
+            r = self.admin.events("Email", email, **params)
+            self.assertTrue(r.status < 500, "%s: %r" % (params, r))
+            if r.status >= 400:
+                self.assertIn("application/problem+json", r.content_type)
+        r = self.admin.get(C.ENTITIES + "?schema.name=_xdm.context.nosuch&entityId=a&entityIdNS=Email")
+        self.assertTrue(400 <= r.status < 500, "%r" % r)
+        r = self.admin.get(C.ENTITIES + "?schema.name=_xdm.context.profile&entityId=%ZZ&entityIdNS=Email")
+        self.assertTrue(400 <= r.status < 500, "%r" % r)
+        self.assertStatus(self.server.raw("GET", "/livez"), 200)
+
     def test_fields_projection(self):
         email = kt.uid() + "@fields.example"
         self.fx.ingest_record({"identityMap": kt.idmap(("Email", email)),
