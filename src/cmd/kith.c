@@ -1301,6 +1301,20 @@ static int cmd_batch_get(struct cli *c, const struct args *a)
 /* ---------------------------------------------------------------------------------------------- */
 /* Profiles */
 
+/* Reports a 404 lookup: "no profile for NS:VALUE", with the server's reason when it says more
+ * (an unknown namespace, say). Returns EXIT_FAIL. */
+static int no_profile(const char *label, const struct response *r)
+{
+    json_t *p = json_loadb(r->body, r->len, 0, NULL);
+    const char *detail = json_string_value(json_object_get(p, "detail"));
+    if (detail && !strstr(detail, "no profile"))
+        fail("no profile for %s (%s)", label, detail);
+    else
+        fail("no profile for %s", label);
+    json_decref(p);
+    return EXIT_FAIL;
+}
+
 /* Checks (--ns NS --id VALUE | --xid XID); returns 0 or the usage error's exit code. */
 static int identity_args(const struct args *a, const char **ns, const char **id, const char **xid)
 {
@@ -1349,7 +1363,7 @@ static int cmd_profile_get(struct cli *c, const struct args *a)
     }
     kith_buf_free(&path);
     if (r.status == 404) {
-        rc = fail("no profile for %s", label);
+        rc = no_profile(label, &r);
     } else if (!http_ok(&r)) {
         rc = print_problem(label, &r);
     } else if (c->json) {
@@ -1406,7 +1420,7 @@ static int cmd_profile_events(struct cli *c, const struct args *a)
             break;
         }
         if (r.status == 404) {
-            rc = fail("no profile for %s", label);
+            rc = no_profile(label, &r);
             response_free(&r);
             break;
         }

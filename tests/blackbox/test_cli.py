@@ -237,6 +237,12 @@ class CliTest(kt.KithTestCase):
         self.assertEqual(rc, 1)
         self.assertIn("no profile for Email:nobody@nowhere.example", err)
         self.assertEqual(out, "")
+        rc, out, err = self.kith("profile", "get", "--ns", "NoSuchNamespace", "--id", "x")
+        self.assertEqual(rc, 1)
+        self.assertIn("no profile for NoSuchNamespace:x", err)
+        rc, out, err = self.kith("profile", "events", "--ns", "Email", "--id", "nobody@nowhere.example")
+        self.assertEqual(rc, 1)
+        self.assertIn("no profile for Email:nobody@nowhere.example", err)
 
     def test_profile_events(self):
         ecid = kt.ecid()
