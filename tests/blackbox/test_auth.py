@@ -99,6 +99,12 @@ class AuthTest(kt.KithTestCase):
                         found.append((f, s[:6] + "..."))
         self.assertEqual(found, [], "keys must be stored hashed")
 
+    def test_key_create_rejects_bad_body(self):
+        self.assertProblem(self.admin.post(C.KEYS, {"role": "viewer", "sandboxes": ["prod"]}), 400, 422)
+        self.assertProblem(self.admin.post(C.KEYS, {"name": "x", "sandboxes": ["prod"]}), 400, 422)
+        self.assertProblem(self.admin.post(C.KEYS, {"name": "x", "role": "viewer", "sandboxes": "prod"}),
+                           400, 422)
+
     def test_key_create_rejects_bad_role(self):
         r = self.admin.post(C.KEYS, {"name": "bad", "role": "superuser", "sandboxes": ["prod"]})
         self.assertProblem(r, 400, 422)
@@ -282,6 +288,15 @@ class AuthTest(kt.KithTestCase):
         r = api_b.send(fx_b.inlet, fx_a.record({"identityMap": kt.idmap(("Email", "x" + email))}))
         self.assertTrue(400 <= r.status < 500, "cross-sandbox dataset accepted: %r" % r)
         self.assertStatus(api_a.lookup("Email", "x" + email), 404)
+        # Import batches of A are invisible in B.
+        r = api_a.post("/data/foundation/import/batches", {"datasetId": fx_a.crm, "inputFormat": {"format": "json"}})
+        self.assertStatus(r, 201)
+        bid = r.json["id"]
+        self.assertStatus(api_a.get("/data/foundation/catalog/batches/" + bid), 200)
+        self.assertTrue(400 <= api_b.get("/data/foundation/catalog/batches/" + bid).status < 500)
+        r = api_b.request("PUT", "/data/foundation/import/batches/%s/datasets/%s/files/f.json" % (bid, fx_a.crm),
+                          data=b"{}\n", content_type="application/octet-stream")
+        self.assertTrue(400 <= r.status < 500, "B wrote into A's batch: %r" % r)
         # Deleting B does not touch A.
         self.assertStatus(self.admin.delete(C.SANDBOXES + "/" + b, sandbox=None), 200, 202, 204)
         pa = api_a.profile("Email", email)

@@ -58,7 +58,7 @@ class OpsTest(kt.KithTestCase):
 
     def test_metrics_exposes_ingest_and_queue_metrics(self):
         text = self.server.raw("GET", "/metrics").text.lower()
-        for word in ("ingest", "queue", "commit"):
+        for word in ("ingest", "queue", "commit", "profile", "cluster", "reject"):
             self.assertIn(word, text, "API.md section 7 lists %s metrics" % word)
 
     def test_rejected_records_counted(self):
@@ -223,6 +223,34 @@ class ProcessTest(kt.KithTestCase):
                     if x.get("statusCode") == 429:
                         pass  # per-message back-pressure is acceptable
         self.assertEqual(s.stop(), 0)
+
+    def check_limits(self, s):
+        api = s.api()
+        fx = kt.Fixture(api)
+        email = kt.uid() + "@lim.example"
+        big = fx.record({"identityMap": kt.idmap(("Email", email)), "_acme": {"note": "x" * 3000}})
+        self.assertProblem(api.send(fx.inlet, big), 413)
+        four = fx.record({"identityMap": kt.idmap(("Email", email), ("CRMID", kt.uid()), ("CRMID", kt.uid()),
+                                                  ("Phone", kt.uid()))})
+        r = api.send(fx.inlet, four)
+        self.assertProblem(r, 400, 413)
+        self.assertIn("3", r.json.get("detail", "") + kt.json.dumps(r.json.get("errors", "")))
+        self.assertStatus(api.lookup("Email", email), 404)
+        three = fx.record({"identityMap": kt.idmap(("Email", email), ("CRMID", kt.uid()), ("Phone", kt.uid()))})
+        self.assertStatus(api.send(fx.inlet, three), 200)
+
+    def test_limits_configurable_by_option(self):
+        s = self.new_server(extra_args=["--max-body", "2048", "--max-identities", "3"])
+        self.check_limits(s)
+
+    def test_limits_configurable_by_config_file(self):
+        import tempfile
+        with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
+            f.write("# kithd test config\nmax-body = 2048\nmax-identities = 3\n")
+            path = f.name
+        self.addCleanup(os.unlink, path)
+        s = self.new_server(extra_args=["--config", path])
+        self.check_limits(s)
 
     def test_admin_key_env_only_at_first_start(self):
         s = self.new_server()
