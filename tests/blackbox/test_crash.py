@@ -210,6 +210,51 @@ class CrashTest(kt.KithTestCase):
         lost = [e for e, _ in got if api.lookup("Email", e).status != 200]
         self.assertEqual(lost, [], "%d of %d acknowledged records lost" % (len(lost), len(got)))
 
+    def test_last_update_wins_after_sigkill(self):
+        email = kt.uid() + "@upd.example"
+        last = {}
+        for i in range(30):
+            ds = self.fx.crm if i % 2 == 0 else self.fx.loyalty
+            self.fx.ingest_record({"identityMap": kt.idmap(("Email", email)),
+                                   "_acme": {"points": i, "note": "n%d" % i}}, ds)
+            last = {"points": i, "note": "n%d" % i}
+        self.srv.stop(signal.SIGKILL)
+        self.srv.start()
+        ent = self.srv.api().profile("Email", email)["entity"]
+        self.assertEqual(kt.get_path(ent, "_acme.points"), last["points"])
+        self.assertEqual(kt.get_path(ent, "_acme.note"), last["note"])
+
+    def test_deletes_survive_sigkill(self):
+        api = self.api
+        email = kt.uid() + "@deleted.example"
+        self.fx.ingest_record({"identityMap": kt.idmap(("Email", email)), "_acme": {"note": "keep"}}, self.fx.crm)
+        self.fx.ingest_record({"identityMap": kt.idmap(("Email", email)), "_acme": {"tier": "gold"}},
+                              self.fx.loyalty)
+        r = api.post(C.KEYS, {"name": "revoked", "role": "viewer", "sandboxes": ["prod"]})
+        self.assertStatus(r, 200, 201)
+        kid = r.json["id"]
+        secret = next(r.json[f] for f in ("key", "apiKey", "api_key", "secret", "token", "value")
+                      if isinstance(r.json.get(f), str))
+        sb = "sb" + kt.uid()
+        self.assertStatus(api.post(C.SANDBOXES, {"name": sb, "title": "t", "type": "development"}), 200, 201)
+        fx_sb = kt.Fixture(api.in_sandbox(sb))
+        fx_sb.ingest_record({"identityMap": kt.idmap(("Email", email))})
+        self.assertStatus(api.delete(C.DATASETS + "/" + self.fx.loyalty), 200, 202, 204)
+        self.assertStatus(api.delete(C.KEYS + "/" + kt.enc(kid)), 200, 204)
+        self.assertStatus(api.delete(C.SANDBOXES + "/" + sb), 200, 202, 204)
+        time.sleep(0.5)  # let asynchronous deletes, if any, reach the store
+        self.srv.stop(signal.SIGKILL)
+        self.srv.start()
+        api = self.srv.api()
+        ent = api.profile("Email", email)["entity"]
+        self.assertEqual(kt.get_path(ent, "_acme.note"), "keep")
+        self.assertIsNone(kt.get_path(ent, "_acme.tier"), "a deleted dataset came back after restart")
+        self.assertProblem(api.get(C.DATASETS + "/" + self.fx.loyalty), 404)
+        self.assertProblem(self.srv.api(key=secret).get(C.SCHEMAS), 401)
+        self.assertNotIn(sb, api.get(C.SANDBOXES).text)
+        self.assertStatus(api.post(C.SANDBOXES, {"name": sb, "title": "t", "type": "development"}), 200, 201)
+        self.assertStatus(api.in_sandbox(sb).lookup("Email", email), 404)
+
     def test_keys_and_sandboxes_survive_restart(self):
         sb = "sb" + kt.uid()
         r = self.api.post(C.SANDBOXES, {"name": sb, "title": "t", "type": "development"})
