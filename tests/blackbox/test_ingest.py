@@ -353,6 +353,29 @@ class IngestTest(kt.KithTestCase):
             self.assertTrue(400 <= r.status < 500, "depth %d: %r" % (depth, r))
         self.assertStatus(self.server.raw("GET", "/livez"), 200)
 
+    def test_json_depth_limit(self):
+        sch = self.admin.create_schema(kt.uid("Free "), kt.PROFILE_CLASS, [kt.FG_IDENTITYMAP], {
+            "_acme": {"type": "object", "properties": {
+                "free": {"type": "object", "additionalProperties": True}}}})
+        ds = self.admin.create_dataset(sch["$id"])
+
+        def nested(depth):
+            return '{"n": ' * depth + '{}' + '}' * depth
+
+        for depth, ok in ((20, True), (70, False), (5000, False)):
+            email = kt.uid() + "@depth.example"
+            body = ('{"header": {"schemaRef": {"id": "%s"}, "datasetId": "%s"}, "body": {"xdmMeta": '
+                    '{"schemaRef": {"id": "%s"}}, "xdmEntity": {"identityMap": {"Email": [{"id": "%s"}]}, '
+                    '"_acme": {"free": %s}}}}' % (sch["$id"], ds, sch["$id"], email, nested(depth)))
+            r = self.admin.request("POST", "/collection/" + self.fx.inlet, data=body.encode(), key=None)
+            if ok:
+                self.assertStatus(r, 200)
+                self.assertStatus(self.admin.lookup("Email", email), 200)
+            else:
+                self.assertProblem(r, 400, 413)
+                self.assertRegex(r.text, r"(?i)depth|64", "the error must name the depth limit: %r" % r)
+                self.assertStatus(self.admin.lookup("Email", email), 404)
+
     def test_gzip_body_or_clear_error(self):
         import gzip
         email = kt.uid() + "@gzip.example"
