@@ -318,6 +318,58 @@ class AuthTest(kt.KithTestCase):
         r = api_a.send(fx_a.inlet, fx_a.record({"identityMap": kt.idmap(("Email", email))}))
         self.assertTrue(400 <= r.status < 500, "inlet of a deleted sandbox still works: %r" % r)
 
+    def test_delete_sandbox_and_dataset_during_ingest(self):
+        """Deleting a sandbox or a dataset while clients write into it: never a 5xx, kithd stays up,
+        and the deleted data stays gone."""
+        import threading
+        for what in ("dataset", "sandbox"):
+            sb = new_sandbox(self, self.admin)
+            api = self.admin.in_sandbox(sb)
+            fx = kt.Fixture(api)
+            statuses, stop = [], threading.Event()
+
+            def worker(w):
+                i = 0
+                while not stop.is_set() and i < 400:
+                    env = fx.record({"identityMap": kt.idmap(("Email", "%d-%d@race.example" % (w, i)))})
+                    try:
+                        statuses.append(api.send(fx.inlet, env).status)
+                    except OSError as e:
+                        statuses.append(str(e))
+                    i += 1
+            ts = [threading.Thread(target=worker, args=(w,)) for w in range(3)]
+            for t in ts:
+                t.start()
+            time.sleep(0.3)
+            if what == "dataset":
+                r = api.delete(C.DATASETS + "/" + fx.crm)
+            else:
+                r = self.admin.delete(C.SANDBOXES + "/" + sb, sandbox=None)
+            self.assertStatus(r, 200, 202, 204)
+            time.sleep(0.3)
+            stop.set()
+            for t in ts:
+                t.join(60)
+            bad = [x for x in statuses if not isinstance(x, int) or x >= 500]
+            self.assertEqual(bad, [], "%s delete during ingest" % what)
+            self.assertStatus(self.server.raw("GET", "/livez"), 200)
+            if what == "dataset":
+                self.assertProblem(api.get(C.DATASETS + "/" + fx.crm), 404)
+                # Records acknowledged before the delete may be gone, but none may be served
+                # from the deleted dataset.
+                deadline = time.time() + 10
+                while True:
+                    leftovers = [w for w in range(3) for i in (0, 1)
+                                 if api.lookup("Email", "%d-%d@race.example" % (w, i)).status == 200
+                                 and fx.crm in kt.profile_of(api.lookup("Email", "%d-%d@race.example" % (w, i))).get("sources", [])]
+                    if not leftovers or time.time() > deadline:
+                        break
+                    time.sleep(0.2)
+                self.assertEqual(leftovers, [], "profiles still list the deleted dataset")
+            else:
+                new_sandbox(self, self.admin, name=sb)
+                self.assertStatus(api.lookup("Email", "0-0@race.example"), 404)
+
     def test_inlet_bound_to_its_sandbox(self):
         a = new_sandbox(self, self.admin)
         api_a = self.admin.in_sandbox(a)
