@@ -16,7 +16,7 @@ typedef struct apply_op apply_op;
 /* Runs on the apply thread inside the group's batch. A non-zero return rolls back what this operation
  * wrote to the batch (savepoint) and becomes op->rc. */
 typedef int (*apply_fn)(void *ctx, store_batch *b);
-/* Runs on the apply thread after the group committed (or failed: rc < 0); must not block long. */
+/* Runs on the syncer thread after the group is durable (or failed: rc < 0); must not block long. */
 typedef void (*apply_done_fn)(void *ctx, int rc);
 /* Runs on the apply thread after the operations of a group ran and before the commit, once per group
  * (e.g. re-materialising the union views of the clusters the group touched). */
@@ -33,7 +33,7 @@ struct apply_op {
 };
 
 typedef struct apply_stats {
-    uint64_t groups, ops, commit_ns_total, commit_ns_max;
+    uint64_t groups, ops, syncs, write_ns_total, commit_ns_total, commit_ns_max;
     size_t queued_weight;
 } apply_stats;
 

@@ -42,6 +42,7 @@ struct kith_engine {
     char data_dir[4096];
     kith_metrics m;
     struct engine_dirty *dirty; /* apply thread: clusters whose union view must be recomputed */
+    int64_t last_stamp;         /* apply thread: last fragment write stamp (µs, increasing) */
 };
 
 /* Opens the store in data_dir, loads the catalog, creates the prod sandbox and the bootstrap admin key

@@ -48,8 +48,12 @@ void store_batch_delete(store_batch *b, int cf, const void *k, size_t kl);
 /* Reads through the batch to the committed database. Same returns as store_get. */
 int store_batch_get(kith_store *st, store_batch *b, int cf, const void *k, size_t kl, kith_buf *val);
 size_t store_batch_count(store_batch *b);
-/* Writes the batch atomically (WAL-synced when the store syncs) and clears it. 0 or KITH_EIO. */
+/* Writes the batch atomically (to the memtable and the WAL, visible to readers, not yet synced) and
+ * clears it. 0 or KITH_EIO. */
 int store_batch_commit(kith_store *st, store_batch *b);
+/* Makes every batch written so far durable (one fsync of the WAL), unless the store was opened with
+ * sync = false. 0 or KITH_EIO. */
+int store_sync_wal(kith_store *st);
 void store_batch_clear(store_batch *b);
 /* Savepoints: undo everything one failed operation put in the batch. */
 void store_batch_savepoint(store_batch *b);

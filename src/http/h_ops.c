@@ -47,13 +47,17 @@ int h_metrics(kith_req *r)
     COUNTER("kith_identity_links_refused_total", "Links refused by the graph limit.",
             atomic_load(&e->m.links_refused));
     COUNTER("kith_union_views_computed_total", "Union views recomputed.", atomic_load(&e->m.unions_computed));
-    COUNTER("kith_apply_groups_total", "Group commits.", st.groups);
+    COUNTER("kith_apply_groups_total", "Groups written by the apply thread.", st.groups);
+    COUNTER("kith_wal_syncs_total", "WAL fsyncs (each acknowledges every group written before it).", st.syncs);
     COUNTER("kith_apply_ops_total", "Operations applied.", st.ops);
     GAUGE("kith_apply_queue_depth", "Messages waiting for the apply thread.", st.queued_weight);
-    kith_buf_printf(o, "# HELP kith_commit_seconds Group commit time (WAL sync).\n"
+    kith_buf_printf(o, "# HELP kith_commit_seconds WAL sync time.\n"
                        "# TYPE kith_commit_seconds summary\nkith_commit_seconds_sum %.6f\n"
                        "kith_commit_seconds_count %llu\n",
-                    (double)st.commit_ns_total / 1e9, (unsigned long long)st.groups);
+                    (double)st.commit_ns_total / 1e9, (unsigned long long)st.syncs);
+    kith_buf_printf(o, "# HELP kith_apply_write_seconds Time writing group batches.\n"
+                       "# TYPE kith_apply_write_seconds counter\nkith_apply_write_seconds %.6f\n",
+                    (double)st.write_ns_total / 1e9);
     GAUGE("kith_commit_seconds_max_ns", "Longest group commit in ns.", st.commit_ns_max);
     GAUGE("kith_profiles_estimate", "Materialised union views (RocksDB estimate).",
           store_estimate_keys(e->store, STORE_CF_PROFILE));

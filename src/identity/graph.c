@@ -146,6 +146,24 @@ int identity_lookup(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *v
     return get_ident(e, NULL, sandbox, ns, value, len, id_out, cluster_out, NULL);
 }
 
+/* A new identity's node record: namespace and value, no edges yet (id → identity for scans). */
+static void put_node(store_batch *b, uint32_t sb, uint64_t id, uint32_t ns, const char *v, size_t len)
+{
+    store_key k;
+    id_key(&k, sb, id);
+    uint8_t h[6];
+    kith_buf val = {0};
+    kith_put_be32(h, ns);
+    h[4] = (uint8_t)(len >> 8);
+    h[5] = (uint8_t)len;
+    kith_buf_append(&val, h, 6);
+    kith_buf_append(&val, v, len);
+    uint8_t z[2] = {0, 0};
+    kith_buf_append(&val, z, 2);
+    store_batch_put(b, STORE_CF_NODE, k.b, k.n, val.data, val.len);
+    kith_buf_free(&val);
+}
+
 /* Adds an edge a—b to a's node record unless present; returns true when it was new. */
 static bool node_add_edge(kith_engine *e, store_batch *b, uint32_t sb, uint64_t a, uint32_t ns,
                           const char *v, size_t len, uint64_t other, const char *dataset, int64_t now)
@@ -233,6 +251,7 @@ int identity_apply(kith_engine *e, store_batch *b, uint32_t sandbox, const ident
             id = catalog_next_seq(e->cat, b, SEQ_IDENTITY);
             cl = catalog_next_seq(e->cat, b, SEQ_CLUSTER);
             put_ident(b, sandbox, ids[i].ns, ids[i].value, ids[i].len, id, cl, now, now);
+            put_node(b, sandbox, id, ids[i].ns, ids[i].value, ids[i].len);
             cluster_member m = {.id = id, .ns = ids[i].ns, .value = (char *)ids[i].value,
                                 .len = ids[i].len};
             cluster_members one = {.cluster = cl, .version = 0, .n = 1, .v = &m};

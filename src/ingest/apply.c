@@ -7,38 +7,52 @@
 struct kith_apply {
     kith_store *st;
     store_batch *batch;
-    pthread_t thread;
+    pthread_t thread, syncer;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    apply_op *head, *tail;
+    pthread_cond_t cv, sync_cv;
+    apply_op *head, *tail;           /* waiting for the writer */
+    apply_op *shead, *stail;         /* written, waiting for the WAL sync */
     size_t weight, max_weight;
-    bool stopping;
+    bool stopping, writer_done;
     apply_group_fn group_fn;
     void *group_arg;
     apply_stats stats;
 };
 
+/* Hands written operations (a NULL-terminated list) to the syncer. */
+static void to_syncer(kith_apply *a, apply_op *first, apply_op *last)
+{
+    pthread_mutex_lock(&a->mu);
+    if (a->stail) a->stail->next = first;
+    else a->shead = first;
+    a->stail = last;
+    pthread_cond_signal(&a->sync_cv);
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* The writer: runs a group's operations into the batch, recomputes what the group touched, writes the
+ * batch (visible, not yet durable) and passes the group on; it does not wait for the fsync, so the next
+ * group is prepared while the syncer makes the previous ones durable. */
 static void run_group(kith_apply *a, apply_op *ops)
 {
     apply_op *start = ops;
     while (start) {
-        /* One group: operations up to (not including) the next exclusive one; an exclusive operation
-         * forms a group of its own. */
-        apply_op *end = start;
+        /* One group: operations up to the next exclusive one; an exclusive operation runs alone. */
+        apply_op *end, *last = start;
         size_t n = 0;
         if (start->exclusive) {
             end = start->next;
             n = 1;
             store_batch_savepoint(a->batch);
-            int rc = start->fn(start->ctx, a->batch);
-            if (rc != 0) store_batch_rollback(a->batch);
-            start->rc = rc;
+            start->rc = start->fn(start->ctx, a->batch);
+            if (start->rc != 0) store_batch_rollback(a->batch);
         } else {
+            end = start;
             while (end && !end->exclusive) {
                 store_batch_savepoint(a->batch);
-                int rc = end->fn(end->ctx, a->batch);
-                if (rc != 0) store_batch_rollback(a->batch);
-                end->rc = rc;
+                end->rc = end->fn(end->ctx, a->batch);
+                if (end->rc != 0) store_batch_rollback(a->batch);
+                last = end;
                 end = end->next;
                 n++;
             }
@@ -49,25 +63,54 @@ static void run_group(kith_apply *a, apply_op *ops)
         if (rc == 0) rc = store_batch_commit(a->st, a->batch);
         else store_batch_clear(a->batch);
         uint64_t dt = kith_mono_ns() - t0;
+        if (rc != 0)
+            for (apply_op *op = start; op != end; op = op->next) op->rc = rc;
         pthread_mutex_lock(&a->mu);
         a->stats.groups++;
         a->stats.ops += n;
+        a->stats.write_ns_total += dt;
+        pthread_mutex_unlock(&a->mu);
+        last->next = NULL;
+        to_syncer(a, start, last);
+        start = end;
+    }
+}
+
+/* The syncer: one WAL fsync covers every group written before it; then each operation is answered. */
+static void *syncer_main(void *arg)
+{
+    kith_apply *a = arg;
+    for (;;) {
+        pthread_mutex_lock(&a->mu);
+        while (!a->shead && !a->writer_done) pthread_cond_wait(&a->sync_cv, &a->mu);
+        apply_op *ops = a->shead;
+        a->shead = a->stail = NULL;
+        bool done = a->writer_done;
+        pthread_mutex_unlock(&a->mu);
+        if (!ops) {
+            if (done) break;
+            continue;
+        }
+        uint64_t t0 = kith_mono_ns();
+        int rc = store_sync_wal(a->st);
+        uint64_t dt = kith_mono_ns() - t0;
+        pthread_mutex_lock(&a->mu);
+        a->stats.syncs++;
         a->stats.commit_ns_total += dt;
         if (dt > a->stats.commit_ns_max) a->stats.commit_ns_max = dt;
         pthread_mutex_unlock(&a->mu);
-        for (apply_op *op = start; op != end;) {
+        for (apply_op *op = ops; op;) {
             apply_op *next = op->next; /* done() may free op */
             size_t w = op->weight;
-            int orc = rc != 0 ? rc : op->rc;
-            op->rc = orc;
-            if (op->done) op->done(op->ctx, orc);
+            if (rc != 0 && op->rc == 0) op->rc = rc;
+            if (op->done) op->done(op->ctx, op->rc);
             pthread_mutex_lock(&a->mu);
             a->weight -= w;
             pthread_mutex_unlock(&a->mu);
             op = next;
         }
-        start = end;
     }
+    return NULL;
 }
 
 static void *apply_main(void *arg)
@@ -83,6 +126,10 @@ static void *apply_main(void *arg)
         if (ops) run_group(a, ops);
         else if (stop) break;
     }
+    pthread_mutex_lock(&a->mu);
+    a->writer_done = true;
+    pthread_cond_signal(&a->sync_cv);
+    pthread_mutex_unlock(&a->mu);
     return NULL;
 }
 
@@ -105,7 +152,18 @@ int apply_start(kith_store *st, size_t max_weight, apply_group_fn group_fn, void
     a->group_arg = group_arg;
     pthread_mutex_init(&a->mu, NULL);
     pthread_cond_init(&a->cv, NULL);
+    pthread_cond_init(&a->sync_cv, NULL);
+    if (pthread_create(&a->syncer, NULL, syncer_main, a) != 0) {
+        store_batch_free(a->batch);
+        free(a);
+        return KITH_ENOMEM;
+    }
     if (pthread_create(&a->thread, NULL, apply_thread_entry, a) != 0) {
+        pthread_mutex_lock(&a->mu);
+        a->writer_done = true;
+        pthread_cond_signal(&a->sync_cv);
+        pthread_mutex_unlock(&a->mu);
+        pthread_join(a->syncer, NULL);
         store_batch_free(a->batch);
         free(a);
         return KITH_ENOMEM;
@@ -122,9 +180,11 @@ void apply_stop(kith_apply *a)
     pthread_cond_signal(&a->cv);
     pthread_mutex_unlock(&a->mu);
     pthread_join(a->thread, NULL);
+    pthread_join(a->syncer, NULL);
     store_batch_free(a->batch);
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cv);
+    pthread_cond_destroy(&a->sync_cv);
     free(a);
 }
 

@@ -36,8 +36,13 @@ int profile_put_fragment(kith_engine *e, store_batch *b, uint32_t sandbox, uint6
     skey_bytes(&k, dataset, KITH_ID_LEN);
     kith_buf v = {0};
     uint8_t h[16];
+    /* The second field is the write stamp (µs, strictly increasing on the apply thread): it orders
+     * fragments whose ordering timestamps are equal by arrival. */
+    int64_t stamp = received * 1000;
+    if (stamp <= e->last_stamp) stamp = e->last_stamp + 1;
+    e->last_stamp = stamp;
     kith_put_be64(h, (uint64_t)order_ts);
-    kith_put_be64(h + 8, (uint64_t)received);
+    kith_put_be64(h + 8, (uint64_t)stamp);
     kith_buf_append(&v, h, sizeof h);
     kith_buf_append(&v, json, len);
     store_batch_put(b, STORE_CF_FRAG, k.b, k.n, v.data, v.len);
@@ -113,7 +118,7 @@ static void merge_objects(json_t *dst, json_t *src)
 }
 
 typedef struct frag_item {
-    int64_t order, received;
+    int64_t order, received, stamp;
     uint64_t owner;
     char dataset[KITH_ID_LEN + 1];
     json_t *entity;
@@ -123,7 +128,7 @@ static int frag_cmp(const void *a, const void *b)
 {
     const frag_item *x = a, *y = b;
     if (x->order != y->order) return x->order < y->order ? -1 : 1;
-    if (x->received != y->received) return x->received < y->received ? -1 : 1;
+    if (x->stamp != y->stamp) return x->stamp < y->stamp ? -1 : 1;
     return strcmp(x->dataset, y->dataset);
 }
 
@@ -155,7 +160,8 @@ static int compute_union(kith_engine *e, store_batch *b, uint32_t sb, uint64_t c
             }
             frag_item *f = &items[n++];
             f->order = (int64_t)kith_get_be64(val);
-            f->received = (int64_t)kith_get_be64(val + 8);
+            f->received = (int64_t)kith_get_be64(val + 8) / 1000;
+            f->stamp = (int64_t)kith_get_be64(val + 8);
             f->owner = m.v[i].id;
             memcpy(f->dataset, key + k.n, KITH_ID_LEN);
             f->dataset[KITH_ID_LEN] = 0;

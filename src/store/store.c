@@ -17,6 +17,7 @@ struct kith_store {
     rocksdb_column_family_handle_t *cf[STORE_CF_COUNT + 1]; /* [STORE_CF_COUNT] = default */
     rocksdb_writeoptions_t *wopts;
     rocksdb_readoptions_t *ropts;
+    bool sync;
 };
 
 struct store_batch {
@@ -64,8 +65,11 @@ int store_open(const char *dir, const store_options *opt, kith_store **out, char
         store_close(st);
         return KITH_EIO;
     }
+    /* Batches are written without a sync; store_sync_wal() makes everything written so far durable
+     * with one fsync, so the writer can prepare the next group while the previous one syncs. */
     st->wopts = rocksdb_writeoptions_create();
-    rocksdb_writeoptions_set_sync(st->wopts, opt ? opt->sync : 1);
+    rocksdb_writeoptions_set_sync(st->wopts, 0);
+    st->sync = opt ? opt->sync : true;
     st->ropts = rocksdb_readoptions_create();
     *out = st;
     return 0;
@@ -163,6 +167,19 @@ int store_batch_commit(kith_store *st, store_batch *b)
     return 0;
 }
 
+int store_sync_wal(kith_store *st)
+{
+    if (!st->sync) return 0;
+    char *err = NULL;
+    rocksdb_flush_wal(st->db, 1, &err);
+    if (err) {
+        kith_log(KITH_LOG_ERROR, "store", "WAL sync: %s", err);
+        rocksdb_free(err);
+        return KITH_EIO;
+    }
+    return 0;
+}
+
 void store_batch_clear(store_batch *b)
 {
     rocksdb_writebatch_wi_clear(b->wb);
@@ -205,6 +222,7 @@ int store_delete_prefix(kith_store *st, int cf, const void *prefix, size_t plen)
         elen = sizeof end;
     }
     rocksdb_delete_range_cf(st->db, st->wopts, st->cf[cf], prefix, plen, (const char *)end, elen, &err);
+    if (!err) return store_sync_wal(st);
     if (err) {
         kith_log(KITH_LOG_ERROR, "store", "delete range: %s", err);
         rocksdb_free(err);
