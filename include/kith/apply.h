@@ -40,6 +40,9 @@ typedef struct apply_stats {
 /* st borrowed. max_weight bounds queued messages. group_fn/group_arg may be NULL. */
 int apply_start(kith_store *st, size_t max_weight, apply_group_fn group_fn, void *group_arg,
                 kith_apply **out);
+/* fn(arg) runs on the apply thread whenever writes are undone (a savepoint rollback or a failed group),
+ * so that caches of the writer can be dropped. */
+void apply_set_reset(kith_apply *a, void (*fn)(void *), void *arg);
 /* Drains the queue, commits, stops the thread. */
 void apply_stop(kith_apply *a);
 

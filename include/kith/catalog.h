@@ -127,6 +127,8 @@ int catalog_put_inlet(kith_catalog *c, store_batch *b, uint32_t sandbox, json_t 
 /* Per-process counters persisted in meta (identity ids, cluster ids, sandbox ids). Apply thread only. */
 uint64_t catalog_next_seq(kith_catalog *c, store_batch *b, int which);
 enum { SEQ_IDENTITY, SEQ_CLUSTER, SEQ_SANDBOX, SEQ_NAMESPACE, SEQ_COUNT };
+/* Apply thread, once per group after its operations: persists reserved sequence blocks. */
+void catalog_flush_seq(kith_catalog *c, store_batch *b);
 
 /* A new random id of 24 hex characters (out: 25 bytes). */
 void catalog_new_id(char *out);

@@ -43,6 +43,8 @@ struct kith_engine {
     kith_metrics m;
     struct engine_dirty *dirty; /* apply thread: clusters whose union view must be recomputed */
     int64_t last_stamp;         /* apply thread: last fragment write stamp (µs, increasing) */
+    struct ident_cache *icache; /* apply thread: identities seen (see src/identity/cache.h) */
+    struct ident_cache *ecache; /* apply thread: edges seen */
 };
 
 /* Opens the store in data_dir, loads the catalog, creates the prod sandbox and the bootstrap admin key
@@ -84,6 +86,8 @@ void cluster_members_free(cluster_members *m);
 int identity_apply(kith_engine *e, store_batch *b, uint32_t sandbox, const ident_in *ids, int n,
                    bool link, const char *dataset, int64_t now, uint64_t *ids_out,
                    uint64_t *cluster_out);
+/* Apply thread: forget cached identities and edges (after a rollback, a failed group, a range delete). */
+void identity_cache_reset(kith_engine *e);
 /* Any thread: committed lookups. Return 0, KITH_ENOTFOUND or KITH_EIO. */
 int identity_lookup(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *value, size_t len,
                     uint64_t *id_out, uint64_t *cluster_out);

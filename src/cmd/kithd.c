@@ -10,6 +10,7 @@
 
 #include "http/http.h"
 #include "kith/engine.h"
+#include "kith/jalloc.h"
 
 #define KITH_VERSION "0.1.0"
 
@@ -133,6 +134,7 @@ static int read_config(options *o, const char *path)
 
 int main(int argc, char **argv)
 {
+    jalloc_install(); /* before any jansson allocation */
     options o = {.data_dir = "./data", .listen = "127.0.0.1:8080", .sync = true,
                  .lim = KITH_LIMITS_DEFAULT};
     long cores = sysconf(_SC_NPROCESSORS_ONLN);

@@ -136,6 +136,7 @@ static int sb_del_fn(void *ctx, store_batch *b)
     /* Exclusive: everything before is committed; range-delete the sandbox's keys in every family. */
     uint8_t prefix[4];
     kith_put_be32(prefix, c->id);
+    identity_cache_reset(c->e);
     for (int cf = 0; cf < STORE_CF_COUNT; cf++) {
         int rc = store_delete_prefix(c->e->store, cf, prefix, sizeof prefix);
         if (rc) return rc;

@@ -1,4 +1,5 @@
 /* Streaming ingestion (/collection) and batch file ingestion (import batches). */
+#include "kith/jalloc.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -24,6 +25,7 @@ typedef struct collect_ctx {
     size_t total;
     json_t **errs;        /* per message: NULL when prepared, else the error entry */
     size_t *slot;         /* per message: index in job.msgs */
+    jalloc_arena *arena;  /* the request's JSON (parse, validation errors) */
     char xbase[48];       /* xactionId prefix */
 } collect_ctx;
 
@@ -36,6 +38,7 @@ static void collect_cleanup(kith_req *r)
     free(c->job.msgs);
     free(c->errs);
     free(c->slot);
+    jalloc_arena_free(c->arena);
     free(c);
     r->async = NULL;
 }
@@ -145,15 +148,21 @@ static collect_ctx *collect_new(kith_req *r, size_t n)
 int h_collect_one(kith_req *r)
 {
     if (!collect_inlet(r)) return 0;
-    json_t *env = http_body_json(r);
-    if (!env) return 0;
     collect_ctx *c = collect_new(r, 1);
     c->single = true;
+    /* Parse and validate in the request's arena: jansson's allocations cost nothing to free. */
+    jalloc_arena_enter(&c->arena);
+    json_t *env = http_body_json(r);
+    if (!env) {
+        jalloc_arena_leave();
+        return 0;
+    }
     json_t *errors = json_array();
     const char *message = "Invalid XDM Message Format";
     int rc = ingest_prepare_envelope(r->e, r->sandbox_id, env, c->received, &c->job.msgs[0], errors,
                                      &message);
     json_decref(env);
+    jalloc_arena_leave();
     if (rc) {
         count_rejection(r->e, rc);
         int status = rc == KITH_ETOOLARGE ? 413 : 400;
@@ -172,26 +181,37 @@ int h_collect_one(kith_req *r)
 int h_collect_batch(kith_req *r)
 {
     if (!collect_inlet(r)) return 0;
+    jalloc_arena *arena = NULL;
+    jalloc_arena_enter(&arena);
     json_t *body = http_body_json(r);
-    if (!body) return 0;
     json_t *msgs = json_object_get(body, "messages");
-    if (!json_is_array(msgs)) {
+    if (!body || !json_is_array(msgs)) {
+        jalloc_arena_leave();
+        /* The problem document may hold arena nodes: copy it to the heap before the arena goes. */
+        if (r->json) {
+            json_t *copy = json_deep_copy(r->json);
+            json_decref(r->json);
+            r->json = copy;
+        }
+        jalloc_arena_free(arena);
+        if (!body) return 0;
         http_problem(r, 400, "Invalid batch",
                      json_pack("[{s:s, s:s}]", "path", "/messages", "message",
                                "required: an array of message envelopes"),
                      "a batch is {\"messages\": [envelope, ...]}");
-        json_decref(body);
         return 0;
     }
     size_t n = json_array_size(msgs);
     if (n > r->e->lim.batch_messages) {
+        jalloc_arena_leave();
+        jalloc_arena_free(arena);
         http_problem(r, 413, "Payload Too Large", NULL,
                      "the batch has %zu messages; the limit is %zu per request", n,
                      r->e->lim.batch_messages);
-        json_decref(body);
         return 0;
     }
     collect_ctx *c = collect_new(r, n);
+    c->arena = arena;
     for (size_t i = 0; i < n; i++) {
         json_t *errors = json_array();
         const char *message = "Invalid XDM Message Format";
@@ -208,6 +228,7 @@ int h_collect_batch(kith_req *r)
         }
     }
     json_decref(body);
+    jalloc_arena_leave();
     r->finish = collect_finish;
     if (c->job.n == 0) {
         collect_finish(r);
@@ -235,7 +256,7 @@ static int batch_put_fn(void *ctx, store_batch *b)
     skey_u8(&k, 'b');
     const char *id = json_string_value(json_object_get(c->doc, "id"));
     skey_bytes(&k, id, strlen(id));
-    char *s = json_dumps(c->doc, JSON_COMPACT);
+    char *s = kith_json_dumps(c->doc, JSON_COMPACT);
     store_batch_put(b, STORE_CF_META, k.b, k.n, s, strlen(s));
     free(s);
     return 0;

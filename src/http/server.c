@@ -1,5 +1,6 @@
 /* kith http server: libmicrohttpd in epoll thread-pool mode with suspend/resume, a table-driven router,
  * API-key auth with roles and sandboxes, bounded bodies, problem+json errors, metrics. */
+#include "kith/jalloc.h"
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -294,7 +295,7 @@ static enum MHD_Result send_response(kith_req *r)
     size_t len = 0;
     const char *ctype = r->ctype ? r->ctype : "application/json";
     if (r->json) {
-        text = json_dumps(r->json, JSON_COMPACT | JSON_REAL_PRECISION(15));
+        text = kith_json_dumps(r->json, JSON_COMPACT | JSON_REAL_PRECISION(15));
         len = text ? strlen(text) : 0;
     } else if (r->raw.data) {
         text = r->raw.data;
@@ -415,13 +416,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     kith_server *s = cls;
     kith_req *r = *con_cls;
     if (!r) return;
+    /* The response may reference nodes of the handler's arena: release it before the arena. */
+    if (r->json) json_decref(r->json);
+    r->json = NULL;
     if (r->cleanup) r->cleanup(r);
     for (int i = 0; i < HTTP_MAX_PARAMS; i++) free(r->params[i]);
     for (size_t i = 0; i < r->nq; i++) free(r->qname[i]), free(r->qval[i]);
     free(r->path);
     kith_buf_free(&r->body);
     kith_buf_free(&r->raw);
-    if (r->json) json_decref(r->json);
     free(r);
     *con_cls = NULL;
     atomic_fetch_sub(&s->inflight, 1);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kith/engine.h"
+#include "cache.h"
 
 #define IDENT_VAL_LEN 32
 #define EDGE_LEN (8 + 8 + 8 + KITH_ID_LEN)
@@ -108,11 +109,21 @@ static int put_cluster(kith_engine *e, store_batch *b, uint32_t sb, cluster_memb
     return 0;
 }
 
-static void put_ident(store_batch *b, uint32_t sb, uint32_t ns, const char *v, size_t len, uint64_t id,
-                      uint64_t cluster, int64_t first, int64_t last)
+void identity_cache_reset(kith_engine *e)
+{
+    if (e->icache) ident_cache_clear(e->icache);
+    if (e->ecache) ident_cache_clear(e->ecache);
+}
+
+static void put_ident(kith_engine *e, store_batch *b, uint32_t sb, uint32_t ns, const char *v,
+                      size_t len, uint64_t id, uint64_t cluster, int64_t first, int64_t last)
 {
     store_key k;
     ident_key(&k, sb, ns, v, len);
+    if (e->icache) {
+        ident_entry ent = {id, cluster, first};
+        ident_cache_put(e->icache, k.b, k.n, &ent);
+    }
     uint8_t val[IDENT_VAL_LEN];
     kith_put_be64(val, id);
     kith_put_be64(val + 8, cluster);
@@ -126,6 +137,13 @@ static int get_ident(kith_engine *e, store_batch *b, uint32_t sb, uint32_t ns, c
 {
     store_key k;
     ident_key(&k, sb, ns, v, len);
+    ident_entry *hit = b && e->icache ? ident_cache_get(e->icache, k.b, k.n) : NULL;
+    if (hit) {
+        *id = hit->id;
+        *cluster = hit->cluster;
+        if (first) *first = hit->first;
+        return 0;
+    }
     kith_buf val = {0};
     int rc = b ? store_batch_get(e->store, b, STORE_CF_IDENT, k.b, k.n, &val)
                : store_get(e->store, STORE_CF_IDENT, k.b, k.n, &val);
@@ -134,7 +152,12 @@ static int get_ident(kith_engine *e, store_batch *b, uint32_t sb, uint32_t ns, c
         const uint8_t *p = (const uint8_t *)val.data;
         *id = kith_get_be64(p);
         *cluster = kith_get_be64(p + 8);
-        if (first) *first = (int64_t)kith_get_be64(p + 16);
+        int64_t f = (int64_t)kith_get_be64(p + 16);
+        if (first) *first = f;
+        if (b && e->icache) {
+            ident_entry ent = {*id, *cluster, f};
+            ident_cache_put(e->icache, k.b, k.n, &ent);
+        }
     }
     kith_buf_free(&val);
     return rc;
@@ -168,6 +191,16 @@ static void put_node(store_batch *b, uint32_t sb, uint64_t id, uint32_t ns, cons
 static bool node_add_edge(kith_engine *e, store_batch *b, uint32_t sb, uint64_t a, uint32_t ns,
                           const char *v, size_t len, uint64_t other, const char *dataset, int64_t now)
 {
+    /* Known edges (the common case: a returning visitor) need no node read. */
+    store_key ek;
+    skey_init(&ek, sb);
+    skey_u64(&ek, a);
+    skey_u64(&ek, other);
+    if (e->ecache && ident_cache_get(e->ecache, ek.b, ek.n)) return false;
+    if (e->ecache) {
+        ident_entry none = {0, 0, 0};
+        ident_cache_put(e->ecache, ek.b, ek.n, &none);
+    }
     store_key k;
     id_key(&k, sb, a);
     kith_buf val = {0};
@@ -224,7 +257,7 @@ static void merge_into(kith_engine *e, store_batch *b, uint32_t sb, cluster_memb
         uint64_t id, cl;
         int64_t first = now;
         if (get_ident(e, b, sb, m->ns, m->value, m->len, &id, &cl, &first) != 0) first = now;
-        put_ident(b, sb, m->ns, m->value, m->len, m->id, into->cluster, first, now);
+        put_ident(e, b, sb, m->ns, m->value, m->len, m->id, into->cluster, first, now);
         into->v = kith_xrealloc(into->v, (into->n + 1) * sizeof *into->v);
         into->v[into->n++] = *m;
         m->value = NULL; /* moved */
@@ -250,7 +283,7 @@ int identity_apply(kith_engine *e, store_batch *b, uint32_t sandbox, const ident
         if (rc == KITH_ENOTFOUND) {
             id = catalog_next_seq(e->cat, b, SEQ_IDENTITY);
             cl = catalog_next_seq(e->cat, b, SEQ_CLUSTER);
-            put_ident(b, sandbox, ids[i].ns, ids[i].value, ids[i].len, id, cl, now, now);
+            put_ident(e, b, sandbox, ids[i].ns, ids[i].value, ids[i].len, id, cl, now, now);
             put_node(b, sandbox, id, ids[i].ns, ids[i].value, ids[i].len);
             cluster_member m = {.id = id, .ns = ids[i].ns, .value = (char *)ids[i].value,
                                 .len = ids[i].len};

@@ -16,8 +16,22 @@ struct kith_apply {
     bool stopping, writer_done;
     apply_group_fn group_fn;
     void *group_arg;
+    void (*reset_fn)(void *);
+    void *reset_arg;
     apply_stats stats;
 };
+
+void apply_set_reset(kith_apply *a, void (*fn)(void *), void *arg)
+{
+    a->reset_fn = fn;
+    a->reset_arg = arg;
+}
+
+static void rollback(kith_apply *a)
+{
+    store_batch_rollback(a->batch);
+    if (a->reset_fn) a->reset_fn(a->reset_arg);
+}
 
 /* Hands written operations (a NULL-terminated list) to the syncer. */
 static void to_syncer(kith_apply *a, apply_op *first, apply_op *last)
@@ -45,13 +59,13 @@ static void run_group(kith_apply *a, apply_op *ops)
             n = 1;
             store_batch_savepoint(a->batch);
             start->rc = start->fn(start->ctx, a->batch);
-            if (start->rc != 0) store_batch_rollback(a->batch);
+            if (start->rc != 0) rollback(a);
         } else {
             end = start;
             while (end && !end->exclusive) {
                 store_batch_savepoint(a->batch);
                 end->rc = end->fn(end->ctx, a->batch);
-                if (end->rc != 0) store_batch_rollback(a->batch);
+                if (end->rc != 0) rollback(a);
                 last = end;
                 end = end->next;
                 n++;
@@ -62,6 +76,7 @@ static void run_group(kith_apply *a, apply_op *ops)
         uint64_t t0 = kith_mono_ns();
         if (rc == 0) rc = store_batch_commit(a->st, a->batch);
         else store_batch_clear(a->batch);
+        if (rc != 0 && a->reset_fn) a->reset_fn(a->reset_arg);
         uint64_t dt = kith_mono_ns() - t0;
         if (rc != 0)
             for (apply_op *op = start; op != end; op = op->next) op->rc = rc;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "kith/engine.h"
+#include "../identity/cache.h"
 
 const kith_limits KITH_LIMITS_DEFAULT = {
     .body_max = 1u << 20,
@@ -24,7 +25,15 @@ const kith_limits KITH_LIMITS_DEFAULT = {
 
 static int group_flush(void *arg, store_batch *b)
 {
-    return profile_flush_dirty(arg, b);
+    kith_engine *e = arg;
+    catalog_flush_seq(e->cat, b);
+    return profile_flush_dirty(e, b);
+}
+
+/* Apply thread: a rollback or a failed group invalidates what the caches remember. */
+static void engine_reset(void *arg)
+{
+    identity_cache_reset(arg);
 }
 
 struct bootstrap_ctx {
@@ -94,13 +103,18 @@ int engine_open(const char *data_dir, const kith_limits *lim, const char *admin_
         return rc;
     }
     catalog_load(e->store, &e->cat);
+    e->icache = ident_cache_new(4u << 20);
+    e->ecache = ident_cache_new(4u << 20);
     rc = apply_start(e->store, e->lim.queue_max, group_flush, e, &e->apply);
     if (rc) {
         catalog_free(e->cat);
         store_close(e->store);
+        ident_cache_free(e->icache);
+        ident_cache_free(e->ecache);
         free(e);
         return rc;
     }
+    apply_set_reset(e->apply, engine_reset, e);
     /* First start of a data dir: create prod and the bootstrap admin key. */
     catalog_rdlock(e->cat);
     int nkeys = count_keys(e->cat);
@@ -143,5 +157,7 @@ void engine_close(kith_engine *e)
     catalog_free(e->cat);
     store_close(e->store);
     profile_dirty_free(e);
+    ident_cache_free(e->icache);
+    ident_cache_free(e->ecache);
     free(e);
 }

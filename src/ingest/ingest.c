@@ -1,4 +1,5 @@
 /* kith ingest: envelope → validated message → apply (see include/kith/ingest.h). */
+#include "kith/jalloc.h"
 #include "kith/ingest.h"
 
 #include <ctype.h>
@@ -157,7 +158,7 @@ int ingest_prepare(kith_engine *e, uint32_t sandbox, const char *dataset_id, con
         ingest_msg_clear(out);
         return rc;
     }
-    out->json = json_dumps(entity, JSON_COMPACT);
+    out->json = kith_json_dumps(entity, JSON_COMPACT);
     out->json_len = out->json ? strlen(out->json) : 0;
     size_t max = out->is_event ? e->lim.event_max : e->lim.record_max;
     if (!out->json || out->json_len > max) {
@@ -240,7 +241,10 @@ static int job_fn(void *ctx, store_batch *b)
         if (m->rc) continue; /* rejected at validation */
         store_batch_savepoint(b);
         m->rc = ingest_apply_msg(job->e, b, m);
-        if (m->rc) store_batch_rollback(b);
+        if (m->rc) {
+            store_batch_rollback(b);
+            identity_cache_reset(job->e);
+        }
     }
     return 0;
 }

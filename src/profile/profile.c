@@ -5,6 +5,7 @@
  * profile [sb][cluster id u64] → {"entity", "sources", "owners", "lastModifiedAt"} (default policy:
  *         newest fragment wins per leaf value, arrays are atomic; identities come from the cluster)
  */
+#include "kith/jalloc.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -189,7 +190,7 @@ static int compute_union(kith_engine *e, store_batch *b, uint32_t sb, uint64_t c
     cluster_members_free(&m);
     json_t *doc = json_pack("{s:o, s:o, s:o, s:I}", "entity", entity, "sources", sources, "owners",
                             owners, "lastModifiedAt", (json_int_t)last);
-    char *s = json_dumps(doc, JSON_COMPACT);
+    char *s = kith_json_dumps(doc, JSON_COMPACT);
     store_key k;
     profile_key(&k, sb, cluster);
     store_batch_put(b, STORE_CF_PROFILE, k.b, k.n, s, strlen(s));
