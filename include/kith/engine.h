@@ -115,6 +115,10 @@ void profile_dirty_free(kith_engine *e);
 /* Apply thread: forget the materialised view of a cluster that no longer exists. */
 void profile_drop_view(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t cluster);
 
+/* Apply thread: deletes every record fragment and event of the cluster's identities (the identity
+ * graph stays); the union view becomes empty. *deleted counts the keys removed. */
+int profile_delete(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t cluster, size_t *deleted);
+
 /* Any thread: the profile response object for an identity, keyed by XID as Profile Access returns it
  * (returns owned json), or NULL with *err = KITH_ENOTFOUND / KITH_EIO. fields: NULL or comma list. */
 json_t *profile_lookup(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *value, size_t len,

@@ -225,3 +225,40 @@ int h_entities_post(kith_req *r)
     http_json(r, 200, out);
     return 0;
 }
+
+struct profile_del {
+    kith_engine *e;
+    uint32_t sandbox, ns;
+    const char *value;
+    size_t len;
+    size_t deleted;
+};
+
+static int profile_del_fn(void *ctx, store_batch *b)
+{
+    struct profile_del *c = ctx;
+    uint64_t id, cluster;
+    int rc = identity_lookup(c->e, c->sandbox, c->ns, c->value, c->len, &id, &cluster);
+    return rc ? rc : profile_delete(c->e, b, c->sandbox, cluster, &c->deleted);
+}
+
+int h_entities_delete(kith_req *r)
+{
+    const char *schema = http_query(r, "schema.name");
+    if (!schema || strcmp(schema, "_xdm.context.profile") != 0) {
+        http_problem(r, 400, "Bad Request", NULL, "schema.name must be _xdm.context.profile");
+        return 0;
+    }
+    const char *id = http_query(r, "entityId");
+    const char *ns = http_query(r, "entityIdNS");
+    char value[KITH_XID_MAX];
+    uint32_t nsid;
+    size_t len;
+    if (resolve_identity(r, id, ns, "entityId", &nsid, value, &len) != 0) return 0;
+    struct profile_del c = {r->e, r->sandbox_id, nsid, value, len, 0};
+    int rc = apply_call(r->e->apply, profile_del_fn, &c, false);
+    if (rc == KITH_ENOTFOUND) not_found(r, id, ns);
+    else if (rc) http_error(r, rc, "the profile could not be deleted");
+    else r->status = 202;
+    return 0;
+}

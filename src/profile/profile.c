@@ -464,3 +464,30 @@ json_t *profile_events(kith_engine *e, uint32_t sandbox, uint32_t ns, const char
     cluster_members_free(&m);
     return out;
 }
+
+int profile_delete(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t cluster, size_t *deleted)
+{
+    cluster_members m;
+    int rc = identity_members(e, b, sandbox, cluster, &m);
+    if (rc) return rc;
+    size_t n = 0;
+    static const int cfs[] = {STORE_CF_FRAG, STORE_CF_EVENT};
+    for (size_t i = 0; i < m.n; i++) {
+        store_key k;
+        frag_prefix(&k, sandbox, m.v[i].id);
+        for (size_t c = 0; c < 2; c++) {
+            store_iter *it = store_iter_new(e->store, b, cfs[c], k.b, k.n);
+            for (; store_iter_valid(it); store_iter_next(it)) {
+                size_t kl;
+                const uint8_t *key = store_iter_key(it, &kl);
+                store_batch_delete(b, cfs[c], key, kl);
+                n++;
+            }
+            store_iter_free(it);
+        }
+    }
+    cluster_members_free(&m);
+    profile_mark_dirty(e, sandbox, cluster);
+    if (deleted) *deleted = n;
+    return 0;
+}
