@@ -713,6 +713,19 @@ class KithTestCase(unittest.TestCase):
                 cls.server.cleanup()
                 cls.server = None
 
+    def setUp(self):
+        srv = type(self).server
+        if srv is not None and srv.proc is not None and not srv.alive():
+            # The previous test crashed the shared kithd (and failed for it in tearDown): restart it
+            # on the same data dir so that the remaining tests still say something.
+            srv.start()
+
+    def tearDown(self):
+        srv = type(self).server
+        if srv is not None and srv.proc is not None and not srv.alive():
+            raise AssertionError("kithd died during this test (exit code %r); output:\n%s"
+                                 % (srv.proc.returncode, srv.log_tail(40)))
+
     def new_server(self, **kw):
         s = KithServer(**kw)
         self.addCleanup(s.cleanup)
