@@ -49,12 +49,6 @@ static void collect_done(ingest_job *job, int rc)
     http_resume(c->r);
 }
 
-static int collect_submit(kith_req *r)
-{
-    collect_ctx *c = r->async;
-    return ingest_submit(r->e, &c->job);
-}
-
 static void count_rejection(kith_engine *e, int rc)
 {
     atomic_fetch_add(&e->m.messages_rejected, 1);
@@ -131,9 +125,11 @@ static collect_ctx *collect_new(kith_req *r, size_t n)
     c->r = r;
     c->received = kith_now_ms();
     c->total = n;
-    c->errs = kith_xcalloc(n ? n : 1, sizeof *c->errs);
-    c->slot = kith_xcalloc(n ? n : 1, sizeof *c->slot);
-    c->job.msgs = kith_xcalloc(n ? n : 1, sizeof *c->job.msgs);
+    if (n) {
+        c->errs = kith_xcalloc(n, sizeof *c->errs);
+        c->slot = kith_xcalloc(n, sizeof *c->slot);
+        c->job.msgs = kith_xcalloc(n, sizeof *c->job.msgs);
+    }
     c->job.done = collect_done;
     c->job.user = c;
     snprintf(c->inlet, sizeof c->inlet, "%s", r->params[0]);
@@ -145,17 +141,15 @@ static collect_ctx *collect_new(kith_req *r, size_t n)
     return c;
 }
 
-int h_collect_one(kith_req *r)
+/* Parses and validates one envelope, on the worker pool. Returns true when the message is ready for
+ * the writer; otherwise the answer is set on r. */
+static bool collect_parse_one(kith_req *r, collect_ctx *c)
 {
-    if (!collect_inlet(r)) return 0;
-    collect_ctx *c = collect_new(r, 1);
-    c->single = true;
-    /* Parse and validate in the request's arena: jansson's allocations cost nothing to free. */
     jalloc_arena_enter(&c->arena);
     json_t *env = http_body_json(r);
     if (!env) {
         jalloc_arena_leave();
-        return 0;
+        return false;
     }
     json_t *errors = json_array();
     const char *message = "Invalid XDM Message Format";
@@ -169,49 +163,43 @@ int h_collect_one(kith_req *r)
         http_problem(r, status, message, errors, "the message was rejected and nothing was stored "
                                                  "(%zu problem%s)",
                      json_array_size(errors), json_array_size(errors) == 1 ? "" : "s");
-        return 0;
+        return false;
     }
     json_decref(errors);
     c->job.n = 1;
-    r->submit = collect_submit;
-    r->finish = collect_finish;
-    return HTTP_PENDING;
+    return true;
 }
 
-int h_collect_batch(kith_req *r)
+/* Parses and validates a batch, on the worker pool. Returns true when at least one message is ready
+ * for the writer; otherwise the answer is set on r (a problem, or the 207 of all-rejected messages). */
+static bool collect_parse_batch(kith_req *r, collect_ctx *c)
 {
-    if (!collect_inlet(r)) return 0;
-    jalloc_arena *arena = NULL;
-    jalloc_arena_enter(&arena);
+    jalloc_arena_enter(&c->arena);
     json_t *body = http_body_json(r);
     json_t *msgs = json_object_get(body, "messages");
     if (!body || !json_is_array(msgs)) {
+        if (body)
+            http_problem(r, 400, "Invalid batch",
+                         json_pack("[{s:s, s:s}]", "path", "/messages", "message",
+                                   "required: an array of message envelopes"),
+                         "a batch is {\"messages\": [envelope, ...]}");
+        json_decref(body);
         jalloc_arena_leave();
-        /* The problem document may hold arena nodes: copy it to the heap before the arena goes. */
-        if (r->json) {
-            json_t *copy = json_deep_copy(r->json);
-            json_decref(r->json);
-            r->json = copy;
-        }
-        jalloc_arena_free(arena);
-        if (!body) return 0;
-        http_problem(r, 400, "Invalid batch",
-                     json_pack("[{s:s, s:s}]", "path", "/messages", "message",
-                               "required: an array of message envelopes"),
-                     "a batch is {\"messages\": [envelope, ...]}");
-        return 0;
+        return false;
     }
     size_t n = json_array_size(msgs);
     if (n > r->e->lim.batch_messages) {
+        json_decref(body);
         jalloc_arena_leave();
-        jalloc_arena_free(arena);
         http_problem(r, 413, "Payload Too Large", NULL,
                      "the batch has %zu messages; the limit is %zu per request", n,
                      r->e->lim.batch_messages);
-        return 0;
+        return false;
     }
-    collect_ctx *c = collect_new(r, n);
-    c->arena = arena;
+    c->total = n;
+    c->errs = kith_xcalloc(n ? n : 1, sizeof *c->errs);
+    c->slot = kith_xcalloc(n ? n : 1, sizeof *c->slot);
+    c->job.msgs = kith_xcalloc(n ? n : 1, sizeof *c->job.msgs);
     for (size_t i = 0; i < n; i++) {
         json_t *errors = json_array();
         const char *message = "Invalid XDM Message Format";
@@ -229,13 +217,57 @@ int h_collect_batch(kith_req *r)
     }
     json_decref(body);
     jalloc_arena_leave();
-    r->finish = collect_finish;
     if (c->job.n == 0) {
         collect_finish(r);
-        return 0;
+        return false;
     }
-    r->submit = collect_submit;
+    return true;
+}
+
+/* Worker pool: parse, validate, hand the good messages to the writer (whose completion resumes the
+ * connection), or resume at once with the answer. */
+static void collect_work(void *arg)
+{
+    kith_req *r = arg;
+    collect_ctx *c = r->async;
+    bool ready = c->single ? collect_parse_one(r, c) : collect_parse_batch(r, c);
+    if (ready) {
+        int rc = ingest_submit(r->e, &c->job);
+        if (rc == 0) return;
+        http_error(r, rc, rc == KITH_EBUSY ? "the ingest queue is full; retry after the indicated delay"
+                                           : "the messages could not be queued");
+    }
+    r->finish = NULL;
+    http_resume(r);
+}
+
+static int collect_offload(kith_req *r)
+{
+    int rc = http_offload(r, collect_work, r);
+    if (rc == KITH_EBUSY)
+        http_error(r, KITH_EBUSY, "too many ingest requests are being validated; retry after the "
+                                  "indicated delay");
+    return rc;
+}
+
+static int collect_start(kith_req *r, bool single)
+{
+    if (!collect_inlet(r)) return 0;
+    collect_ctx *c = collect_new(r, single ? 1 : 0);
+    c->single = single;
+    r->submit = collect_offload;
+    r->finish = collect_finish;
     return HTTP_PENDING;
+}
+
+int h_collect_one(kith_req *r)
+{
+    return collect_start(r, true);
+}
+
+int h_collect_batch(kith_req *r)
+{
+    return collect_start(r, false);
 }
 
 /* --- import batches --- */

@@ -88,6 +88,8 @@ int http_start(kith_engine *e, const http_options *o, kith_server **out, char **
 void http_stop(kith_server *s, int wait_ms);
 const route *http_routes(size_t *n);
 
+/* Runs fn(arg) on the worker pool (for a pending request). 0, KITH_EBUSY or KITH_ESHUTDOWN. */
+int http_offload(kith_req *r, void (*fn)(void *), void *arg);
 /* Completion of a pending request (any thread). */
 void http_resume(kith_req *r);
 

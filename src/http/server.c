@@ -12,12 +12,19 @@
 
 #include "http.h"
 #include "metrics.h"
+#include "pool.h"
 
 struct kith_server {
     struct MHD_Daemon *d;
     kith_engine *e;
+    kith_pool *pool; /* CPU-heavy request work (ingest parsing and validation) */
     atomic_int inflight;
 };
+
+int http_offload(kith_req *r, void (*fn)(void *), void *arg)
+{
+    return pool_submit(r->srv->pool, fn, arg);
+}
 
 static const route routes[] = {
 #define X(m, pattern, fn, auth, body, summary) {m, pattern, fn, auth, body, summary},
@@ -396,10 +403,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         MHD_suspend_connection(conn);
         int rc = r->submit(r);
         if (rc != 0) {
-            /* Refused before reaching the apply thread: answer now. */
-            if (rc == KITH_EBUSY)
+            /* Refused before any work started: answer now (the submitter may have said why). */
+            if (!r->status && rc == KITH_EBUSY)
                 http_error(r, KITH_EBUSY, "the ingest queue is full; retry after the indicated delay");
-            else
+            else if (!r->status)
                 http_error(r, rc, "the request could not be queued");
             r->finish = NULL;
             r->state = ST_RESUMED;
@@ -477,6 +484,11 @@ int http_start(kith_engine *e, const http_options *o, kith_server **out, char **
         MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
         MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_END);
     freeaddrinfo(ai);
+    s->pool = s->d ? pool_start(o->threads ? o->threads : 2, 4096) : NULL;
+    if (s->d && !s->pool) {
+        MHD_stop_daemon(s->d);
+        s->d = NULL;
+    }
     if (!s->d) {
         if (asprintf(errmsg, "cannot listen on %s (address in use or not allowed)", o->listen) < 0)
             *errmsg = NULL;
@@ -494,5 +506,6 @@ void http_stop(kith_server *s, int wait_ms)
     for (int waited = 0; atomic_load(&s->inflight) > 0 && waited < wait_ms; waited += 10)
         usleep(10000);
     MHD_stop_daemon(s->d);
+    pool_stop(s->pool);
     free(s);
 }
