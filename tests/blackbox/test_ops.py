@@ -196,32 +196,37 @@ class ProcessTest(kt.KithTestCase):
         self.assertStatus(s.api(key="not-" + key).get(kt.Client.SCHEMAS), 401)
 
     def test_back_pressure_429_has_retry_after(self):
-        """With a tiny apply queue, overload answers 429 with Retry-After (if it answers 429 at all);
-        never a 5xx."""
+        """With a tiny apply queue, overload answers 429 with Retry-After and stores nothing of the
+        refused request; never a 5xx."""
         import threading
         s = self.new_server(extra_args=["--queue", "1"])
         fx = kt.Fixture(s.api())
         results = []
 
         def worker(w):
-            msgs = [fx.record({"identityMap": kt.idmap(("Email", "%d-%d-%s@bp.example" % (w, i, kt.uid())))})
-                    for i in range(50)]
-            for _ in range(4):
-                r = s.api().send_batch(fx.inlet, msgs)
-                results.append(r)
+            for attempt in range(4):
+                emails = ["%d-%d-%d-%s@bp.example" % (w, attempt, i, kt.uid()) for i in range(50)]
+                msgs = [fx.record({"identityMap": kt.idmap(("Email", e))}) for e in emails]
+                results.append((s.api().send_batch(fx.inlet, msgs), emails))
         ts = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
         for t in ts:
             t.start()
         for t in ts:
             t.join(120)
-        for r in results:
+        api = s.api()
+        for r, emails in results:
             self.assertLess(r.status, 500, "%r" % r)
             if r.status == 429:
                 self.assertIn("retry-after", r.headers, "429 needs Retry-After: %r" % r)
-            elif r.status == 207:
-                for x in r.json["responses"]:
-                    if x.get("statusCode") == 429:
-                        pass  # per-message back-pressure is acceptable
+                stored = [e for e in emails if api.lookup("Email", e).status == 200]
+                self.assertEqual(stored, [], "a 429 must store nothing")
+            else:
+                self.assertStatus(r, 207)
+                for x, e in zip(r.json["responses"], emails):
+                    if "xactionId" in x:
+                        self.assertStatus(api.lookup("Email", e), 200)
+                    else:
+                        self.assertStatus(api.lookup("Email", e), 404)
         self.assertEqual(s.stop(), 0)
 
     def check_limits(self, s):
