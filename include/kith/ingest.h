@@ -8,6 +8,7 @@
 #define KITH_INGEST_H
 
 #include "kith/engine.h"
+#include "kith/kjson.h"
 
 #define INGEST_MAX_IDS 64
 
@@ -27,16 +28,24 @@ typedef struct ingest_msg {
 
 void ingest_msg_clear(ingest_msg *m);
 
+/* Where the JSON came from, when it was parsed by kjson with spans: the entity's own text is then
+ * stored as sent instead of being serialised again. NULL: serialise. */
+typedef struct ingest_source {
+    const char *buf;
+    kjson_spans *spans;
+} ingest_source;
+
 /* Validates entity (borrowed) as a record of dataset_id in sandbox. schema_ref, when not NULL, must name
  * the dataset's schema ($id or meta:altId). Returns 0 and fills out, or an error code (KITH_EINVAL,
  * KITH_ETOOLARGE) with {"path","message"} objects appended to errors and *message set to a static
  * summary. */
 int ingest_prepare(kith_engine *e, uint32_t sandbox, const char *dataset_id, const char *schema_ref,
-                   json_t *entity, int64_t received, ingest_msg *out, json_t *errors,
-                   const char **message);
+                   json_t *entity, const ingest_source *src, int64_t received, ingest_msg *out,
+                   json_t *errors, const char **message);
 /* Same, for an AEP envelope {"header": {"schemaRef": {"id"}, "datasetId"}, "body": {"xdmEntity"}}. */
-int ingest_prepare_envelope(kith_engine *e, uint32_t sandbox, json_t *envelope, int64_t received,
-                            ingest_msg *out, json_t *errors, const char **message);
+int ingest_prepare_envelope(kith_engine *e, uint32_t sandbox, json_t *envelope,
+                            const ingest_source *src, int64_t received, ingest_msg *out,
+                            json_t *errors, const char **message);
 
 /* Apply thread: identities, then the fragment or the event. */
 int ingest_apply_msg(kith_engine *e, store_batch *b, ingest_msg *m);

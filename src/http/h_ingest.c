@@ -141,22 +141,42 @@ static collect_ctx *collect_new(kith_req *r, size_t n)
     return c;
 }
 
+/* Parses the body with kjson, remembering where the objects of the first levels are, so each entity
+ * can be stored as sent. On failure the answer (400 with line and column) is set and NULL returned. */
+static json_t *collect_parse_body(kith_req *r, kjson_spans *spans)
+{
+    kjson_error err;
+    if (r->body.len == 0) {
+        http_problem(r, 400, "Bad Request", NULL, "the request body is empty; a JSON document is expected");
+        return NULL;
+    }
+    json_t *j = kjson_parse(r->body.data, r->body.len, r->e->lim.json_depth, spans, &err);
+    if (!j)
+        http_problem(r, 400, "Malformed JSON", NULL, "malformed JSON at line %d, column %d: %s",
+                     err.line, err.column, err.text);
+    return j;
+}
+
 /* Parses and validates one envelope, on the worker pool. Returns true when the message is ready for
  * the writer; otherwise the answer is set on r. */
 static bool collect_parse_one(kith_req *r, collect_ctx *c)
 {
     jalloc_arena_enter(&c->arena);
-    json_t *env = http_body_json(r);
+    kjson_spans spans = {.max_depth = 2};
+    json_t *env = collect_parse_body(r, &spans);
     if (!env) {
         jalloc_arena_leave();
+        kjson_spans_free(&spans);
         return false;
     }
     json_t *errors = json_array();
     const char *message = "Invalid XDM Message Format";
-    int rc = ingest_prepare_envelope(r->e, r->sandbox_id, env, c->received, &c->job.msgs[0], errors,
-                                     &message);
+    ingest_source src = {r->body.data, &spans};
+    int rc = ingest_prepare_envelope(r->e, r->sandbox_id, env, &src, c->received, &c->job.msgs[0],
+                                     errors, &message);
     json_decref(env);
     jalloc_arena_leave();
+    kjson_spans_free(&spans);
     if (rc) {
         count_rejection(r->e, rc);
         int status = rc == KITH_ETOOLARGE ? 413 : 400;
@@ -175,9 +195,12 @@ static bool collect_parse_one(kith_req *r, collect_ctx *c)
 static bool collect_parse_batch(kith_req *r, collect_ctx *c)
 {
     jalloc_arena_enter(&c->arena);
-    json_t *body = http_body_json(r);
+    kjson_spans spans = {.max_depth = 4};
+    json_t *body = collect_parse_body(r, &spans);
     json_t *msgs = json_object_get(body, "messages");
+    ingest_source src = {r->body.data, &spans};
     if (!body || !json_is_array(msgs)) {
+        kjson_spans_free(&spans);
         if (body)
             http_problem(r, 400, "Invalid batch",
                          json_pack("[{s:s, s:s}]", "path", "/messages", "message",
@@ -191,6 +214,7 @@ static bool collect_parse_batch(kith_req *r, collect_ctx *c)
     if (n > r->e->lim.batch_messages) {
         json_decref(body);
         jalloc_arena_leave();
+        kjson_spans_free(&spans);
         http_problem(r, 413, "Payload Too Large", NULL,
                      "the batch has %zu messages; the limit is %zu per request", n,
                      r->e->lim.batch_messages);
@@ -204,8 +228,8 @@ static bool collect_parse_batch(kith_req *r, collect_ctx *c)
         json_t *errors = json_array();
         const char *message = "Invalid XDM Message Format";
         ingest_msg *m = &c->job.msgs[c->job.n];
-        int rc = ingest_prepare_envelope(r->e, r->sandbox_id, json_array_get(msgs, i), c->received,
-                                         m, errors, &message);
+        int rc = ingest_prepare_envelope(r->e, r->sandbox_id, json_array_get(msgs, i), &src,
+                                         c->received, m, errors, &message);
         if (rc) {
             count_rejection(r->e, rc);
             c->errs[i] = json_pack("{s:i, s:s, s:o}", "statusCode", rc == KITH_ETOOLARGE ? 413 : 400,
@@ -217,6 +241,7 @@ static bool collect_parse_batch(kith_req *r, collect_ctx *c)
     }
     json_decref(body);
     jalloc_arena_leave();
+    kjson_spans_free(&spans);
     if (c->job.n == 0) {
         collect_finish(r);
         return false;
@@ -477,8 +502,10 @@ static void *import_main(void *arg)
             while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
             if (len == 0) continue;
             read++;
-            json_error_t jerr;
-            json_t *entity = json_loadb(line, (size_t)len, JSON_REJECT_DUPLICATES, &jerr);
+            kjson_error jerr;
+            kjson_spans spans = {.max_depth = 0};
+            json_t *entity = kjson_parse(line, (size_t)len, e->lim.json_depth, &spans, &jerr);
+            ingest_source src = {line, &spans};
             json_t *errors = json_array();
             const char *message = "Invalid XDM Message Format";
             int rc;
@@ -489,9 +516,10 @@ static void *import_main(void *arg)
                 message = "Malformed JSON";
                 rc = KITH_EINVAL;
             } else {
-                rc = ingest_prepare(e, j->sandbox, j->dataset, NULL, entity, kith_now_ms(), &msgs[nm], errors, &message);
+                rc = ingest_prepare(e, j->sandbox, j->dataset, NULL, entity, &src, kith_now_ms(), &msgs[nm], errors, &message);
                 json_decref(entity);
             }
+            kjson_spans_free(&spans);
             if (rc) {
                 failed++;
                 count_rejection(e, rc);

@@ -67,8 +67,9 @@ static const char *problem_slug(int status)
     }
 }
 
-static void problem_v(kith_req *r, int status, const char *title, json_t *errors, const char *fmt,
-                      va_list ap)
+__attribute__((format(printf, 5, 0))) static void problem_v(kith_req *r, int status,
+                                                             const char *title, json_t *errors,
+                                                             const char *fmt, va_list ap)
 {
     char detail[1024];
     vsnprintf(detail, sizeof detail, fmt, ap);
@@ -442,7 +443,7 @@ static size_t no_unescape(void *cls, struct MHD_Connection *c, char *uri)
     return strlen(uri);
 }
 
-static void log_mhd(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void log_mhd(void *cls, const char *fmt, va_list ap)
 {
     char line[512];
     vsnprintf(line, sizeof line, fmt, ap);

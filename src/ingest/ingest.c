@@ -50,8 +50,8 @@ static bool valid_ecid(const char *v)
 }
 
 int ingest_prepare(kith_engine *e, uint32_t sandbox, const char *dataset_id, const char *schema_ref,
-                   json_t *entity, int64_t received, ingest_msg *out, json_t *errors,
-                   const char **message)
+                   json_t *entity, const ingest_source *src, int64_t received, ingest_msg *out,
+                   json_t *errors, const char **message)
 {
     memset(out, 0, sizeof *out);
     out->sandbox = sandbox;
@@ -158,8 +158,14 @@ int ingest_prepare(kith_engine *e, uint32_t sandbox, const char *dataset_id, con
         ingest_msg_clear(out);
         return rc;
     }
-    out->json = kith_json_dumps(entity, JSON_COMPACT);
-    out->json_len = out->json ? strlen(out->json) : 0;
+    size_t a, b;
+    if (src && kjson_span_find(src->spans, entity, &a, &b) == 0) {
+        out->json = kith_xstrndup(src->buf + a, b - a);
+        out->json_len = b - a;
+    } else {
+        out->json = kith_json_dumps(entity, JSON_COMPACT);
+        out->json_len = out->json ? strlen(out->json) : 0;
+    }
     size_t max = out->is_event ? e->lim.event_max : e->lim.record_max;
     if (!out->json || out->json_len > max) {
         add_error(errors, "", "%s is %zu bytes; the limit is %zu bytes",
@@ -171,8 +177,9 @@ int ingest_prepare(kith_engine *e, uint32_t sandbox, const char *dataset_id, con
     return 0;
 }
 
-int ingest_prepare_envelope(kith_engine *e, uint32_t sandbox, json_t *envelope, int64_t received,
-                            ingest_msg *out, json_t *errors, const char **message)
+int ingest_prepare_envelope(kith_engine *e, uint32_t sandbox, json_t *envelope,
+                            const ingest_source *src, int64_t received, ingest_msg *out,
+                            json_t *errors, const char **message)
 {
     memset(out, 0, sizeof *out);
     json_t *header = json_object_get(envelope, "header");
@@ -207,7 +214,8 @@ int ingest_prepare_envelope(kith_engine *e, uint32_t sandbox, json_t *envelope, 
         return KITH_EINVAL;
     }
     /* Paths from validation point into the entity (API.md: "/person/name/firstName"). */
-    return ingest_prepare(e, sandbox, dataset, schema_ref, entity, received, out, errors, message);
+    return ingest_prepare(e, sandbox, dataset, schema_ref, entity, src, received, out, errors,
+                          message);
 }
 
 int ingest_apply_msg(kith_engine *e, store_batch *b, ingest_msg *m)

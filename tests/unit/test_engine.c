@@ -108,7 +108,7 @@ static int ingest(fixture *f, const char *ds, const char *json, json_t **errors_
     json_t *errors = json_array();
     const char *msg;
     ingest_msg m;
-    int rc = ingest_prepare(f->e, 1, ds, NULL, entity, kith_now_ms(), &m, errors, &msg);
+    int rc = ingest_prepare(f->e, 1, ds, NULL, entity, NULL, kith_now_ms(), &m, errors, &msg);
     json_decref(entity);
     if (rc == 0) {
         rc = ingest_run(f->e, &m, 1);
