@@ -26,6 +26,7 @@ struct kith_pool {
 static void *worker(void *arg)
 {
     kith_pool *p = arg;
+    pthread_setname_np(pthread_self(), "kith-ingest");
     for (;;) {
         pthread_mutex_lock(&p->mu);
         while (!p->head && !p->stopping) pthread_cond_wait(&p->cv, &p->mu);

@@ -95,6 +95,7 @@ static void run_group(kith_apply *a, apply_op *ops)
 static void *syncer_main(void *arg)
 {
     kith_apply *a = arg;
+    pthread_setname_np(pthread_self(), "kith-sync");
     for (;;) {
         pthread_mutex_lock(&a->mu);
         while (!a->shead && !a->writer_done) pthread_cond_wait(&a->sync_cv, &a->mu);
@@ -153,6 +154,7 @@ static __thread kith_apply *current_apply;
 static void *apply_thread_entry(void *arg)
 {
     current_apply = arg;
+    pthread_setname_np(pthread_self(), "kith-apply");
     return apply_main(arg);
 }
 
