@@ -21,7 +21,22 @@ typedef struct options {
     unsigned threads, connections;
     bool sync;
     kith_limits lim;
+    char *owned[32]; /* strings copied from arguments and the config file */
+    int nowned;
 } options;
+
+static const char *keep(options *o, const char *s)
+{
+    char *c = strdup(s);
+    if (o->nowned < (int)(sizeof o->owned / sizeof o->owned[0])) o->owned[o->nowned++] = c;
+    return c;
+}
+
+static void options_free(options *o)
+{
+    for (int i = 0; i < o->nowned; i++) free(o->owned[i]);
+    o->nowned = 0;
+}
 
 static const struct option long_opts[] = {
     {"data-dir", required_argument, 0, 'd'},   {"listen", required_argument, 0, 'l'},
@@ -71,8 +86,8 @@ static int apply_option(options *o, int c, const char *arg)
 {
     size_t v;
     switch (c) {
-    case 'd': o->data_dir = strdup(arg); return 0;
-    case 'l': o->listen = strdup(arg); return 0;
+    case 'd': o->data_dir = keep(o, arg); return 0;
+    case 'l': o->listen = keep(o, arg); return 0;
     case 't': return parse_size(arg, &v) && v <= 256 ? (o->threads = (unsigned)v, 0) : -1;
     case 'C': return parse_size(arg, &v) && v <= 100000 ? (o->connections = (unsigned)v, 0) : -1;
     case 'D':
@@ -89,7 +104,7 @@ static int apply_option(options *o, int c, const char *arg)
     case 'L':
         if (strcmp(arg, "debug") && strcmp(arg, "info") && strcmp(arg, "warn") && strcmp(arg, "error"))
             return -1;
-        o->log_level = strdup(arg);
+        o->log_level = keep(o, arg);
         return 0;
     }
     return -1;
@@ -143,25 +158,32 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "hV", long_opts, NULL)) != -1) {
         if (c == 'h') {
             usage(stdout);
+            options_free(&o);
             return 0;
         }
         if (c == 'V') {
             printf("kithd %s\n", KITH_VERSION);
+            options_free(&o);
             return 0;
         }
         if (c == 'c') {
-            if (read_config(&o, optarg) != 0) return 2;
+            if (read_config(&o, optarg) != 0) {
+                options_free(&o);
+                return 2;
+            }
             continue;
         }
         if (c == '?' || apply_option(&o, c, optarg) != 0) {
             if (c != '?') fprintf(stderr, "kithd: invalid value for option: %s\n", optarg);
             usage(stderr);
+            options_free(&o);
             return 2;
         }
     }
     if (optind < argc) {
         fprintf(stderr, "kithd: unexpected argument: %s\n", argv[optind]);
         usage(stderr);
+        options_free(&o);
         return 2;
     }
     if (o.log_level) {
@@ -183,6 +205,7 @@ int main(int argc, char **argv)
     if (engine_open(o.data_dir, &o.lim, getenv("KITH_ADMIN_KEY"), o.sync, &e, &err) != 0) {
         fprintf(stderr, "kithd: cannot open data dir %s: %s\n", o.data_dir, err ? err : "error");
         free(err);
+        options_free(&o);
         return 1;
     }
     kith_server *srv = NULL;
@@ -191,6 +214,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "kithd: %s\n", err ? err : "cannot start the HTTP server");
         free(err);
         engine_close(e);
+        options_free(&o);
         return 1;
     }
     kith_log(KITH_LOG_INFO, "kithd", "kith %s serving http://%s (data dir %s, %u threads, durability %s)",
@@ -202,5 +226,6 @@ int main(int argc, char **argv)
     for (int i = 0; i < 3000 && http_imports_running() > 0; i++) usleep(10000);
     engine_close(e);
     kith_log(KITH_LOG_INFO, "kithd", "stopped cleanly");
+    options_free(&o);
     return 0;
 }

@@ -170,7 +170,7 @@ static int compute_union(kith_engine *e, store_batch *b, uint32_t sb, uint64_t c
         }
         store_iter_free(it);
     }
-    qsort(items, n, sizeof *items, frag_cmp);
+    if (n) qsort(items, n, sizeof *items, frag_cmp);
     json_t *entity = json_object(), *sources = json_array(), *owners = json_array();
     int64_t last = 0;
     for (size_t i = 0; i < n; i++) {
@@ -427,7 +427,7 @@ json_t *profile_events(kith_engine *e, uint32_t sandbox, uint32_t ns, const char
         }
         store_iter_free(it);
     }
-    qsort(items, n, sizeof *items, ev_cmp);
+    if (n) qsort(items, n, sizeof *items, ev_cmp);
     if (q->descending)
         for (size_t i = 0; i < n / 2; i++) {
             ev_item t = items[i];
