@@ -536,6 +536,7 @@ class KithServer:
         raise AssertionError("kithd could not start: %s" % last_err)
 
     def _spawn(self):
+        self._close_log()
         env = dict(os.environ)
         if self.use_admin_env:
             env["KITH_ADMIN_KEY"] = self.admin_key
@@ -713,18 +714,32 @@ class KithTestCase(unittest.TestCase):
                 cls.server.cleanup()
                 cls.server = None
 
+    @staticmethod
+    def _healthy(srv):
+        if not srv.alive():
+            return False
+        try:
+            return http_request(srv.port, "GET", "/livez", timeout=5).status == 200
+        except (OSError, http.client.HTTPException):
+            return False
+
     def setUp(self):
         srv = type(self).server
-        if srv is not None and srv.proc is not None and not srv.alive():
+        if srv is not None and srv.proc is not None and not self._healthy(srv):
             # The previous test crashed the shared kithd (and failed for it in tearDown): restart it
             # on the same data dir so that the remaining tests still say something.
+            srv.kill()
             srv.start()
 
     def tearDown(self):
         srv = type(self).server
-        if srv is not None and srv.proc is not None and not srv.alive():
-            raise AssertionError("kithd died during this test (exit code %r); output:\n%s"
-                                 % (srv.proc.returncode, srv.log_tail(40)))
+        if srv is not None and srv.proc is not None and not self._healthy(srv):
+            try:
+                srv.proc.wait(5)  # let a dying kithd finish its report
+            except subprocess.TimeoutExpired:
+                pass
+            raise AssertionError("kithd died or stopped answering during this test (exit code %r); "
+                                 "output:\n%s" % (srv.proc.returncode, srv.log_tail(40)))
 
     def new_server(self, **kw):
         s = KithServer(**kw)
