@@ -157,11 +157,14 @@ class SchemaTest(kt.KithTestCase):
 
     # --- bad schema definitions ----------------------------------------------------------------
 
-    def assert_bad_schema(self, body, needle):
-        before = self.schema_titles()
+    def assert_bad_schema(self, body, needle, path=None):
         r = self.admin.post(C.SCHEMAS, body)
         j = self.assertProblem(r, 400)
         self.assertIn(needle, r.text, "the 400 must name %r: %r" % (needle, r))
+        if path:
+            paths = [e.get("path", "") for e in j.get("errors", [])]
+            self.assertTrue(any(p.startswith(path) for p in paths),
+                            "errors[].path must point at %s: %r" % (path, r))
         if body.get("title"):
             self.assertNotIn(body["title"], self.schema_titles(), "a rejected schema must not be stored")
         return j
@@ -169,7 +172,8 @@ class SchemaTest(kt.KithTestCase):
     def test_bad_type_names_path(self):
         self.assert_bad_schema({"title": kt.uid("Bad1 "), "meta:class": kt.PROFILE_CLASS,
                                 "properties": {"_acme": {"type": "object", "properties": {
-                                    "badField7": {"type": "strnig"}}}}}, "badField7")
+                                    "badField7": {"type": "strnig"}}}}}, "badField7",
+                               path="/properties/_acme/properties/badField7")
 
     def test_missing_class(self):
         self.assert_bad_schema({"title": kt.uid("Bad2 "), "properties": {"_acme": {
@@ -182,12 +186,13 @@ class SchemaTest(kt.KithTestCase):
     def test_unknown_field_group(self):
         self.assert_bad_schema({"title": kt.uid("Bad4 "), "meta:class": kt.PROFILE_CLASS,
                                 "allOf": [{"$ref": "https://ns.adobe.com/xdm/context/no-such-group"}]},
-                               "no-such-group")
+                               "no-such-group", path="/allOf/0")
 
     def test_bad_enum_and_required(self):
         self.assert_bad_schema({"title": kt.uid("Bad5 "), "meta:class": kt.PROFILE_CLASS,
                                 "properties": {"_acme": {"type": "object", "properties": {
-                                    "enumField3": {"type": "string", "enum": "gold"}}}}}, "enumField3")
+                                    "enumField3": {"type": "string", "enum": "gold"}}}}}, "enumField3",
+                               path="/properties/_acme/properties/enumField3")
         self.assert_bad_schema({"title": kt.uid("Bad6 "), "meta:class": kt.PROFILE_CLASS,
                                 "properties": {"_acme": {"type": "object", "properties": {
                                     "a": {"type": "string"}}, "required": "a"}}}, "required")
@@ -196,7 +201,7 @@ class SchemaTest(kt.KithTestCase):
         self.assert_bad_schema({"title": kt.uid("Bad7 "), "meta:class": kt.PROFILE_CLASS,
                                 "properties": {"_acme": {"type": "object", "properties": {
                                     "boundField": {"type": "integer", "minimum": "zero"}}}}},
-                               "boundField")
+                               "boundField", path="/properties/_acme/properties/boundField")
 
     def test_malformed_json_schema(self):
         r = self.admin.request("POST", C.SCHEMAS, data=b'{"title": "x",\n "meta:class": }')
