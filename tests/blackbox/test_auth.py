@@ -231,6 +231,13 @@ class AuthTest(kt.KithTestCase):
         r = self.admin.post(C.SANDBOXES, {"name": "sb" + kt.uid(), "title": "t", "type": "weird"})
         self.assertProblem(r, 400, 422)
 
+    def test_default_sandbox_is_prod(self):
+        sch = self.admin.create_schema(kt.uid("Default sb "), kt.PROFILE_CLASS, [kt.FG_IDENTITYMAP])
+        url = C.SCHEMAS + "/" + kt.enc(sch["$id"])
+        self.assertStatus(self.admin.get(url, sandbox="prod"), 200)
+        sb = new_sandbox(self, self.admin)
+        self.assertStatus(self.admin.get(url, sandbox=sb), 404)
+
     def test_prod_cannot_be_deleted(self):
         r = self.admin.delete(C.SANDBOXES + "/prod")
         self.assertTrue(400 <= r.status < 500, "deleting prod must be refused: %r" % r)
