@@ -44,6 +44,10 @@ int store_get(kith_store *st, int cf, const void *key, size_t klen, kith_buf *va
 store_batch *store_batch_new(kith_store *st);
 void store_batch_free(store_batch *b);
 void store_batch_put(store_batch *b, int cf, const void *k, size_t kl, const void *v, size_t vl);
+/* An append that nothing reads back within the group (events): skips the batch's index. It is not
+ * visible to store_batch_get or batch iterators before the commit; operations that must see such
+ * writes run exclusive (after the previous group was written). */
+void store_batch_put_blind(store_batch *b, int cf, const void *k, size_t kl, const void *v, size_t vl);
 void store_batch_delete(store_batch *b, int cf, const void *k, size_t kl);
 /* Reads through the batch to the committed database. Same returns as store_get. */
 int store_batch_get(kith_store *st, store_batch *b, int cf, const void *k, size_t kl, kith_buf *val);

@@ -256,7 +256,8 @@ int h_entities_delete(kith_req *r)
     size_t len;
     if (resolve_identity(r, id, ns, "entityId", &nsid, value, &len) != 0) return 0;
     struct profile_del c = {r->e, r->sandbox_id, nsid, value, len, 0};
-    int rc = apply_call(r->e->apply, profile_del_fn, &c, false);
+    /* Exclusive: events are blind appends, so the delete must run after earlier groups were written. */
+    int rc = apply_call(r->e->apply, profile_del_fn, &c, true);
     if (rc == KITH_ENOTFOUND) not_found(r, id, ns);
     else if (rc) http_error(r, rc, "the profile could not be deleted");
     else r->status = 202;

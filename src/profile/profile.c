@@ -67,7 +67,7 @@ int profile_put_event(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t
     memcpy(h + 8, dataset, strnlen(dataset, KITH_ID_LEN));
     kith_buf_append(&v, h, sizeof h);
     kith_buf_append(&v, json, len);
-    store_batch_put(b, STORE_CF_EVENT, k.b, k.n, v.data, v.len);
+    store_batch_put_blind(b, STORE_CF_EVENT, k.b, k.n, v.data, v.len);
     kith_buf_free(&v);
     return 0;
 }

@@ -22,6 +22,7 @@ struct kith_store {
 
 struct store_batch {
     rocksdb_writebatch_wi_t *wb;
+    rocksdb_writebatch_t *blind; /* appends never read back within the group (no index) */
     kith_store *st; /* borrowed: column family handles */
 };
 
@@ -120,6 +121,7 @@ store_batch *store_batch_new(kith_store *st)
     store_batch *b = kith_xcalloc(1, sizeof *b);
     b->st = st;
     b->wb = rocksdb_writebatch_wi_create(1 << 20, 1);
+    b->blind = rocksdb_writebatch_create();
     return b;
 }
 
@@ -127,12 +129,18 @@ void store_batch_free(store_batch *b)
 {
     if (!b) return;
     rocksdb_writebatch_wi_destroy(b->wb);
+    rocksdb_writebatch_destroy(b->blind);
     free(b);
 }
 
 void store_batch_put(store_batch *b, int cf, const void *k, size_t kl, const void *v, size_t vl)
 {
     rocksdb_writebatch_wi_put_cf(b->wb, b->st->cf[cf], k, kl, v, vl);
+}
+
+void store_batch_put_blind(store_batch *b, int cf, const void *k, size_t kl, const void *v, size_t vl)
+{
+    rocksdb_writebatch_put_cf(b->blind, b->st->cf[cf], k, kl, v, vl);
 }
 
 void store_batch_delete(store_batch *b, int cf, const void *k, size_t kl)
@@ -151,14 +159,19 @@ int store_batch_get(kith_store *st, store_batch *b, int cf, const void *k, size_
 
 size_t store_batch_count(store_batch *b)
 {
-    return (size_t)rocksdb_writebatch_wi_count(b->wb);
+    return (size_t)rocksdb_writebatch_wi_count(b->wb) + (size_t)rocksdb_writebatch_count(b->blind);
 }
 
 int store_batch_commit(kith_store *st, store_batch *b)
 {
     char *err = NULL;
+    /* The indexed part first: blind appends are keyed by ids it creates, so a crash between the two
+     * writes can leave unreachable appends, never references to missing data. Neither is
+     * acknowledged before the WAL sync that follows. */
     if (rocksdb_writebatch_wi_count(b->wb) > 0) rocksdb_write_writebatch_wi(st->db, st->wopts, b->wb, &err);
+    if (!err && rocksdb_writebatch_count(b->blind) > 0) rocksdb_write(st->db, st->wopts, b->blind, &err);
     rocksdb_writebatch_wi_clear(b->wb);
+    rocksdb_writebatch_clear(b->blind);
     if (err) {
         kith_log(KITH_LOG_ERROR, "store", "commit: %s", err);
         rocksdb_free(err);
@@ -183,17 +196,22 @@ int store_sync_wal(kith_store *st)
 void store_batch_clear(store_batch *b)
 {
     rocksdb_writebatch_wi_clear(b->wb);
+    rocksdb_writebatch_clear(b->blind);
 }
 
 void store_batch_savepoint(store_batch *b)
 {
     rocksdb_writebatch_wi_set_save_point(b->wb);
+    rocksdb_writebatch_set_save_point(b->blind);
 }
 
 void store_batch_rollback(store_batch *b)
 {
     char *err = NULL;
     rocksdb_writebatch_wi_rollback_to_save_point(b->wb, &err);
+    if (err) rocksdb_free(err);
+    err = NULL;
+    rocksdb_writebatch_rollback_to_save_point(b->blind, &err);
     if (err) rocksdb_free(err);
 }
 
