@@ -11,6 +11,7 @@
  *
  * Every bound is checked here, once: nesting depth, $ref chains, total expansion work, pattern
  * complexity. Validation can then trust the tree. */
+#include "kith/jalloc.h"
 #include "schema_int.h"
 
 #include <math.h>
@@ -21,11 +22,12 @@
 
 const schema_limits SCHEMA_LIMITS_DEFAULT = {20, 1024, 20, 64};
 
-#define MAX_COMPILE_ERRORS 50 /* error objects appended per compile; later ones are only counted   \
-                               */
-#define MAX_REF_HOPS 32       /* $ref / allOf indirections without descending into a field */
+#define MAX_COMPILE_ERRORS                                                                         \
+    50                  /* error objects appended per compile; later ones are only counted         \
+                         */
+#define MAX_REF_HOPS 32 /* $ref / allOf indirections without descending into a field */
 #define MAX_PATTERN_LEN 1024
-#define MAX_PATTERN_REPEAT 100000       /* product of all {n,m} bounds in a pattern */
+#define MAX_PATTERN_SIZE 10000          /* elements regcomp builds for a pattern (pattern_size) */
 #define XDM_LONG_MAX 9007199254740991.0 /* 2^53 - 1: the XDM long range */
 
 /* Shared helpers ------------------------------------------------------------------------------ */
@@ -159,8 +161,147 @@ char *schema_arena_strdup(kith_schema *s, const char *str)
 
 /* Patterns ------------------------------------------------------------------------------------ */
 
+/* Estimates how costly a pattern is for glibc's regcomp. It copies the operand of '+' once and that
+ * of {n,m} m times ({n,} n + 1 times), so stacked or nested quantifiers grow the pattern
+ * exponentially ("a+++++..."); and when the repeated operand can match the empty string, its
+ * epsilon-closure work grows about tenfold per nesting level ("((((a*)+)+)+)+"), which the extra
+ * factor for such operands stands for. The estimate errs upwards. */
+#define NULLABLE_REPEAT_FACTOR 16
+
+struct pattern_group {
+    double size;      /* everything in the group so far */
+    bool alt_null;    /* the current alternative, without the pending operand, matches "" */
+    bool any_null;    /* an earlier alternative matches "" */
+    bool pending;     /* an operand that a quantifier may still apply to */
+    bool pend_null;   /* it matches "" */
+    double pend_size; /* its size */
+};
+
+static void pattern_operand(struct pattern_group *g, double size, bool nullable)
+{
+    if (g->pending) g->alt_null = g->alt_null && g->pend_null;
+    g->pending = true;
+    g->pend_null = nullable;
+    g->pend_size = size;
+    g->size += size;
+}
+
+/* Applies a quantifier that copies the pending operand k times and may make it optional. */
+static void pattern_repeat(struct pattern_group *g, double k, bool optional)
+{
+    if (!g->pending) { /* nothing to repeat: a literal to the engines that accept it */
+        pattern_operand(g, 1, false);
+        return;
+    }
+    if (g->pend_null) k *= NULLABLE_REPEAT_FACTOR;
+    if (k > 1) {
+        g->size += g->pend_size * (k - 1);
+        g->pend_size *= k;
+    }
+    g->pend_null = g->pend_null || optional;
+}
+
+static double pattern_size(const char *p)
+{
+    struct pattern_group group[66];
+    int depth = 0;
+    memset(&group[0], 0, sizeof group[0]);
+    group[0].alt_null = true;
+    while (*p) {
+        struct pattern_group *g = &group[depth];
+        char c = *p++;
+        switch (c) {
+        case '\\':
+            if (*p) p++;
+            pattern_operand(g, 1, false);
+            break;
+        case '[':
+            if (*p == '^') p++;
+            if (*p == ']') p++;
+            while (*p && *p != ']') {
+                if (p[0] == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
+                    char kind = p[1];
+                    const char *e = p + 2;
+                    while (*e && !(e[0] == kind && e[1] == ']'))
+                        e++;
+                    p = *e ? e + 2 : e;
+                } else {
+                    p++;
+                }
+            }
+            if (*p) p++;
+            pattern_operand(g, 1, false);
+            break;
+        case '^':
+        case '$':
+            pattern_operand(g, 1, true);
+            break;
+        case '(':
+            if (depth >= 64) return INFINITY;
+            if (g->pending) g->alt_null = g->alt_null && g->pend_null;
+            g->pending = false;
+            memset(&group[++depth], 0, sizeof group[0]);
+            group[depth].alt_null = true;
+            break;
+        case ')':
+            if (depth == 0) {
+                pattern_operand(g, 1, false);
+                break;
+            }
+            if (g->pending) g->alt_null = g->alt_null && g->pend_null;
+            depth--;
+            pattern_operand(&group[depth], g->size, g->any_null || g->alt_null);
+            break;
+        case '|':
+            if (g->pending) g->alt_null = g->alt_null && g->pend_null;
+            g->any_null = g->any_null || g->alt_null;
+            g->alt_null = true;
+            g->pending = false;
+            break;
+        case '*':
+        case '?':
+            pattern_repeat(g, 1, true);
+            break;
+        case '+':
+            pattern_repeat(g, 2, false);
+            break;
+        case '{': {
+            double n = 0, m;
+            const char *q = p;
+            while (*q >= '0' && *q <= '9')
+                n = n * 10 + (*q++ - '0');
+            if (*q == ',') {
+                q++;
+                if (*q >= '0' && *q <= '9')
+                    for (m = 0; *q >= '0' && *q <= '9'; q++)
+                        m = m * 10 + (*q - '0');
+                else
+                    m = n + 1;
+            } else {
+                m = n;
+            }
+            if (*q != '}' || q == p) { /* not a bound: a literal '{' */
+                pattern_operand(g, 1, false);
+                break;
+            }
+            p = q + 1;
+            pattern_repeat(g, m > 1 ? m : 1, n == 0);
+            break;
+        }
+        default:
+            pattern_operand(g, 1, false);
+            break;
+        }
+    }
+    double total = 0;
+    for (int i = 0; i <= depth; i++)
+        total += group[i].size;
+    return total;
+}
+
 /* Rewrites the ECMA-isms \d and \D that XDM patterns use into POSIX classes, and rejects what would
- * make matching slow or memory-hungry: back-references and large counted repetitions. Returns a
+ * make matching slow or compiling memory-hungry: back-references, counts above 1000 and patterns
+ * that expand too much (pattern_size). Returns a
  * malloc'd pattern, or NULL with why. */
 static char *pattern_translate(const char *src, const char **why)
 {
@@ -171,7 +312,6 @@ static char *pattern_translate(const char *src, const char **why)
     }
     kith_buf b = {0};
     bool in_bracket = false;
-    double repeat = 1;
     for (size_t i = 0; i < len; i++) {
         char c = src[i];
         if (c == '\\' && i + 1 < len) {
@@ -209,9 +349,8 @@ static char *pattern_translate(const char *src, const char **why)
                     cur = 0;
                 if (cur > hi) hi = cur;
             }
-            repeat *= hi > 1 ? hi : 1;
-            if (hi > 1000 || repeat > MAX_PATTERN_REPEAT) {
-                *why = "counted repetitions are too large (at most {1000}, and not nested deeply)";
+            if (hi > 1000) {
+                *why = "counted repetitions are limited to {1000}";
                 kith_buf_free(&b);
                 return NULL;
             }
@@ -219,6 +358,12 @@ static char *pattern_translate(const char *src, const char **why)
         kith_buf_append(&b, &c, 1);
     }
     kith_buf_append(&b, "", 1);
+    if (pattern_size(b.data) > MAX_PATTERN_SIZE) {
+        *why = "pattern is too complex: it expands to more than 10000 elements (stacked or nested "
+               "repetitions?)";
+        kith_buf_free(&b);
+        return NULL;
+    }
     return b.data;
 }
 
@@ -299,8 +444,8 @@ static void merge_keyword(expand_ctx *c, json_t *dst, const char *key, json_t *v
         return;
     }
     if (!values_equal(old, value)) {
-        char *mine = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
-        char *theirs = json_dumps(old, JSON_COMPACT | JSON_ENCODE_ANY);
+        char *mine = kith_json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+        char *theirs = kith_json_dumps(old, JSON_COMPACT | JSON_ENCODE_ANY);
         char b1[120], b2[120];
         const char *from = json_string_value(json_object_get(dst, FROM_KEY));
         if (from && (!c->builtin || strcmp(from, c->builtin) != 0))
@@ -466,7 +611,7 @@ static void expand_type(expand_ctx *c, json_t *dst, const json_t *src, schema_pa
     if (tk) {
         old = schema_path_push(p, "type");
         if (!json_is_string(tk) || !known_type(json_string_value(tk))) {
-            char *t = json_dumps(tk, JSON_COMPACT | JSON_ENCODE_ANY);
+            char *t = kith_json_dumps(tk, JSON_COMPACT | JSON_ENCODE_ANY);
             cerr(c, p->buf,
                  "unknown type %s (expected string, integer, number, boolean, object or array)",
                  schema_clip(t ? t : "?", b1, sizeof b1));
@@ -480,7 +625,7 @@ static void expand_type(expand_ctx *c, json_t *dst, const json_t *src, schema_pa
         old = schema_path_push(p, "meta:xdmType");
         const struct xdm_type *x = json_is_string(xk) ? xdm_type_find(json_string_value(xk)) : NULL;
         if (!x) {
-            char *t = json_dumps(xk, JSON_COMPACT | JSON_ENCODE_ANY);
+            char *t = kith_json_dumps(xk, JSON_COMPACT | JSON_ENCODE_ANY);
             cerr(c, p->buf,
                  "unknown meta:xdmType %s (expected map, long, int, short, byte, double, date or "
                  "date-time)",
@@ -554,17 +699,28 @@ static const char *pattern_check(expand_ctx *c, const char *src)
     return json_string_value(known);
 }
 
-/* The compiled form of a pattern that pattern_check accepted, shared by every field using it. */
-static regex_t *pattern_get(expand_ctx *c, kith_schema *s, const char *src)
+/* The compiled forms of a pattern that pattern_check accepted, shared by every field using it:
+ * glibc's regex_t, and the fast matcher when the pattern is within its subset. */
+static regex_t *pattern_get(kith_schema *s, const char *src, const schema_regex **nfa)
 {
     for (size_t i = 0; i < s->nregexes; i++)
-        if (strcmp(s->pattern_srcs[i], src) == 0) return s->regexes[i];
+        if (strcmp(s->pattern_srcs[i], src) == 0) {
+            *nfa = s->nfas[i];
+            return s->regexes[i];
+        }
     regex_t *re = schema_arena_alloc(s, sizeof *re);
     char why[200];
     if (pattern_compile(src, re, why, sizeof why)) return NULL;
-    s->regexes = kith_xrealloc(s->regexes, (s->nregexes + 1) * sizeof *s->regexes);
-    s->pattern_srcs = kith_xrealloc(s->pattern_srcs, (s->nregexes + 1) * sizeof *s->pattern_srcs);
+    const char *reason;
+    char *translated = pattern_translate(src, &reason);
+    *nfa = translated ? schema_regex_compile(s, translated) : NULL;
+    free(translated);
+    size_t n = s->nregexes + 1;
+    s->regexes = kith_xrealloc(s->regexes, n * sizeof *s->regexes);
+    s->nfas = kith_xrealloc(s->nfas, n * sizeof *s->nfas);
+    s->pattern_srcs = kith_xrealloc(s->pattern_srcs, n * sizeof *s->pattern_srcs);
     s->pattern_srcs[s->nregexes] = schema_arena_strdup(s, src);
+    s->nfas[s->nregexes] = *nfa;
     s->regexes[s->nregexes++] = re;
     return re;
 }
@@ -972,7 +1128,7 @@ static schema_node *build_node(expand_ctx *c, kith_schema *s, json_t *n)
             if (node->min_len > node->max_len) berr(c, n, "minLength is greater than maxLength");
         }
         if ((v = json_object_get(n, "pattern")) &&
-            (node->pattern = pattern_get(c, s, json_string_value(v))))
+            (node->pattern = pattern_get(s, json_string_value(v), &node->nfa)))
             node->pattern_src = schema_arena_strdup(s, json_string_value(v));
     } else if (strcmp(type, "integer") == 0) {
         static const struct {
@@ -1022,14 +1178,14 @@ static schema_node *build_node(expand_ctx *c, kith_schema *s, json_t *n)
             json_array_foreach(v, i, e)
             {
                 if (enum_value_fits(node, e)) continue;
-                char *t = json_dumps(e, JSON_COMPACT | JSON_ENCODE_ANY);
+                char *t = kith_json_dumps(e, JSON_COMPACT | JSON_ENCODE_ANY);
                 char b1[120];
                 berr(c, n, "enum value %s is not of type %s",
                      schema_clip(t ? t : "?", b1, sizeof b1), type);
                 free(t);
                 break;
             }
-            char *t = json_dumps(v, JSON_COMPACT);
+            char *t = kith_json_dumps(v, JSON_COMPACT);
             char b1[240];
             node->enum_values = v;
             node->enum_text = schema_arena_strdup(s, schema_clip(t ? t : "[]", b1, sizeof b1));
@@ -1051,7 +1207,7 @@ static const schema_builtin *find_class(expand_ctx *c, const json_t *def, schema
         const schema_builtin *b =
             json_is_string(mc) ? schema_builtin_find(json_string_value(mc)) : NULL;
         if (!b || b->kind != BUILTIN_CLASS) {
-            char *t = json_dumps(mc, JSON_COMPACT | JSON_ENCODE_ANY);
+            char *t = kith_json_dumps(mc, JSON_COMPACT | JSON_ENCODE_ANY);
             cerr(c, site->buf, "unknown class %s (expected \"%s\" or \"%s\")",
                  schema_clip(t ? t : "?", b1, sizeof b1), SCHEMA_CLASS_PROFILE_ID,
                  SCHEMA_CLASS_EVENT_ID);
@@ -1137,7 +1293,7 @@ json_t *schema_expand_builtin(const schema_builtin *b)
     json_t *root = json_object();
     expand_builtin(&c, root, b, &p, 0, 0, b->kind != BUILTIN_DATA_TYPE);
     if (c.nerrors) {
-        char *t = json_dumps(errors, JSON_COMPACT);
+        char *t = kith_json_dumps(errors, JSON_COMPACT);
         kith_log(KITH_LOG_ERROR, "schema", "built-in %s does not expand: %s", b->id, t);
         free(t);
         json_decref(root);
@@ -1157,6 +1313,7 @@ void schema_free(kith_schema *s)
         regfree(s->regexes[i]);
     free(s->regexes);
     free(s->pattern_srcs);
+    free(s->nfas);
     while (s->arena) {
         struct schema_arena_chunk *next = s->arena->next;
         free(s->arena);

@@ -53,6 +53,7 @@ typedef struct schema_node {
     double range_lo, range_hi; /* the XDM integer type's range */
     uint32_t min_len, max_len; /* code points, when NODE_HAS_LEN */
     uint32_t min_items, max_items;
+    const struct schema_regex *nfa; /* the fast matcher, or NULL: then pattern (glibc) */
     regex_t *pattern;
     const char *pattern_src;
     const json_t *enum_values; /* borrowed from the schema's expanded properties */
@@ -83,6 +84,7 @@ struct kith_schema {
     size_t ndescs;
     struct schema_arena_chunk *arena;
     regex_t **regexes; /* each distinct pattern compiled once */
+    const struct schema_regex **nfas;
     const char **pattern_srcs;
     size_t nregexes;
 };
@@ -138,6 +140,13 @@ static inline const struct schema_prop *schema_node_find(const schema_node *n, c
 {
     return schema_node_findn(n, key, strlen(key));
 }
+
+/* regex.c: an allocation-free, lock-free matcher for the common subset of POSIX ERE. compile
+ * returns NULL (use glibc's regex) for anything outside it; the result lives in s's arena. */
+typedef struct schema_regex schema_regex;
+schema_regex *schema_regex_compile(kith_schema *s, const char *pattern);
+/* True when the pattern matches anywhere in s[0..len) (valid UTF-8). */
+bool schema_regex_match(const schema_regex *re, const char *s, size_t len);
 
 /* identity.c: compiles def's "kith:descriptors" into s->descs; appends errors and counts them. */
 void schema_descriptors_compile(kith_schema *s, const json_t *def, json_t *errors, int *nerrors);

@@ -9,12 +9,14 @@
 
 #include <dirent.h>
 #include <pthread.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kith/base.h"
 #include "kith/schema.h"
+#include "schema/schema_int.h" /* the pattern matcher, tested against glibc's */
 
 #define PROFILE_CLASS "'meta:class': '" SCHEMA_CLASS_PROFILE_ID "'"
 #define EVENT_CLASS "'meta:class': '" SCHEMA_CLASS_EVENT_ID "'"
@@ -576,6 +578,15 @@ static void test_string_lengths_and_pattern(void **state)
     field_invalid(s, "'123-ab'", "does not match pattern");
     schema_free(s);
     /* Patterns search (they are not anchored unless they say so). */
+    /* Realistic patterns stay well inside the complexity bound. */
+    s = field_schema("{'type': 'string', 'pattern': "
+                     "'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'}");
+    field_valid(s, "'123e4567-e89b-12d3-a456-426614174000'");
+    field_invalid(s, "'123e4567'", "does not match pattern");
+    schema_free(s);
+    s = field_schema("{'type': 'string', 'pattern': '^.{0,255}$'}");
+    field_valid(s, "'short'");
+    schema_free(s);
     s = field_schema("{'type': 'string', 'pattern': 'b+'}");
     field_valid(s, "'abbbc'");
     field_invalid(s, "'ac'", "does not match pattern \"b+\"");
@@ -774,7 +785,26 @@ static void test_compile_errors(void **state)
                          "/properties/_acme/pattern", "back-references");
     assert_compile_error("{" PROFILE_CLASS ", 'properties': {'_acme': {'type': 'string', "
                          "'pattern': '(a{1000}){1000}'}}}",
-                         "/properties/_acme/pattern", "counted repetitions are too large");
+                         "/properties/_acme/pattern", "pattern is too complex");
+    assert_compile_error("{" PROFILE_CLASS ", 'properties': {'_acme': {'type': 'string', "
+                         "'pattern': 'a{1001}'}}}",
+                         "/properties/_acme/pattern", "counted repetitions are limited to {1000}");
+    /* Stacked quantifiers would make glibc's regcomp grow exponentially (found by the fuzzer). */
+    assert_compile_error("{" PROFILE_CLASS ", 'properties': {'_acme': {'type': 'string', "
+                         "'pattern': '^(ab|cd)*#+++++++++++++++++++++++++++++++++++++++++e?$'}}}",
+                         "/properties/_acme/pattern", "pattern is too complex");
+    assert_compile_error("{" PROFILE_CLASS ", 'properties': {'_acme': {'type': 'string', "
+                         "'pattern': '((((((((((((((a+)+)+)+)+)+)+)+)+)+)+)+)+)+)+'}}}",
+                         "/properties/_acme/pattern", "pattern is too complex");
+    /* Repeating what can match "" makes regcomp's closure work explode (also a fuzzer find). */
+    assert_compile_error("{" PROFILE_CLASS ", 'properties': {'_acme': {'type': 'string', "
+                         "'pattern': '(((((((((((a*)+)+)+)+)+)+)+)+)+)+)+'}}}",
+                         "/properties/_acme/pattern", "pattern is too complex");
+    kith_schema *ok = field_schema("{'type': 'string', 'pattern': "
+                                   "'^[a-z]+(-[a-z]+)*(\\\\.[a-z]{2,})?$|^(a|b|)*$'}");
+    field_valid(ok, "'ab-cd.com'");
+    field_invalid(ok, "'Ab'", "does not match pattern");
+    schema_free(ok);
     assert_compile_error("{" PROFILE_CLASS ", 'properties': {'_acme': {'type': 'string', "
                          "'enum': []}}}",
                          "/properties/_acme/enum", "must be a non-empty array");
@@ -1209,6 +1239,95 @@ static void test_union(void **state)
     schema_free(ev);
 }
 
+/* Pattern matcher ---------------------------------------------------------------------------- */
+
+static void test_regex_engine(void **state)
+{
+    kith_schema *s = compile_ok("{" PROFILE_CLASS "}");
+    static const char *const patterns[] = {"^[A-Z]{3}$",
+                                           "^[0-1][0-9]-[0-3][0-9]$",
+                                           "b+",
+                                           "^(ab|cd)*e?$",
+                                           "a{2,4}",
+                                           "^a{2,4}$",
+                                           "x|y|z",
+                                           "^$",
+                                           "",
+                                           "[^a-z]",
+                                           "[]a]",
+                                           "[a-]",
+                                           "[[:digit:]]+",
+                                           "\\.",
+                                           "a.c",
+                                           "^(a|)+b$",
+                                           "(a*)*b",
+                                           "^[[:alpha:]_][[:alnum:]_]*$",
+                                           "\\w+@\\w+",
+                                           "^\\s*$",
+                                           "colou?r",
+                                           "^[^@ ]+@[^@ ]+\\.[a-z]{2,}$",
+                                           "a$b",
+                                           "(^a|b)",
+                                           "((a))",
+                                           "a+*",
+                                           "^(a{2}){2}$",
+                                           "[[:upper:][:digit:]]",
+                                           "^[[:xdigit:]]{2}$",
+                                           "a||b",
+                                           "()",
+                                           "^[^]a]$",
+                                           "\\W",
+                                           "\\S+$",
+                                           "^c-[0-9]+$",
+                                           "[.]",
+                                           "a{0}b",
+                                           "^(x|xy)(z|yz)$"};
+    static const char *const subjects[] = {
+        "",      "a",     "ab",     "abc", "AAA", "AB",    "12-31", "abcd", "aa",
+        "aaaaa", "x",     "-",      "]",   "a.c", "cdcde", "b",     "aab",  "foo@bar.com",
+        "  ",    "color", "colour", "a.b", "Z9_", "1ab",   "aaaa",  "e",    "ababe",
+        "0f",    "c-101", "c-",     "xyz", "ba",  "a b",   "A1"};
+    for (size_t i = 0; i < sizeof patterns / sizeof patterns[0]; i++) {
+        const schema_regex *re = schema_regex_compile(s, patterns[i]);
+        if (!re) print_error("pattern %s not compiled\n", patterns[i]);
+        assert_non_null(re);
+        regex_t posix;
+        assert_int_equal(regcomp(&posix, patterns[i], REG_EXTENDED | REG_NOSUB), 0);
+        for (size_t j = 0; j < sizeof subjects / sizeof subjects[0]; j++) {
+            bool want = regexec(&posix, subjects[j], 0, NULL, 0) == 0;
+            bool got = schema_regex_match(re, subjects[j], strlen(subjects[j]));
+            if (want != got)
+                print_error("pattern %s on \"%s\": glibc %d, ours %d\n", patterns[i], subjects[j],
+                            want, got);
+            assert_int_equal(want, got);
+        }
+        regfree(&posix);
+    }
+    /* '.' and bracket expressions take a whole UTF-8 code point. */
+    const schema_regex *re = schema_regex_compile(s, "^.$");
+    assert_true(schema_regex_match(re, "\xc3\xa9", 2));
+    assert_false(schema_regex_match(re, "ab", 2));
+    re = schema_regex_compile(s, "^[\xc3\xa0-\xc3\xbf]{2}$");
+    assert_true(schema_regex_match(re, "\xc3\xa9\xc3\xa8", 4));
+    assert_false(schema_regex_match(re,
+                                    "\xc3\xa9"
+                                    "e",
+                                    3));
+    re = schema_regex_compile(s, "^[^a]$");
+    assert_true(schema_regex_match(re, "\xe2\x82\xac", 3));
+    /* Outside the subset: glibc's regex is used instead. */
+    static const char *const unsupported[] = {"\\bword", "[[.a.]]", "[[=a=]]", "a{1,2000}", "^*",
+                                              "\\<a",    "a\\>",    "a{,3}",   "(a"};
+    for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++)
+        assert_null(schema_regex_compile(s, unsupported[i]));
+    /* A field whose pattern is outside the subset still validates through glibc. */
+    kith_schema *w = field_schema("{'type': 'string', 'pattern': '\\\\bcat\\\\b'}");
+    field_valid(w, "'a cat here'");
+    field_invalid(w, "'concatenate'", "does not match pattern");
+    schema_free(w);
+    schema_free(s);
+}
+
 /* Threads ------------------------------------------------------------------------------------- */
 
 static void *validate_many(void *arg)
@@ -1374,6 +1493,7 @@ int main(void)
         cmocka_unit_test(test_descriptors),
         cmocka_unit_test(test_identities),
         cmocka_unit_test(test_union),
+        cmocka_unit_test(test_regex_engine),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_golden),
     };
