@@ -1129,5 +1129,7 @@ int main(int argc, char **argv)
            eps, rps, il.p50, il.p99, il.max, lps, ll.p50, ll.p99, ll.max, errors, secs);
     fflush(stdout);
     bool ok = (opt.clients == 0 || accepted > 0) && (opt.lookup_clients == 0 || lk_ok > 0);
+    for (int i = 0; i < nthreads; i++) free(cls[i].lat.v);
+    free(cls);
     return ok ? 0 : 1;
 }

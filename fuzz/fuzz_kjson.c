@@ -29,6 +29,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (a) {
         if (!json_equal(a, b)) abort();
+        kith_buf out = {0};
+        if (kjson_dump(a, &out) != 0) abort();
+        json_t *back = kjson_parse(out.data, out.len, 4096, NULL, &err);
+        if (!back || !json_equal(back, a)) abort();
+        json_decref(back);
+        kith_buf_free(&out);
         for (size_t i = 0; i < spans.n; i++) {
             const kjson_span *s = &spans.v[i];
             assert(s->start < s->end && s->end <= size);

@@ -37,4 +37,9 @@ json_t *kjson_parse(const char *buf, size_t len, int max_depth, kjson_spans *spa
 int kjson_span_find(kjson_spans *spans, const json_t *obj, size_t *start, size_t *end);
 void kjson_spans_free(kjson_spans *spans);
 
+/* Appends the compact JSON text of v to out (insertion order of keys, reals in their shortest
+ * round-trip form). Returns 0, or -1 for nesting deeper than 2048. */
+#include "kith/base.h"
+int kjson_dump(const json_t *v, kith_buf *out);
+
 #endif

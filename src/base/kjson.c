@@ -483,3 +483,100 @@ void kjson_spans_free(kjson_spans *spans)
     spans->v = NULL;
     spans->n = spans->cap = 0;
 }
+
+/* --- writer --- */
+
+static void dump_string(kith_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    kith_buf_reserve(b, n + 2);
+    b->data[b->len++] = '"';
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        kith_buf_append(b, s + run, i - run);
+        run = i + 1;
+        char esc[7] = {'\\', 0};
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        default:
+            memcpy(esc, "\\u00", 4);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            kith_buf_append(b, esc, 6);
+            continue;
+        }
+        kith_buf_append(b, esc, 2);
+    }
+    kith_buf_append(b, s + run, n - run);
+    kith_buf_append(b, "\"", 1);
+}
+
+static void dump_real(kith_buf *b, double d)
+{
+    char buf[40];
+    snprintf(buf, sizeof buf, "%.15g", d);
+    if (strtod(buf, NULL) != d) snprintf(buf, sizeof buf, "%.17g", d);
+    /* Keep it a real when read back: 1 → 1.0 (as jansson does). */
+    if (!strpbrk(buf, ".eE") && !strstr(buf, "inf") && !strstr(buf, "nan")) strcat(buf, ".0");
+    kith_buf_puts(b, buf);
+}
+
+static int dump_value(kith_buf *b, const json_t *v, int depth)
+{
+    if (depth > 2048) return -1;
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        kith_buf_append(b, "{", 1);
+        const char *k;
+        json_t *x;
+        int first = 1;
+        json_object_foreach((json_t *)v, k, x)
+        {
+            if (!first) kith_buf_append(b, ",", 1);
+            first = 0;
+            dump_string(b, k, strlen(k));
+            kith_buf_append(b, ":", 1);
+            if (dump_value(b, x, depth + 1)) return -1;
+        }
+        kith_buf_append(b, "}", 1);
+        return 0;
+    }
+    case JSON_ARRAY: {
+        kith_buf_append(b, "[", 1);
+        size_t n = json_array_size(v);
+        for (size_t i = 0; i < n; i++) {
+            if (i) kith_buf_append(b, ",", 1);
+            if (dump_value(b, json_array_get(v, i), depth + 1)) return -1;
+        }
+        kith_buf_append(b, "]", 1);
+        return 0;
+    }
+    case JSON_STRING:
+        dump_string(b, json_string_value(v), json_string_length(v));
+        return 0;
+    case JSON_INTEGER: {
+        char buf[24];
+        int n = snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        kith_buf_append(b, buf, (size_t)n);
+        return 0;
+    }
+    case JSON_REAL: dump_real(b, json_real_value(v)); return 0;
+    case JSON_TRUE: kith_buf_puts(b, "true"); return 0;
+    case JSON_FALSE: kith_buf_puts(b, "false"); return 0;
+    case JSON_NULL: kith_buf_puts(b, "null"); return 0;
+    }
+    return -1;
+}
+
+int kjson_dump(const json_t *v, kith_buf *out)
+{
+    return v ? dump_value(out, v, 0) : -1;
+}

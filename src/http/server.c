@@ -303,7 +303,7 @@ static enum MHD_Result send_response(kith_req *r)
     size_t len = 0;
     const char *ctype = r->ctype ? r->ctype : "application/json";
     if (r->json) {
-        text = kith_json_dumps(r->json, JSON_COMPACT | JSON_REAL_PRECISION(15));
+        text = kith_json_dumps(r->json, JSON_COMPACT);
         len = text ? strlen(text) : 0;
     } else if (r->raw.data) {
         text = r->raw.data;

@@ -96,12 +96,38 @@ static void test_spans(void **state)
     json_decref(root2);
 }
 
+static void test_dump_roundtrip(void **state)
+{
+    const char *docs[] = {"{\"a\":[1,2.5,-0.0,1e300,\"x\\u00e9\\n\\u0001\\\"\"],\"b\":{\"c\":null,\"d\":true}}",
+                          "[]", "{}", "[99.99,0.1,123456789012,-9223372036854775808]"};
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        kjson_error err;
+        json_t *a = parse(docs[i], &err);
+        assert_non_null(a);
+        kith_buf b = {0};
+        assert_int_equal(kjson_dump(a, &b), 0);
+        json_t *back = kjson_parse(b.data, b.len, 64, NULL, &err);
+        assert_non_null(back);
+        assert_true(json_equal(a, back));
+        json_decref(a);
+        json_decref(back);
+        kith_buf_free(&b);
+    }
+    kjson_error err;
+    json_t *a = parse("{\"p\":99.99,\"q\":[1,\"\\\"\"],\"r\":2.0}", &err);
+    kith_buf b = {0};
+    kjson_dump(a, &b);
+    assert_string_equal(b.data, "{\"p\":99.99,\"q\":[1,\"\\\"\"],\"r\":2.0}");
+    kith_buf_free(&b);
+    json_decref(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accepts_like_jansson), cmocka_unit_test(test_rejects),
         cmocka_unit_test(test_error_position),       cmocka_unit_test(test_depth_bound),
-        cmocka_unit_test(test_spans),
+        cmocka_unit_test(test_spans),        cmocka_unit_test(test_dump_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
