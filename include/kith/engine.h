@@ -45,6 +45,7 @@ struct kith_engine {
     int64_t last_stamp;         /* apply thread: last fragment write stamp (µs, increasing) */
     struct ident_cache *icache; /* apply thread: identities seen (see src/identity/cache.h) */
     struct ident_cache *ecache; /* apply thread: edges seen */
+    struct mpolicy_cache *_Atomic mpol; /* merge policies (src/profile/mergepolicy.c), loaded lazily */
 };
 
 /* Opens the store in data_dir, loads the catalog, creates the prod sandbox and the bootstrap admin key
@@ -111,6 +112,7 @@ int profile_put_event(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t
 void profile_mark_dirty(kith_engine *e, uint32_t sandbox, uint64_t cluster);
 /* Apply thread, once per group: recomputes every dirty cluster's union view. */
 int profile_flush_dirty(kith_engine *e, store_batch *b);
+/* At engine close: frees the profile module's state (dirty set, merge policy cache). */
 void profile_dirty_free(kith_engine *e);
 /* Apply thread: forget the materialised view of a cluster that no longer exists. */
 void profile_drop_view(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t cluster);
@@ -119,16 +121,57 @@ void profile_drop_view(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_
  * graph stays); the union view becomes empty. *deleted counts the keys removed. */
 int profile_delete(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t cluster, size_t *deleted);
 
+/* Apply thread: deletes the record fragments and events stored under one identity only (a delete
+ * under a merge policy whose identityGraph is "none"); the cluster's view is recomputed. */
+int profile_delete_identity(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t identity,
+                            uint64_t cluster, size_t *deleted);
+
+/* A merge policy as reads use it (see src/profile/mergepolicy.h for the stored documents). The
+ * materialised union view is {timestampOrdered, pdg}; any other policy merges at read time. */
+enum { MP_TIMESTAMP_ORDERED = 0, MP_DATASET_PRECEDENCE = 1 };
+enum { MP_GRAPH_PDG = 0, MP_GRAPH_NONE = 1 };
+typedef struct merge_policy {
+    char id[64];   /* "" for kith's system default (no stored default for the sandbox) */
+    int attr;      /* MP_TIMESTAMP_ORDERED, MP_DATASET_PRECEDENCE */
+    int graph;     /* MP_GRAPH_PDG, MP_GRAPH_NONE */
+    size_t norder; /* dataSetPrecedence: datasets, highest priority first */
+    char (*order)[KITH_ID_LEN + 1]; /* owned; merge_policy_clear frees it */
+    bool read_time; /* force the read-time merge even for {timestampOrdered, pdg} (tests, bench) */
+} merge_policy;
+void merge_policy_clear(merge_policy *p);
+/* Any thread: the policy to read with. id NULL or "" → the sandbox's default policy for
+ * _xdm.context.profile, or kith's system default {timestampOrdered, pdg} when none is stored.
+ * 0, KITH_ENOTFOUND (no such policy), or KITH_EINVAL (the policy is for another class). */
+int profile_policy_resolve(kith_engine *e, uint32_t sandbox, const char *id, merge_policy *out);
+
 /* Any thread: the profile response object for an identity, keyed by XID as Profile Access returns it
- * (returns owned json), or NULL with *err = KITH_ENOTFOUND / KITH_EIO. fields: NULL or comma list. */
+ * (returns owned json), or NULL with *err = KITH_ENOTFOUND / KITH_EIO. fields: NULL or comma list.
+ * profile_lookup reads with the sandbox default; policy NULL means the same. */
 json_t *profile_lookup(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *value, size_t len,
                        const char *fields, int *err);
+json_t *profile_lookup_policy(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *value,
+                              size_t len, const char *fields, const merge_policy *policy, int *err);
+
+/* Event property filter "path op value" (op: = != < <= > >=). */
+enum { EVF_EQ, EVF_NE, EVF_LT, EVF_LE, EVF_GT, EVF_GE };
+typedef struct event_filter {
+    char path[256];
+    int op;
+    char value[256];
+} event_filter;
+#define EVENT_FILTERS_MAX 3
+/* Parses one filter; 0 or KITH_EINVAL. */
+int profile_event_filter_parse(const char *s, event_filter *out);
 
 typedef struct event_query {
     int64_t start_ms, end_ms; /* [start, end) ; INT64_MIN / INT64_MAX when open */
     size_t limit;
     bool descending;
-    const char *cursor; /* from _page.next, or NULL */
+    const char *cursor;           /* from _page.next, or NULL */
+    const merge_policy *policy;   /* NULL: the sandbox default (borrowed) */
+    const event_filter *filters;  /* borrowed, nfilters ≤ EVENT_FILTERS_MAX */
+    size_t nfilters;
+    const char *fields;           /* NULL or comma list projecting each event */
 } event_query;
 /* Any thread: the events of the identity's cluster, Profile Access shape (owned json), or NULL + *err. */
 json_t *profile_events(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *value, size_t len,

@@ -1,15 +1,17 @@
 /* kith profiles: record fragments, events, and the materialised union view of a cluster.
  *
- * frag    [sb][identity id u64][dataset 24]                    → [order ts i64][received i64][entity JSON]
- * event   [sb][identity id u64][ts u64 (ms + 2^63)][event id]   → [received i64][dataset 24][event JSON]
- * profile [sb][cluster id u64] → {"entity", "sources", "owners", "lastModifiedAt"} (default policy:
- *         newest fragment wins per leaf value, arrays are atomic; identities come from the cluster)
+ * frag    [sb][identity id u64][dataset 24]                    → [order ts i64][received
+ * i64][entity JSON] event   [sb][identity id u64][ts u64 (ms + 2^63)][event id]   → [received
+ * i64][dataset 24][event JSON] profile [sb][cluster id u64] → {"entity", "sources", "owners",
+ * "lastModifiedAt"} (default policy: newest fragment wins per leaf value, arrays are atomic;
+ * identities come from the cluster)
  */
 #include "kith/jalloc.h"
 #include <stdlib.h>
 #include <string.h>
 
 #include "kith/engine.h"
+#include "mergepolicy.h"
 
 #define TS_BIAS 0x8000000000000000ull
 
@@ -86,6 +88,7 @@ void profile_mark_dirty(kith_engine *e, uint32_t sandbox, uint64_t cluster)
 
 void profile_dirty_free(kith_engine *e)
 {
+    mpolicy_cache_free(e);
     if (!e->dirty) return;
     free(e->dirty->v);
     free(e->dirty);
@@ -105,7 +108,7 @@ void profile_drop_view(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_
     store_batch_delete(b, STORE_CF_PROFILE, k.b, k.n);
 }
 
-/* Default merge: dst takes src's leaves (objects merge recursively; arrays and scalars replace). */
+/* dst takes src's leaves: objects merge recursively; arrays and scalars replace. */
 static void merge_objects(json_t *dst, json_t *src)
 {
     const char *key;
@@ -113,40 +116,79 @@ static void merge_objects(json_t *dst, json_t *src)
     json_object_foreach(src, key, v)
     {
         json_t *cur = json_object_get(dst, key);
-        if (json_is_object(v) && json_is_object(cur)) merge_objects(cur, v);
-        else json_object_set_new(dst, key, json_deep_copy(v));
+        if (json_is_object(v) && json_is_object(cur))
+            merge_objects(cur, v);
+        else
+            json_object_set_new(dst, key, json_deep_copy(v));
     }
 }
 
-typedef struct frag_item {
-    int64_t order, received, stamp;
-    uint64_t owner;
-    char dataset[KITH_ID_LEN + 1];
-    json_t *entity;
-} frag_item;
+/* A fragment with its rank (dataSetPrecedence: index of its dataset in the order, lower is
+ * stronger; 0 for every fragment under timestampOrdered). */
+typedef struct ranked_frag {
+    profile_frag f;
+    size_t rank;
+} ranked_frag;
 
-static int frag_cmp(const void *a, const void *b)
+/* Weakest first: the merge applies fragments in this order and the last one written wins. */
+static int ranked_cmp(const void *a, const void *b)
 {
-    const frag_item *x = a, *y = b;
-    if (x->order != y->order) return x->order < y->order ? -1 : 1;
-    if (x->stamp != y->stamp) return x->stamp < y->stamp ? -1 : 1;
-    return strcmp(x->dataset, y->dataset);
+    const ranked_frag *x = a, *y = b;
+    if (x->rank != y->rank) return x->rank > y->rank ? -1 : 1;
+    if (x->f.order != y->f.order) return x->f.order < y->f.order ? -1 : 1;
+    if (x->f.stamp != y->f.stamp) return x->f.stamp < y->f.stamp ? -1 : 1;
+    return strcmp(x->f.dataset, y->f.dataset);
 }
 
-static int compute_union(kith_engine *e, store_batch *b, uint32_t sb, uint64_t cluster)
+json_t *profile_merge(profile_frag *f, size_t n, const merge_policy *policy)
 {
-    cluster_members m;
-    int rc = identity_members(e, b, sb, cluster, &m);
-    if (rc == KITH_ENOTFOUND) {
-        profile_drop_view(e, b, sb, cluster);
-        return 0;
+    bool precedence = policy && policy->attr == MP_DATASET_PRECEDENCE;
+    ranked_frag *r = kith_xcalloc(n + 1, sizeof *r);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t rank = 0;
+        if (precedence) {
+            for (rank = 0; rank < policy->norder; rank++)
+                if (strcmp(policy->order[rank], f[i].dataset) == 0) break;
+            if (rank == policy->norder) { /* not listed: not merged at all */
+                json_decref(f[i].entity);
+                f[i].entity = NULL;
+                continue;
+            }
+        }
+        r[m++] = (ranked_frag){f[i], rank};
     }
-    if (rc) return rc;
-    frag_item *items = NULL;
+    if (m > 1) qsort(r, m, sizeof *r, ranked_cmp);
+    json_t *entity = json_object(), *sources = json_array(), *owners = json_array();
+    int64_t last = 0;
+    for (size_t i = 0; i < m; i++) {
+        profile_frag *x = &r[i].f;
+        json_object_del(x->entity, "identityMap"); /* identities come from the cluster */
+        merge_objects(entity, x->entity);
+        bool seen = false;
+        size_t j;
+        json_t *s;
+        json_array_foreach(sources, j, s) if (strcmp(json_string_value(s), x->dataset) == 0) seen =
+            true;
+        if (!seen) json_array_append_new(sources, json_string(x->dataset));
+        json_array_append_new(owners, json_integer((json_int_t)x->owner));
+        if (x->stamp / 1000 > last) last = x->stamp / 1000;
+        json_decref(x->entity);
+    }
+    free(r);
+    return json_pack("{s:o, s:o, s:o, s:I}", "entity", entity, "sources", sources, "owners", owners,
+                     "lastModifiedAt", (json_int_t)last);
+}
+
+/* Reads the record fragments stored under each of ids (through b when not NULL). */
+static size_t gather_frags(kith_engine *e, store_batch *b, uint32_t sb, const uint64_t *ids,
+                           size_t nids, profile_frag **out)
+{
+    profile_frag *items = NULL;
     size_t n = 0, cap = 0;
-    for (size_t i = 0; i < m.n; i++) {
+    for (size_t i = 0; i < nids; i++) {
         store_key k;
-        frag_prefix(&k, sb, m.v[i].id);
+        frag_prefix(&k, sb, ids[i]);
         store_iter *it = store_iter_new(e->store, b, STORE_CF_FRAG, k.b, k.n);
         for (; store_iter_valid(it); store_iter_next(it)) {
             size_t kl, vl;
@@ -159,37 +201,53 @@ static int compute_union(kith_engine *e, store_batch *b, uint32_t sb, uint64_t c
                 cap = cap ? cap * 2 : 8;
                 items = kith_xrealloc(items, cap * sizeof *items);
             }
-            frag_item *f = &items[n++];
+            profile_frag *f = &items[n++];
             f->order = (int64_t)kith_get_be64(val);
-            f->received = (int64_t)kith_get_be64(val + 8) / 1000;
             f->stamp = (int64_t)kith_get_be64(val + 8);
-            f->owner = m.v[i].id;
+            f->owner = ids[i];
             memcpy(f->dataset, key + k.n, KITH_ID_LEN);
             f->dataset[KITH_ID_LEN] = 0;
             f->entity = ent;
         }
         store_iter_free(it);
     }
-    if (n) qsort(items, n, sizeof *items, frag_cmp);
-    json_t *entity = json_object(), *sources = json_array(), *owners = json_array();
-    int64_t last = 0;
-    for (size_t i = 0; i < n; i++) {
-        json_object_del(items[i].entity, "identityMap"); /* identities come from the cluster */
-        merge_objects(entity, items[i].entity);
-        bool seen = false;
-        size_t j;
-        json_t *s;
-        json_array_foreach(sources, j, s) if (strcmp(json_string_value(s), items[i].dataset) == 0)
-            seen = true;
-        if (!seen) json_array_append_new(sources, json_string(items[i].dataset));
-        json_array_append_new(owners, json_integer((json_int_t)items[i].owner));
-        if (items[i].received > last) last = items[i].received;
-        json_decref(items[i].entity);
-    }
+    *out = items;
+    return n;
+}
+
+/* The view of the given identities under policy, merged now (the read-time path; the materialised
+ * view is the same call with every member and policy NULL). */
+static json_t *view_merge(kith_engine *e, store_batch *b, uint32_t sb, const uint64_t *ids,
+                          size_t nids, const merge_policy *policy)
+{
+    profile_frag *items = NULL;
+    size_t n = gather_frags(e, b, sb, ids, nids, &items);
+    json_t *doc = profile_merge(items, n, policy);
     free(items);
+    return doc;
+}
+
+static uint64_t *member_ids(const cluster_members *m)
+{
+    uint64_t *ids = kith_xcalloc(m->n + 1, sizeof *ids);
+    for (size_t i = 0; i < m->n; i++)
+        ids[i] = m->v[i].id;
+    return ids;
+}
+
+static int compute_union(kith_engine *e, store_batch *b, uint32_t sb, uint64_t cluster)
+{
+    cluster_members m;
+    int rc = identity_members(e, b, sb, cluster, &m);
+    if (rc == KITH_ENOTFOUND) {
+        profile_drop_view(e, b, sb, cluster);
+        return 0;
+    }
+    if (rc) return rc;
+    uint64_t *ids = member_ids(&m);
+    json_t *doc = view_merge(e, b, sb, ids, m.n, NULL);
+    free(ids);
     cluster_members_free(&m);
-    json_t *doc = json_pack("{s:o, s:o, s:o, s:I}", "entity", entity, "sources", sources, "owners",
-                            owners, "lastModifiedAt", (json_int_t)last);
     char *s = kith_json_dumps(doc, JSON_COMPACT);
     store_key k;
     profile_key(&k, sb, cluster);
@@ -230,7 +288,8 @@ static json_t *project_fields(json_t *entity, const char *fields)
     json_t *out = json_object();
     char *list = kith_xstrdup(fields), *save = NULL;
     for (char *f = strtok_r(list, ",", &save); f; f = strtok_r(NULL, ",", &save)) {
-        while (*f == ' ') f++;
+        while (*f == ' ')
+            f++;
         if (!*f) continue;
         json_t *src = entity, *dst = out;
         char *psave = NULL;
@@ -259,26 +318,71 @@ static json_t *project_fields(json_t *entity, const char *fields)
     return out;
 }
 
+/* True when the materialised view (timestampOrdered + pdg) answers for policy. */
+static bool policy_materialised(const merge_policy *p)
+{
+    return !p || (p->attr == MP_TIMESTAMP_ORDERED && p->graph == MP_GRAPH_PDG && !p->read_time);
+}
+
+/* Keeps only the member with identity id (identityGraph "none"). */
+static void members_keep_only(cluster_members *m, uint64_t id)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->v[i].id == id)
+            m->v[k++] = m->v[i];
+        else
+            free(m->v[i].value);
+    }
+    m->n = k;
+}
+
 json_t *profile_lookup(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *value, size_t len,
                        const char *fields, int *err)
 {
+    return profile_lookup_policy(e, sandbox, ns, value, len, fields, NULL, err);
+}
+
+json_t *profile_lookup_policy(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *value,
+                              size_t len, const char *fields, const merge_policy *policy, int *err)
+{
+    merge_policy dflt;
+    if (!policy) {
+        int prc = profile_policy_resolve(e, sandbox, NULL, &dflt);
+        if (prc) {
+            *err = prc;
+            return NULL;
+        }
+        policy = &dflt;
+    } else {
+        memset(&dflt, 0, sizeof dflt);
+    }
     uint64_t id, cluster;
     int rc = identity_lookup(e, sandbox, ns, value, len, &id, &cluster);
     cluster_members m = {0};
     if (rc == 0) rc = identity_members(e, NULL, sandbox, cluster, &m);
     if (rc) {
+        merge_policy_clear(&dflt);
         *err = rc;
         return NULL;
     }
-    store_key k;
-    profile_key(&k, sandbox, cluster);
-    kith_buf v = {0};
     json_t *view = NULL;
-    if (store_get(e->store, STORE_CF_PROFILE, k.b, k.n, &v) == 0)
-        view = json_loadb(v.data, v.len, 0, NULL);
-    kith_buf_free(&v);
-    if (!view) view = json_pack("{s:{}, s:[], s:[], s:I}", "entity", "sources", "owners",
-                                "lastModifiedAt", (json_int_t)0);
+    if (policy_materialised(policy)) {
+        store_key k;
+        profile_key(&k, sandbox, cluster);
+        kith_buf v = {0};
+        if (store_get(e->store, STORE_CF_PROFILE, k.b, k.n, &v) == 0)
+            view = json_loadb(v.data, v.len, 0, NULL);
+        kith_buf_free(&v);
+    } else {
+        if (policy->graph == MP_GRAPH_NONE) members_keep_only(&m, id);
+        uint64_t *ids = member_ids(&m);
+        view = view_merge(e, NULL, sandbox, ids, m.n, policy);
+        free(ids);
+    }
+    if (!view)
+        view = json_pack("{s:{}, s:[], s:[], s:I}", "entity", "sources", "owners", "lastModifiedAt",
+                         (json_int_t)0);
     json_t *entity = json_incref(json_object_get(view, "entity"));
     json_t *owners = json_object_get(view, "owners");
     json_t *identities = json_array(), *idmap = json_object();
@@ -289,7 +393,8 @@ json_t *profile_lookup(kith_engine *e, uint32_t sandbox, uint32_t ns, const char
         bool primary = false;
         size_t j;
         json_t *o;
-        json_array_foreach(owners, j, o) if ((uint64_t)json_integer_value(o) == m.v[i].id) primary = true;
+        json_array_foreach(owners, j, o) if ((uint64_t)json_integer_value(o) == m.v[i].id) primary =
+            true;
         char xid[KITH_XID_MAX];
         identity_xid(m.v[i].ns, m.v[i].value, m.v[i].len, xid, sizeof xid);
         json_array_append_new(identities,
@@ -300,8 +405,8 @@ json_t *profile_lookup(kith_engine *e, uint32_t sandbox, uint32_t ns, const char
             arr = json_array();
             json_object_set_new(idmap, code, arr);
         }
-        json_array_append_new(arr, json_pack("{s:s%, s:b}", "id", m.v[i].value, m.v[i].len,
-                                             "primary", primary));
+        json_array_append_new(
+            arr, json_pack("{s:s%, s:b}", "id", m.v[i].value, m.v[i].len, "primary", primary));
     }
     catalog_unlock(e->cat);
     json_object_set_new(entity, "identityMap", idmap);
@@ -314,14 +419,16 @@ json_t *profile_lookup(kith_engine *e, uint32_t sandbox, uint32_t ns, const char
     char xid[KITH_XID_MAX], ts[40];
     identity_xid(ns, value, len, xid, sizeof xid);
     kith_time_format(json_integer_value(json_object_get(view, "lastModifiedAt")), ts, sizeof ts);
+    json_t *prof = json_pack("{s:s, s:O, s:o, s:o, s:s, s:I}", "entityId", xid, "sources",
+                             json_object_get(view, "sources"), "identities", identities, "entity",
+                             entity, "lastModifiedAt", ts, "clusterVersion", (json_int_t)m.version);
+    if (policy->id[0])
+        json_object_set_new(prof, "mergePolicy", json_pack("{s:s}", "id", policy->id));
     json_t *out = json_object();
-    json_object_set_new(out, xid,
-                        json_pack("{s:s, s:O, s:o, s:o, s:s, s:I}", "entityId", xid, "sources",
-                                  json_object_get(view, "sources"), "identities", identities,
-                                  "entity", entity, "lastModifiedAt", ts, "clusterVersion",
-                                  (json_int_t)m.version));
+    json_object_set_new(out, xid, prof);
     json_decref(view);
     cluster_members_free(&m);
+    merge_policy_clear(&dflt);
     return out;
 }
 
@@ -354,21 +461,134 @@ static bool parse_cursor(const char *c, ev_item *out)
     return true;
 }
 
+int profile_event_filter_parse(const char *s, event_filter *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *op = s + strcspn(s, "=!<>");
+    if (!*op) return KITH_EINVAL;
+    const char *p = s, *pe = op;
+    while (*p == ' ')
+        p++;
+    while (pe > p && pe[-1] == ' ')
+        pe--;
+    if (pe == p || (size_t)(pe - p) >= sizeof out->path) return KITH_EINVAL;
+    for (const char *c = p; c < pe; c++)
+        if (!(*c == '_' || *c == '.' || *c == '-' || *c == '@' || *c == ':' ||
+              (*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z')))
+            return KITH_EINVAL;
+    memcpy(out->path, p, (size_t)(pe - p));
+    const char *v;
+    if (op[0] == '!' && op[1] == '=')
+        out->op = EVF_NE, v = op + 2;
+    else if (op[0] == '<' && op[1] == '=')
+        out->op = EVF_LE, v = op + 2;
+    else if (op[0] == '>' && op[1] == '=')
+        out->op = EVF_GE, v = op + 2;
+    else if (op[0] == '<')
+        out->op = EVF_LT, v = op + 1;
+    else if (op[0] == '>')
+        out->op = EVF_GT, v = op + 1;
+    else if (op[0] == '=')
+        out->op = EVF_EQ, v = op + (op[1] == '=' ? 2 : 1);
+    else
+        return KITH_EINVAL;
+    while (*v == ' ')
+        v++;
+    size_t n = strlen(v);
+    while (n && v[n - 1] == ' ')
+        n--;
+    if (n >= 2 && v[0] == '"' && v[n - 1] == '"') v++, n -= 2; /* a quoted string */
+    if (n >= sizeof out->value || memchr(v, '=', n) || memchr(v, '<', n) || memchr(v, '>', n))
+        return KITH_EINVAL;
+    memcpy(out->value, v, n);
+    return 0;
+}
+
+/* True when the dataset (24 bytes, zero padded) is in the policy's order. */
+static bool order_lists(const merge_policy *p, const uint8_t *dataset)
+{
+    for (size_t i = 0; i < p->norder; i++)
+        if (strncmp(p->order[i], (const char *)dataset, KITH_ID_LEN) == 0) return true;
+    return false;
+}
+
+static bool cmp_holds(int op, int c)
+{
+    switch (op) {
+    case EVF_EQ:
+        return c == 0;
+    case EVF_NE:
+        return c != 0;
+    case EVF_LT:
+        return c < 0;
+    case EVF_LE:
+        return c <= 0;
+    case EVF_GT:
+        return c > 0;
+    case EVF_GE:
+        return c >= 0;
+    }
+    return false;
+}
+
+/* A field that is absent, an object or an array matches no filter; numbers compare as numbers,
+ * booleans and null by equality only, strings byte-wise (so ISO dates compare in time order). */
+static bool filter_match(const event_filter *f, json_t *entity)
+{
+    json_t *v = entity;
+    char path[sizeof f->path];
+    memcpy(path, f->path, sizeof path);
+    char *save = NULL;
+    for (char *seg = strtok_r(path, ".", &save); seg && v; seg = strtok_r(NULL, ".", &save))
+        v = json_is_object(v) ? json_object_get(v, seg) : NULL;
+    if (!v) return false;
+    if (json_is_number(v)) {
+        char *end;
+        double want = strtod(f->value, &end);
+        if (!f->value[0] || *end) return f->op == EVF_NE;
+        double have = json_number_value(v);
+        return cmp_holds(f->op, have < want ? -1 : have > want ? 1 : 0);
+    }
+    if (json_is_boolean(v) || json_is_null(v)) {
+        const char *have = json_is_null(v) ? "null" : json_is_true(v) ? "true" : "false";
+        if (f->op != EVF_EQ && f->op != EVF_NE) return false;
+        return cmp_holds(f->op, strcmp(have, f->value));
+    }
+    if (json_is_string(v)) {
+        int c = strcmp(json_string_value(v), f->value);
+        return cmp_holds(f->op, c < 0 ? -1 : c > 0 ? 1 : 0);
+    }
+    return false;
+}
+
 json_t *profile_events(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *value, size_t len,
                        const event_query *q, int *err)
 {
+    merge_policy dflt = {0};
+    const merge_policy *policy = q->policy;
+    if (!policy) {
+        int prc = profile_policy_resolve(e, sandbox, NULL, &dflt);
+        if (prc) {
+            *err = prc;
+            return NULL;
+        }
+        policy = &dflt;
+    }
     uint64_t id, cluster;
     int rc = identity_lookup(e, sandbox, ns, value, len, &id, &cluster);
     cluster_members m = {0};
     if (rc == 0) rc = identity_members(e, NULL, sandbox, cluster, &m);
     if (rc) {
+        merge_policy_clear(&dflt);
         *err = rc;
         return NULL;
     }
+    if (policy->graph == MP_GRAPH_NONE) members_keep_only(&m, id);
     ev_item cur = {0};
     bool has_cursor = q->cursor && *q->cursor && parse_cursor(q->cursor, &cur);
     if (q->cursor && *q->cursor && !has_cursor) {
         cluster_members_free(&m);
+        merge_policy_clear(&dflt);
         *err = KITH_EINVAL;
         return NULL;
     }
@@ -412,9 +632,18 @@ json_t *profile_events(kith_engine *e, uint32_t sandbox, uint32_t ns, const char
                     continue;
                 }
             }
+            if (policy->attr == MP_DATASET_PRECEDENCE && !order_lists(policy, val + 8)) {
+                free(ev.event_id);
+                continue;
+            }
             ev.received = (int64_t)kith_get_be64(val);
-            ev.entity = json_loadb((const char *)val + 8 + KITH_ID_LEN, vl - 8 - KITH_ID_LEN, 0, NULL);
-            if (!ev.entity) {
+            ev.entity =
+                json_loadb((const char *)val + 8 + KITH_ID_LEN, vl - 8 - KITH_ID_LEN, 0, NULL);
+            bool keep = ev.entity != NULL;
+            for (size_t fi = 0; keep && fi < q->nfilters; fi++)
+                keep = filter_match(&q->filters[fi], ev.entity);
+            if (!keep) {
+                json_decref(ev.entity);
                 free(ev.event_id);
                 continue;
             }
@@ -441,11 +670,16 @@ json_t *profile_events(kith_engine *e, uint32_t sandbox, uint32_t ns, const char
     for (size_t i = 0; i < count; i++) {
         char ts[40];
         kith_time_format(items[i].received, ts, sizeof ts);
-        json_array_append_new(
-            children, json_pack("{s:s, s:s, s:I, s:O, s:s}", "relatedEntityId", xid, "entityId",
-                                items[i].event_id, "timestamp",
-                                (json_int_t)(int64_t)(items[i].ts_biased - TS_BIAS), "entity",
-                                items[i].entity, "lastModifiedAt", ts));
+        if (q->fields && *q->fields) {
+            json_t *p = project_fields(items[i].entity, q->fields);
+            json_decref(items[i].entity);
+            items[i].entity = p;
+        }
+        json_array_append_new(children,
+                              json_pack("{s:s, s:s, s:I, s:O, s:s}", "relatedEntityId", xid,
+                                        "entityId", items[i].event_id, "timestamp",
+                                        (json_int_t)(int64_t)(items[i].ts_biased - TS_BIAS),
+                                        "entity", items[i].entity, "lastModifiedAt", ts));
     }
     char next[1200] = "";
     if (n > limit)
@@ -454,18 +688,20 @@ json_t *profile_events(kith_engine *e, uint32_t sandbox, uint32_t ns, const char
                  (unsigned long long)items[limit].owner, items[limit].event_id);
     json_t *out = json_pack("{s:{s:s, s:s, s:I, s:s}, s:o}", "_page", "orderby",
                             q->descending ? "-timestamp" : "timestamp", "start",
-                            count ? items[0].event_id : "", "count", (json_int_t)count, "next", next,
-                            "children", children);
+                            count ? items[0].event_id : "", "count", (json_int_t)count, "next",
+                            next, "children", children);
     for (size_t i = 0; i < n; i++) {
         free(items[i].event_id);
         json_decref(items[i].entity);
     }
     free(items);
     cluster_members_free(&m);
+    merge_policy_clear(&dflt);
     return out;
 }
 
-int profile_delete(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t cluster, size_t *deleted)
+int profile_delete(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t cluster,
+                   size_t *deleted)
 {
     cluster_members m;
     int rc = identity_members(e, b, sandbox, cluster, &m);
@@ -487,6 +723,28 @@ int profile_delete(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t cl
         }
     }
     cluster_members_free(&m);
+    profile_mark_dirty(e, sandbox, cluster);
+    if (deleted) *deleted = n;
+    return 0;
+}
+
+int profile_delete_identity(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t identity,
+                            uint64_t cluster, size_t *deleted)
+{
+    size_t n = 0;
+    static const int cfs[] = {STORE_CF_FRAG, STORE_CF_EVENT};
+    store_key k;
+    frag_prefix(&k, sandbox, identity);
+    for (size_t c = 0; c < 2; c++) {
+        store_iter *it = store_iter_new(e->store, b, cfs[c], k.b, k.n);
+        for (; store_iter_valid(it); store_iter_next(it)) {
+            size_t kl;
+            const uint8_t *key = store_iter_key(it, &kl);
+            store_batch_delete(b, cfs[c], key, kl);
+            n++;
+        }
+        store_iter_free(it);
+    }
     profile_mark_dirty(e, sandbox, cluster);
     if (deleted) *deleted = n;
     return 0;
