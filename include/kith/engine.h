@@ -45,6 +45,7 @@ struct kith_engine {
     int64_t last_stamp;         /* apply thread: last fragment write stamp (µs, increasing) */
     struct ident_cache *icache; /* apply thread: identities seen (see src/identity/cache.h) */
     struct ident_cache *ecache; /* apply thread: edges seen */
+    struct ident_state *ident;  /* identity graph: linking rules, cluster-change subscribers */
     struct mpolicy_cache *_Atomic mpol; /* merge policies (src/profile/mergepolicy.c), loaded lazily */
 };
 
@@ -81,12 +82,67 @@ typedef struct cluster_members {
 } cluster_members;
 void cluster_members_free(cluster_members *m);
 
-/* Apply thread: resolves (creating) every identity and, when link is set, links them into one cluster
- * (bounded by lim.graph_max). ids_out[i] receives the identity id of ids[i]; *cluster_out the cluster of
- * the primary one. Marks changed clusters for union recomputation. */
+/* Apply thread: resolves (creating) every identity and, when link is set, links the linkable ones
+ * (not blocked by the sandbox's linking rules) into one cluster under the linking rules: unique
+ * namespaces (the identity optimisation algorithm drops the older conflicting links) and the graph
+ * limit (maxIdentities; the oldest cookie, then device, then person identity is evicted first).
+ * record_id (borrowed, may be NULL) is kept as the provenance of new edges. ids_out[i] receives the
+ * identity id of ids[i]; *cluster_out the cluster of the primary one. Marks changed clusters for union
+ * recomputation and for the group's cluster-change event. */
 int identity_apply(kith_engine *e, store_batch *b, uint32_t sandbox, const ident_in *ids, int n,
-                   bool link, const char *dataset, int64_t now, uint64_t *ids_out,
-                   uint64_t *cluster_out);
+                   bool link, const char *dataset, const char *record_id, int64_t now,
+                   uint64_t *ids_out, uint64_t *cluster_out);
+/* Any thread: the index of the identity an event is stored under: the one with the highest priority
+ * when the sandbox's linking rules name a priority, else primary (AEP, identity settings). */
+int identity_event_primary(kith_engine *e, uint32_t sandbox, const ident_in *ids, int n, int primary);
+
+/* Linking rules of a sandbox (GET/PUT /data/core/identity/config/linking-rules). */
+/* Any thread: the rules document (returns owned json). */
+json_t *identity_rules_get(kith_engine *e, uint32_t sandbox);
+/* Apply thread: validates doc (borrowed) and stores it in the meta CF; it applies to data applied
+ * after it. 0, or KITH_EINVAL with {path, message} items appended to errors (nothing changes). */
+int identity_rules_put(kith_engine *e, store_batch *b, uint32_t sandbox, json_t *doc, json_t *errors);
+
+/* Apply thread: unlink. Removes the edge between two identities, or every edge of one identity; the
+ * cluster splits where it must and the removal is kept for explain. KITH_ENOTFOUND when the identity
+ * (or the edge) does not exist. */
+int identity_unlink_edge(kith_engine *e, store_batch *b, uint32_t sandbox, uint32_t ns1,
+                         const char *v1, size_t l1, uint32_t ns2, const char *v2, size_t l2);
+int identity_unlink_identity(kith_engine *e, store_batch *b, uint32_t sandbox, uint32_t ns,
+                             const char *v, size_t len);
+/* Any thread: {"clusterId", "members", "edges", "removedLinks"} of the identity's cluster with
+ * provenance (returns owned json), or NULL with *err (KITH_ENOTFOUND, KITH_EIO). */
+json_t *identity_explain(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *v, size_t len,
+                         int *err);
+/* Any thread: [{"clusterId", "cRecordedTS"}] newest first (returns owned json), or NULL with *err. */
+json_t *identity_history(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *v, size_t len,
+                         int *err);
+/* The public cluster id ("clusterId") of a cluster: a UUID-shaped string (out: 37 bytes). */
+void identity_cluster_uuid(uint32_t sandbox, uint64_t cluster, char *out);
+
+/* Cluster-change events: every change of a cluster's membership (merge, split, eviction, unlink) is
+ * published once per cluster per group, on the apply thread at the end of the group, after the union
+ * views were recomputed and before the commit (subscribers may write into b). */
+enum cluster_change_reason {
+    CLUSTER_MERGED = 1,
+    CLUSTER_SPLIT = 2,
+    CLUSTER_EVICTED = 4,
+    CLUSTER_UNLINKED = 8,
+};
+typedef struct cluster_change {
+    uint32_t sandbox;
+    uint64_t cluster;
+    unsigned reasons; /* enum cluster_change_reason bits */
+    bool gone;        /* the cluster no longer exists (merged into another one) */
+} cluster_change;
+/* v borrowed for the call. A non-zero return fails the group (nothing of it is written). */
+typedef int (*cluster_change_fn)(void *arg, store_batch *b, const cluster_change *v, size_t n);
+/* Registers fn (before data flows, or on the apply thread); at most 16 subscribers. */
+void engine_on_cluster_change(kith_engine *e, cluster_change_fn fn, void *arg);
+/* Apply thread, once per group after profile_flush_dirty: publishes the group's changes. */
+int identity_flush_group(kith_engine *e, store_batch *b);
+/* engine_close: frees the identity module's state. */
+void identity_state_free(kith_engine *e);
 /* Apply thread: forget cached identities and edges (after a rollback, a failed group, a range delete). */
 void identity_cache_reset(kith_engine *e);
 /* Any thread: committed lookups. Return 0, KITH_ENOTFOUND or KITH_EIO. */

@@ -1,24 +1,31 @@
 /* kith identity graph: identities, clusters (connected components) and edges with provenance.
  *
- * ident   [sb][ns u32][value]        → [identity id u64][cluster id u64][first seen i64][last seen i64]
- * node    [sb][identity id u64]      → [ns u32][len u16][value][n u16]{[other id u64][first i64][last i64][dataset 24]}
- * cluster [sb][cluster id u64]       → [version u64][n u32]{[identity id u64][ns u32][len u16][value]}
+ * ident   [sb][ns u32][value]        → [identity id u64][cluster id u64][first seen i64][last seen
+ * i64] node    [sb][identity id u64]      → [ns u32][len u16][value][n u16]{[other id u64][first
+ * i64][last i64][dataset 24]} cluster [sb][cluster id u64]       → [version u64][n u32]{[identity
+ * id u64][ns u32][len u16][value]}
  *
  * Fragments and events are keyed by identity id, so merging two clusters rewrites only the cluster
- * records and the ident entries of the smaller side; no data moves. Union by size keeps that cheap. */
+ * records and the ident entries of the smaller side; no data moves. Union by size keeps that cheap.
+ */
 #include <stdlib.h>
 #include <string.h>
 
 #include "kith/engine.h"
 #include "cache.h"
+#include "identity_int.h"
 
 #define IDENT_VAL_LEN 32
-#define EDGE_LEN (8 + 8 + 8 + KITH_ID_LEN)
-#define MAX_EDGES 256
+#define HIST_MAX 10                /* cluster history entries kept per identity */
+#define REC_MAX 64                 /* record id bytes kept per edge */
+#define REMOVED_MAX 32             /* removed links kept per identity */
+#define MAX_EDGES 256              /* edges per identity */
+#define EDGE_REFRESH_US 60000000LL /* an edge's last-seen is rewritten at most once a minute */
 
 void cluster_members_free(cluster_members *m)
 {
-    for (size_t i = 0; i < m->n; i++) free(m->v[i].value);
+    for (size_t i = 0; i < m->n; i++)
+        free(m->v[i].value);
     free(m->v);
     m->v = NULL;
     m->n = 0;
@@ -97,26 +104,22 @@ int identity_members(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t 
     return rc;
 }
 
-static int put_cluster(kith_engine *e, store_batch *b, uint32_t sb, cluster_members *m)
-{
-    store_key k;
-    id_key(&k, sb, m->cluster);
-    kith_buf v = {0};
-    m->version++;
-    encode_cluster(m, &v);
-    store_batch_put(b, STORE_CF_CLUSTER, k.b, k.n, v.data, v.len);
-    kith_buf_free(&v);
-    return 0;
-}
-
 void identity_cache_reset(kith_engine *e)
 {
     if (e->icache) ident_cache_clear(e->icache);
     if (e->ecache) ident_cache_clear(e->ecache);
 }
 
+/* --- ident entries: [id][cluster][first][last] then the cluster history, newest first --- */
+
+typedef struct hist_entry {
+    uint64_t cluster;
+    int64_t ts; /* ms */
+} hist_entry;
+
 static void put_ident(kith_engine *e, store_batch *b, uint32_t sb, uint32_t ns, const char *v,
-                      size_t len, uint64_t id, uint64_t cluster, int64_t first, int64_t last)
+                      size_t len, uint64_t id, uint64_t cluster, int64_t first, int64_t last,
+                      const hist_entry *hist, size_t nhist)
 {
     store_key k;
     ident_key(&k, sb, ns, v, len);
@@ -124,12 +127,57 @@ static void put_ident(kith_engine *e, store_batch *b, uint32_t sb, uint32_t ns, 
         ident_entry ent = {id, cluster, first};
         ident_cache_put(e->icache, k.b, k.n, &ent);
     }
-    uint8_t val[IDENT_VAL_LEN];
+    uint8_t val[IDENT_VAL_LEN + HIST_MAX * 16];
     kith_put_be64(val, id);
     kith_put_be64(val + 8, cluster);
     kith_put_be64(val + 16, (uint64_t)first);
     kith_put_be64(val + 24, (uint64_t)last);
-    store_batch_put(b, STORE_CF_IDENT, k.b, k.n, val, sizeof val);
+    if (nhist > HIST_MAX) nhist = HIST_MAX;
+    for (size_t i = 0; i < nhist; i++) {
+        kith_put_be64(val + IDENT_VAL_LEN + 16 * i, hist[i].cluster);
+        kith_put_be64(val + IDENT_VAL_LEN + 16 * i + 8, (uint64_t)hist[i].ts);
+    }
+    store_batch_put(b, STORE_CF_IDENT, k.b, k.n, val, IDENT_VAL_LEN + 16 * nhist);
+}
+
+/* Decodes the history of an ident value; an entry without one has been in its cluster since first.
+ */
+static size_t decode_hist(const uint8_t *p, size_t len, hist_entry *out)
+{
+    if (len < IDENT_VAL_LEN) return 0;
+    size_t n = (len - IDENT_VAL_LEN) / 16;
+    if (n > HIST_MAX) n = HIST_MAX;
+    for (size_t i = 0; i < n; i++) {
+        out[i].cluster = kith_get_be64(p + IDENT_VAL_LEN + 16 * i);
+        out[i].ts = (int64_t)kith_get_be64(p + IDENT_VAL_LEN + 16 * i + 8);
+    }
+    if (n == 0) {
+        out[0].cluster = kith_get_be64(p + 8);
+        out[0].ts = (int64_t)kith_get_be64(p + 16);
+        n = 1;
+    }
+    return n;
+}
+
+/* Moves an identity to another cluster, recording the move in its history. */
+static int ident_move(kith_engine *e, store_batch *b, uint32_t sb, uint32_t ns, const char *v,
+                      size_t len, uint64_t cluster, int64_t now)
+{
+    store_key k;
+    ident_key(&k, sb, ns, v, len);
+    kith_buf val = {0};
+    int rc = store_batch_get(e->store, b, STORE_CF_IDENT, k.b, k.n, &val);
+    if (rc == 0 && val.len < IDENT_VAL_LEN) rc = KITH_EIO;
+    if (rc == 0) {
+        const uint8_t *p = (const uint8_t *)val.data;
+        hist_entry h[HIST_MAX + 1];
+        size_t n = decode_hist(p, val.len, h + 1);
+        h[0] = (hist_entry){cluster, now};
+        put_ident(e, b, sb, ns, v, len, kith_get_be64(p), cluster, (int64_t)kith_get_be64(p + 16),
+                  now, h, n + 1);
+    }
+    kith_buf_free(&val);
+    return rc;
 }
 
 static int get_ident(kith_engine *e, store_batch *b, uint32_t sb, uint32_t ns, const char *v,
@@ -169,124 +217,687 @@ int identity_lookup(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *v
     return get_ident(e, NULL, sandbox, ns, value, len, id_out, cluster_out, NULL);
 }
 
-/* A new identity's node record: namespace and value, no edges yet (id → identity for scans). */
-static void put_node(store_batch *b, uint32_t sb, uint64_t id, uint32_t ns, const char *v, size_t len)
+/* --- nodes: an identity with its edges and the links removed from it --- */
+
+typedef struct gedge {
+    uint64_t other;
+    int64_t first, last; /* µs stamps */
+    char dataset[KITH_ID_LEN + 1];
+    char record[REC_MAX + 1];
+    int64_t removed;  /* removed links only: when (µs) */
+    uint8_t rule;     /* removed links only: enum remove_rule */
+    uint32_t rule_ns; /* the unique namespace that was violated */
+} gedge;
+
+typedef struct gnode {
+    uint64_t id, cluster;
+    uint32_t ns;
+    int type;
+    char *value;
+    size_t len;
+    gedge *e, *r;
+    size_t ne, nr;
+    bool dirty, in_record;
+} gnode;
+
+enum remove_rule { RULE_UNIQUE = 1, RULE_LIMIT = 2, RULE_UNLINK = 3 };
+
+static void gnode_free(gnode *n)
+{
+    free(n->value);
+    free(n->e);
+    free(n->r);
+    memset(n, 0, sizeof *n);
+}
+
+static int decode_edge(const uint8_t **pp, const uint8_t *end, bool v2, bool removed, gedge *g)
+{
+    const uint8_t *p = *pp;
+    memset(g, 0, sizeof *g);
+    if (end - p < 24 + KITH_ID_LEN) return KITH_EIO;
+    g->other = kith_get_be64(p);
+    g->first = (int64_t)kith_get_be64(p + 8);
+    g->last = (int64_t)kith_get_be64(p + 16);
+    memcpy(g->dataset, p + 24, KITH_ID_LEN);
+    g->dataset[KITH_ID_LEN] = 0;
+    p += 24 + KITH_ID_LEN;
+    if (!v2) { /* v1: times in ms, no record */
+        g->first *= 1000;
+        g->last *= 1000;
+    } else {
+        if (end - p < 1) return KITH_EIO;
+        size_t rl = *p++;
+        if (rl > REC_MAX || (size_t)(end - p) < rl) return KITH_EIO;
+        memcpy(g->record, p, rl);
+        g->record[rl] = 0;
+        p += rl;
+        if (removed) {
+            if (end - p < 13) return KITH_EIO;
+            g->removed = (int64_t)kith_get_be64(p);
+            g->rule = p[8];
+            g->rule_ns = kith_get_be32(p + 9);
+            p += 13;
+        }
+    }
+    *pp = p;
+    return 0;
+}
+
+static void encode_edge(kith_buf *out, const gedge *g, bool removed)
+{
+    uint8_t h[24 + KITH_ID_LEN + 1 + REC_MAX + 13];
+    kith_put_be64(h, g->other);
+    kith_put_be64(h + 8, (uint64_t)g->first);
+    kith_put_be64(h + 16, (uint64_t)g->last);
+    memset(h + 24, 0, KITH_ID_LEN);
+    memcpy(h + 24, g->dataset, strnlen(g->dataset, KITH_ID_LEN));
+    size_t rl = strnlen(g->record, REC_MAX), n = 24 + KITH_ID_LEN;
+    h[n++] = (uint8_t)rl;
+    memcpy(h + n, g->record, rl);
+    n += rl;
+    if (removed) {
+        kith_put_be64(h + n, (uint64_t)g->removed);
+        h[n + 8] = g->rule;
+        kith_put_be32(h + n + 9, g->rule_ns);
+        n += 13;
+    }
+    kith_buf_append(out, h, n);
+}
+
+/* Node record: [ns u32][len u16][value][n u16]{edge} — v1 edges are fixed-size with ms times; v2
+ * sets the top bit of n, edges carry a record id and µs stamps, and a removed-links list follows.
+ */
+static int node_decode(const uint8_t *p, size_t len, gnode *n)
+{
+    const uint8_t *end = p + len;
+    if (len < 8) return KITH_EIO;
+    n->ns = kith_get_be32(p);
+    n->len = (size_t)p[4] << 8 | p[5];
+    if (6 + n->len + 2 > len) return KITH_EIO;
+    n->value = kith_xstrndup((const char *)p + 6, n->len);
+    p += 6 + n->len;
+    unsigned cnt = (unsigned)p[0] << 8 | p[1];
+    p += 2;
+    bool v2 = cnt & 0x8000;
+    cnt &= 0x7fff;
+    n->e = kith_xcalloc(cnt + 1, sizeof *n->e);
+    for (unsigned i = 0; i < cnt; i++) {
+        if (decode_edge(&p, end, v2, false, &n->e[n->ne]) != 0) return KITH_EIO;
+        n->ne++;
+    }
+    if (v2 && end - p >= 2) {
+        unsigned nr = (unsigned)p[0] << 8 | p[1];
+        p += 2;
+        n->r = kith_xcalloc(nr + 1, sizeof *n->r);
+        for (unsigned i = 0; i < nr; i++) {
+            if (decode_edge(&p, end, true, true, &n->r[n->nr]) != 0) return KITH_EIO;
+            n->nr++;
+        }
+    }
+    return 0;
+}
+
+static void node_encode(const gnode *n, kith_buf *out)
+{
+    uint8_t h[8];
+    out->len = 0;
+    kith_put_be32(h, n->ns);
+    h[4] = (uint8_t)(n->len >> 8);
+    h[5] = (uint8_t)n->len;
+    kith_buf_append(out, h, 6);
+    kith_buf_append(out, n->value, n->len);
+    h[0] = (uint8_t)(0x80 | n->ne >> 8);
+    h[1] = (uint8_t)n->ne;
+    kith_buf_append(out, h, 2);
+    for (size_t i = 0; i < n->ne; i++)
+        encode_edge(out, &n->e[i], false);
+    h[0] = (uint8_t)(n->nr >> 8);
+    h[1] = (uint8_t)n->nr;
+    kith_buf_append(out, h, 2);
+    for (size_t i = 0; i < n->nr; i++)
+        encode_edge(out, &n->r[i], true);
+}
+
+/* b NULL: committed data. KITH_ENOTFOUND when the node does not exist. */
+static int node_load(kith_engine *e, store_batch *b, uint32_t sb, uint64_t id, gnode *n)
 {
     store_key k;
     id_key(&k, sb, id);
-    uint8_t h[6];
-    kith_buf val = {0};
-    kith_put_be32(h, ns);
-    h[4] = (uint8_t)(len >> 8);
-    h[5] = (uint8_t)len;
-    kith_buf_append(&val, h, 6);
-    kith_buf_append(&val, v, len);
-    uint8_t z[2] = {0, 0};
-    kith_buf_append(&val, z, 2);
-    store_batch_put(b, STORE_CF_NODE, k.b, k.n, val.data, val.len);
-    kith_buf_free(&val);
+    kith_buf v = {0};
+    memset(n, 0, sizeof *n);
+    n->id = id;
+    int rc = b ? store_batch_get(e->store, b, STORE_CF_NODE, k.b, k.n, &v)
+               : store_get(e->store, STORE_CF_NODE, k.b, k.n, &v);
+    if (rc == 0) rc = node_decode((const uint8_t *)v.data, v.len, n);
+    kith_buf_free(&v);
+    if (rc) {
+        gnode_free(n);
+        n->id = id;
+    }
+    return rc;
 }
 
-/* Adds an edge a—b to a's node record unless present; returns true when it was new. */
-static bool node_add_edge(kith_engine *e, store_batch *b, uint32_t sb, uint64_t a, uint32_t ns,
-                          const char *v, size_t len, uint64_t other, const char *dataset, int64_t now)
+static void node_save(store_batch *b, uint32_t sb, gnode *n)
 {
-    /* Known edges (the common case: a returning visitor) need no node read. */
-    store_key ek;
-    skey_init(&ek, sb);
-    skey_u64(&ek, a);
-    skey_u64(&ek, other);
-    if (e->ecache && ident_cache_get(e->ecache, ek.b, ek.n)) return false;
-    if (e->ecache) {
-        ident_entry none = {0, 0, 0};
-        ident_cache_put(e->ecache, ek.b, ek.n, &none);
-    }
     store_key k;
-    id_key(&k, sb, a);
-    kith_buf val = {0};
-    int rc = store_batch_get(e->store, b, STORE_CF_NODE, k.b, k.n, &val);
-    size_t head = 4 + 2 + len;
-    if (rc != 0 || val.len < head + 2) {
-        val.len = 0;
-        uint8_t h[6];
-        kith_put_be32(h, ns);
-        h[4] = (uint8_t)(len >> 8);
-        h[5] = (uint8_t)len;
-        kith_buf_append(&val, h, 6);
-        kith_buf_append(&val, v, len);
-        uint8_t z[2] = {0, 0};
-        kith_buf_append(&val, z, 2);
+    id_key(&k, sb, n->id);
+    kith_buf v = {0};
+    node_encode(n, &v);
+    store_batch_put(b, STORE_CF_NODE, k.b, k.n, v.data, v.len);
+    kith_buf_free(&v);
+    n->dirty = false;
+}
+
+static gedge *node_edge(gnode *n, uint64_t other)
+{
+    for (size_t i = 0; i < n->ne; i++)
+        if (n->e[i].other == other) return &n->e[i];
+    return NULL;
+}
+
+/* Adds (or refreshes) the edge to other; returns true when it is new. */
+static bool node_link(gnode *n, uint64_t other, const char *dataset, const char *record,
+                      int64_t stamp)
+{
+    gedge *g = node_edge(n, other);
+    n->dirty = true;
+    if (g) {
+        if (stamp > g->last) g->last = stamp;
+        return false;
     }
-    uint8_t *p = (uint8_t *)val.data;
-    unsigned n = (unsigned)p[head] << 8 | p[head + 1];
-    bool added = false;
-    bool found = false;
-    for (unsigned i = 0; i < n; i++) {
-        size_t off = head + 2 + (size_t)i * EDGE_LEN;
-        if (off + EDGE_LEN > val.len) break;
-        if (kith_get_be64(p + off) == other) {
-            found = true;
-            break;
+    if (n->ne >= MAX_EDGES) { /* a node's edge list is bounded: the oldest edge goes */
+        size_t old = 0;
+        for (size_t i = 1; i < n->ne; i++)
+            if (n->e[i].last < n->e[old].last) old = i;
+        n->e[old] = n->e[--n->ne];
+    }
+    n->e = kith_xrealloc(n->e, (n->ne + 1) * sizeof *n->e);
+    g = &n->e[n->ne++];
+    memset(g, 0, sizeof *g);
+    g->other = other;
+    g->first = g->last = stamp;
+    snprintf(g->dataset, sizeof g->dataset, "%s", dataset ? dataset : "");
+    snprintf(g->record, sizeof g->record, "%s", record ? record : "");
+    return true;
+}
+
+/* Removes the edge to other, keeping it in the removed list (bounded, newest kept). */
+static bool node_unlink(gnode *n, uint64_t other, int rule, uint32_t rule_ns, int64_t stamp)
+{
+    gedge *g = node_edge(n, other);
+    if (!g) return false;
+    gedge r = *g;
+    *g = n->e[--n->ne];
+    r.removed = stamp;
+    r.rule = (uint8_t)rule;
+    r.rule_ns = rule_ns;
+    if (n->nr >= REMOVED_MAX) {
+        memmove(n->r, n->r + 1, (n->nr - 1) * sizeof *n->r);
+        n->nr--;
+    }
+    n->r = kith_xrealloc(n->r, (n->nr + 1) * sizeof *n->r);
+    n->r[n->nr++] = r;
+    n->dirty = true;
+    return true;
+}
+
+/* The time an identity was last linked (its newest edge), for eviction. */
+static int64_t node_seen(const gnode *n)
+{
+    int64_t t = 0;
+    for (size_t i = 0; i < n->ne; i++)
+        if (n->e[i].last > t) t = n->e[i].last;
+    return t;
+}
+
+/* Edge cache: [sb][min id][max id] → known edge, with the last-seen stamp written. */
+static void edge_key(store_key *k, uint32_t sb, uint64_t a, uint64_t c)
+{
+    skey_init(k, sb);
+    skey_u64(k, a < c ? a : c);
+    skey_u64(k, a < c ? c : a);
+}
+
+static void ecache_set(kith_engine *e, uint32_t sb, uint64_t a, uint64_t c, bool present,
+                       int64_t last)
+{
+    if (!e->ecache) return;
+    store_key k;
+    edge_key(&k, sb, a, c);
+    ident_entry v = {present ? 1 : 0, 0, last};
+    ident_cache_put(e->ecache, k.b, k.n, &v);
+}
+
+/* --- clusters --- */
+
+static int put_cluster(kith_engine *e, store_batch *b, uint32_t sb, cluster_members *m)
+{
+    store_key k;
+    id_key(&k, sb, m->cluster);
+    kith_buf v = {0};
+    m->version++;
+    encode_cluster(m, &v);
+    store_batch_put(b, STORE_CF_CLUSTER, k.b, k.n, v.data, v.len);
+    kith_buf_free(&v);
+    return 0;
+}
+
+static void drop_cluster(kith_engine *e, store_batch *b, uint32_t sb, uint64_t cluster)
+{
+    store_key k;
+    id_key(&k, sb, cluster);
+    store_batch_delete(b, STORE_CF_CLUSTER, k.b, k.n);
+    profile_drop_view(e, b, sb, cluster);
+}
+
+void identity_cluster_uuid(uint32_t sandbox, uint64_t cluster, char *out)
+{
+    snprintf(out, 37, "%08x-0000-4000-8000-%012llx", sandbox,
+             (unsigned long long)(cluster & 0xffffffffffffull));
+}
+
+/* A loaded piece of the graph: every node of some clusters, sorted by id. */
+typedef struct graph {
+    gnode *n;
+    size_t nn;
+    cluster_members *old; /* the clusters as loaded */
+    size_t nold;
+} graph;
+
+static void graph_free(graph *g)
+{
+    for (size_t i = 0; i < g->nn; i++)
+        gnode_free(&g->n[i]);
+    for (size_t i = 0; i < g->nold; i++)
+        cluster_members_free(&g->old[i]);
+    free(g->n);
+    free(g->old);
+    memset(g, 0, sizeof *g);
+}
+
+static int gnode_cmp(const void *a, const void *b)
+{
+    const gnode *x = a, *y = b;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static gnode *graph_node(graph *g, uint64_t id)
+{
+    gnode key = {.id = id};
+    return bsearch(&key, g->n, g->nn, sizeof *g->n, gnode_cmp);
+}
+
+static int graph_load(kith_engine *e, store_batch *b, uint32_t sb, const uint64_t *clusters,
+                      size_t k, graph *g)
+{
+    memset(g, 0, sizeof *g);
+    g->old = kith_xcalloc(k ? k : 1, sizeof *g->old);
+    int rc = 0;
+    catalog_rdlock(e->cat);
+    for (size_t i = 0; i < k && rc == 0; i++) {
+        bool dup = false;
+        for (size_t j = 0; j < g->nold; j++)
+            dup |= g->old[j].cluster == clusters[i];
+        if (dup) continue;
+        cluster_members *m = &g->old[g->nold];
+        rc = identity_members(e, b, sb, clusters[i], m);
+        if (rc) break;
+        g->nold++;
+        g->n = kith_xrealloc(g->n, (g->nn + m->n) * sizeof *g->n);
+        for (size_t j = 0; j < m->n; j++) {
+            gnode *n = &g->n[g->nn++];
+            if (node_load(e, b, sb, m->v[j].id, n) != 0) {
+                n->ns = m->v[j].ns;
+                n->len = m->v[j].len;
+                n->value = kith_xstrndup(m->v[j].value, m->v[j].len);
+            }
+            n->cluster = clusters[i];
+            const cat_namespace *ns = catalog_namespace_by_id(e->cat, sb, n->ns);
+            n->type = ns ? ns->type : NS_COOKIE;
         }
     }
-    if (!found && n < MAX_EDGES) {
-        uint8_t edge[EDGE_LEN];
-        kith_put_be64(edge, other);
-        kith_put_be64(edge + 8, (uint64_t)now);
-        kith_put_be64(edge + 16, (uint64_t)now);
-        memset(edge + 24, 0, KITH_ID_LEN);
-        memcpy(edge + 24, dataset, strnlen(dataset, KITH_ID_LEN));
-        kith_buf_append(&val, edge, EDGE_LEN);
-        p = (uint8_t *)val.data;
-        n++;
-        p[head] = (uint8_t)(n >> 8);
-        p[head + 1] = (uint8_t)n;
-        store_batch_put(b, STORE_CF_NODE, k.b, k.n, val.data, val.len);
-        added = true;
+    catalog_unlock(e->cat);
+    if (rc) {
+        graph_free(g);
+        return rc;
     }
-    kith_buf_free(&val);
-    return added;
+    qsort(g->n, g->nn, sizeof *g->n, gnode_cmp);
+    return 0;
 }
 
-/* Moves every member of cluster `from` into cluster `into` (both loaded); deletes `from`. */
-static void merge_into(kith_engine *e, store_batch *b, uint32_t sb, cluster_members *into,
-                       cluster_members *from, int64_t now)
+static size_t uf_find(size_t *p, size_t x)
 {
-    for (size_t i = 0; i < from->n; i++) {
-        cluster_member *m = &from->v[i];
-        uint64_t id, cl;
-        int64_t first = now;
-        if (get_ident(e, b, sb, m->ns, m->value, m->len, &id, &cl, &first) != 0) first = now;
-        put_ident(e, b, sb, m->ns, m->value, m->len, m->id, into->cluster, first, now);
-        into->v = kith_xrealloc(into->v, (into->n + 1) * sizeof *into->v);
-        into->v[into->n++] = *m;
-        m->value = NULL; /* moved */
+    while (p[x] != x)
+        x = p[x] = p[p[x]];
+    return x;
+}
+
+/* comp[i] = component index of node i (0..returned count-1). */
+static size_t graph_components(graph *g, size_t *comp)
+{
+    size_t *p = kith_xcalloc(g->nn ? g->nn : 1, sizeof *p);
+    for (size_t i = 0; i < g->nn; i++)
+        p[i] = i;
+    for (size_t i = 0; i < g->nn; i++)
+        for (size_t j = 0; j < g->n[i].ne; j++) {
+            gnode *o = graph_node(g, g->n[i].e[j].other);
+            if (!o) continue;
+            size_t a = uf_find(p, i), c = uf_find(p, (size_t)(o - g->n));
+            if (a != c) p[a] = c;
+        }
+    size_t nc = 0;
+    size_t *label = kith_xcalloc(g->nn ? g->nn : 1, sizeof *label);
+    for (size_t i = 0; i < g->nn; i++)
+        label[i] = SIZE_MAX;
+    for (size_t i = 0; i < g->nn; i++) {
+        size_t r = uf_find(p, i);
+        if (label[r] == SIZE_MAX) label[r] = nc++;
+        comp[i] = label[r];
     }
-    from->n = 0;
-    store_key k;
-    id_key(&k, sb, from->cluster);
-    store_batch_delete(b, STORE_CF_CLUSTER, k.b, k.n);
-    profile_drop_view(e, b, sb, from->cluster);
-    atomic_fetch_add(&e->m.clusters_merged, 1);
+    free(label);
+    free(p);
+    return nc;
+}
+
+/* Removes the edge a—c on both sides, recording why. */
+static void graph_cut(kith_engine *e, uint32_t sb, gnode *a, gnode *c, int rule, uint32_t rule_ns,
+                      int64_t stamp)
+{
+    node_unlink(a, c->id, rule, rule_ns, stamp);
+    node_unlink(c, a->id, rule, rule_ns, stamp);
+    ecache_set(e, sb, a->id, c->id, false, 0);
+    atomic_fetch_add(&e->m.links_refused, 1);
+}
+
+typedef struct wedge {
+    gnode *a, *c;
+    int64_t last;
+    int rank;
+} wedge;
+
+static int wedge_cmp(const void *x, const void *y)
+{
+    const wedge *p = x, *q = y;
+    if (p->last != q->last) return p->last > q->last ? -1 : 1; /* most recent first */
+    if (p->rank != q->rank) return p->rank < q->rank ? -1 : 1; /* then higher priority */
+    if (p->a->id != q->a->id) return p->a->id < q->a->id ? -1 : 1;
+    return p->c->id < q->c->id ? -1 : p->c->id > q->c->id;
+}
+
+/* The identity optimisation algorithm (AEP): when the links would put two identities of a unique
+ * namespace in one graph, keep the most recent links (ties: the higher-priority namespaces) and
+ * drop the older ones that would join them. Returns the number of links dropped. */
+static size_t graph_optimise(kith_engine *e, uint32_t sb, graph *g, const link_rules *r,
+                             int64_t stamp)
+{
+    if (r->nunique == 0) return 0;
+    int count[RULES_MAX_UNIQUE] = {0};
+    bool conflict = false;
+    for (size_t i = 0; i < g->nn; i++) {
+        int u = rules_unique_index(r, g->n[i].ns);
+        if (u >= 0 && ++count[u] > 1) conflict = true;
+    }
+    if (!conflict) return 0;
+    wedge *w = NULL;
+    size_t nw = 0;
+    for (size_t i = 0; i < g->nn; i++)
+        for (size_t j = 0; j < g->n[i].ne; j++) {
+            gnode *o = graph_node(g, g->n[i].e[j].other);
+            if (!o || o->id < g->n[i].id) continue;
+            w = kith_xrealloc(w, (nw + 1) * sizeof *w);
+            int ra = rules_rank(r, g->n[i].ns, g->n[i].type), rc = rules_rank(r, o->ns, o->type);
+            w[nw++] = (wedge){&g->n[i], o, g->n[i].e[j].last, ra < rc ? ra : rc};
+        }
+    if (nw) qsort(w, nw, sizeof *w, wedge_cmp);
+    size_t *p = kith_xcalloc(g->nn, sizeof *p);
+    uint64_t *mask = kith_xcalloc(g->nn, sizeof *mask);
+    for (size_t i = 0; i < g->nn; i++) {
+        p[i] = i;
+        int u = rules_unique_index(r, g->n[i].ns);
+        if (u >= 0) mask[i] = 1ull << u;
+    }
+    size_t dropped = 0;
+    for (size_t i = 0; i < nw; i++) {
+        size_t a = uf_find(p, (size_t)(w[i].a - g->n)), c = uf_find(p, (size_t)(w[i].c - g->n));
+        if (a == c) continue;
+        uint64_t both = mask[a] & mask[c];
+        if (both) {
+            int u = __builtin_ctzll(both);
+            graph_cut(e, sb, w[i].a, w[i].c, RULE_UNIQUE, r->unique[u], stamp);
+            dropped++;
+            continue;
+        }
+        p[a] = c;
+        mask[c] |= mask[a];
+    }
+    free(p);
+    free(mask);
+    free(w);
+    return dropped;
+}
+
+static int evict_rank(int type)
+{
+    switch (type) {
+    case NS_COOKIE:
+    case NS_PARTNER:
+        return 0;
+    case NS_DEVICE:
+        return 1;
+    default:
+        return 2;
+    }
+}
+
+/* Is x a better eviction victim than y? Identities of the record being applied go last; then
+ * cookies, devices, people; then the oldest; exact ties by namespace and value. */
+static bool victim_before(const gnode *x, const gnode *y)
+{
+    if (x->in_record != y->in_record) return !x->in_record;
+    if (evict_rank(x->type) != evict_rank(y->type))
+        return evict_rank(x->type) < evict_rank(y->type);
+    int64_t sx = node_seen(x), sy = node_seen(y);
+    if (sx != sy) return sx < sy;
+    if (x->ns != y->ns) return x->ns < y->ns;
+    size_t m = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->value, y->value, m);
+    return c ? c < 0 : x->len < y->len;
+}
+
+/* Finishes a change of the loaded graph: evicts while a component is over the limit, gives each
+ * component a cluster (the old cluster it shares most identities with keeps its id), rewrites what
+ * moved and publishes the changes. */
+static int graph_commit(kith_engine *e, store_batch *b, uint32_t sb, graph *g, const link_rules *r,
+                        unsigned reasons, int64_t stamp, int64_t now)
+{
+    size_t nn = g->nn;
+    size_t *comp = kith_xcalloc(nn ? nn : 1, sizeof *comp);
+    size_t *size = NULL, nc;
+    int max = r->max_identities;
+    for (;;) {
+        nc = graph_components(g, comp);
+        size = kith_xrealloc(size, (nc ? nc : 1) * sizeof *size);
+        memset(size, 0, (nc ? nc : 1) * sizeof *size);
+        for (size_t i = 0; i < nn; i++)
+            size[comp[i]]++;
+        size_t over = SIZE_MAX;
+        for (size_t c = 0; c < nc && over == SIZE_MAX; c++)
+            if (size[c] > (size_t)max) over = c;
+        if (over == SIZE_MAX) break;
+        gnode *victim = NULL;
+        for (size_t i = 0; i < nn; i++)
+            if (comp[i] == over && g->n[i].ne > 0 && (!victim || victim_before(&g->n[i], victim)))
+                victim = &g->n[i];
+        if (!victim) break;
+        while (victim->ne > 0) {
+            gnode *o = graph_node(g, victim->e[0].other);
+            if (o)
+                graph_cut(e, sb, victim, o, RULE_LIMIT, 0, stamp);
+            else
+                node_unlink(victim, victim->e[0].other, RULE_LIMIT, 0, stamp);
+        }
+        reasons |= CLUSTER_EVICTED;
+    }
+    /* Cluster ids: largest components choose first among the old clusters they overlap. */
+    size_t *order = kith_xcalloc(nc ? nc : 1, sizeof *order);
+    for (size_t c = 0; c < nc; c++)
+        order[c] = c;
+    for (size_t i = 1; i < nc; i++) /* insertion sort by size desc, stable */
+        for (size_t j = i; j > 0 && size[order[j]] > size[order[j - 1]]; j--) {
+            size_t t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    uint64_t *newcl = kith_xcalloc(nc ? nc : 1, sizeof *newcl);
+    size_t *reuse = kith_xcalloc(nc ? nc : 1, sizeof *reuse); /* old index + 1, 0 = new */
+    bool *taken = kith_xcalloc(g->nold ? g->nold : 1, sizeof *taken);
+    size_t *tally = kith_xcalloc(g->nold ? g->nold : 1, sizeof *tally);
+    size_t *pieces = kith_xcalloc(g->nold ? g->nold : 1, sizeof *pieces);
+    for (size_t oi = 0; oi < nc; oi++) {
+        size_t c = order[oi];
+        memset(tally, 0, g->nold * sizeof *tally);
+        for (size_t i = 0; i < nn; i++)
+            if (comp[i] == c)
+                for (size_t o = 0; o < g->nold; o++)
+                    if (g->old[o].cluster == g->n[i].cluster) tally[o]++;
+        size_t best = SIZE_MAX;
+        for (size_t o = 0; o < g->nold; o++) {
+            if (tally[o]) pieces[o]++;
+            if (!taken[o] && tally[o] && (best == SIZE_MAX || tally[o] > tally[best])) best = o;
+        }
+        if (best != SIZE_MAX) {
+            taken[best] = true;
+            newcl[c] = g->old[best].cluster;
+            reuse[c] = best + 1;
+        } else {
+            newcl[c] = catalog_next_seq(e->cat, b, SEQ_CLUSTER);
+        }
+    }
+    /* Which old clusters each component holds identities of (for the event's reasons). */
+    bool *origin_in = kith_xcalloc((nc ? nc : 1) * (g->nold ? g->nold : 1), sizeof *origin_in);
+    bool *merged = kith_xcalloc(nc ? nc : 1, sizeof *merged);
+    for (size_t i = 0; i < nn; i++)
+        for (size_t o = 0; o < g->nold; o++)
+            if (g->old[o].cluster == g->n[i].cluster) origin_in[comp[i] * g->nold + o] = true;
+    for (size_t c = 0; c < nc; c++) {
+        int from = 0;
+        for (size_t o = 0; o < g->nold; o++)
+            from += origin_in[c * g->nold + o];
+        merged[c] = from > 1;
+    }
+    int rc = 0;
+    bool *changed = kith_xcalloc(nc ? nc : 1, sizeof *changed);
+    for (size_t i = 0; i < nn && rc == 0; i++) {
+        gnode *n = &g->n[i];
+        uint64_t to = newcl[comp[i]];
+        if (to == n->cluster) continue;
+        changed[comp[i]] = true;
+        for (size_t c = 0; c < nc; c++)
+            if (newcl[c] == n->cluster) changed[c] = true;
+        rc = ident_move(e, b, sb, n->ns, n->value, n->len, to, now);
+        n->cluster = to;
+    }
+    for (size_t c = 0; c < nc && rc == 0; c++) {
+        if (reuse[c] && size[c] != g->old[reuse[c] - 1].n) changed[c] = true;
+        if (!changed[c]) continue;
+        cluster_members m = {.cluster = newcl[c],
+                             .version = reuse[c] ? g->old[reuse[c] - 1].version : 0};
+        m.v = kith_xcalloc(size[c], sizeof *m.v);
+        unsigned why = reasons;
+        for (size_t i = 0; i < nn; i++)
+            if (comp[i] == c)
+                m.v[m.n++] = (cluster_member){g->n[i].id, g->n[i].ns, g->n[i].value, g->n[i].len};
+        for (size_t o = 0; o < g->nold; o++)
+            if (pieces[o] > 1 && origin_in[c * g->nold + o]) why |= CLUSTER_SPLIT;
+        why &= ~(unsigned)CLUSTER_MERGED;
+        if (merged[c]) why |= CLUSTER_MERGED;
+        put_cluster(e, b, sb, &m);
+        free(m.v); /* values borrowed from the nodes */
+        profile_mark_dirty(e, sb, newcl[c]);
+        identity_changed(e, sb, newcl[c], why);
+    }
+    for (size_t o = 0; o < g->nold && rc == 0; o++)
+        if (!taken[o]) {
+            drop_cluster(e, b, sb, g->old[o].cluster);
+            identity_changed(e, sb, g->old[o].cluster, reasons | CLUSTER_MERGED);
+        }
+    for (size_t i = 0; i < nn && rc == 0; i++)
+        if (g->n[i].dirty) node_save(b, sb, &g->n[i]);
+    free(changed);
+    free(merged);
+    free(origin_in);
+    free(pieces);
+    free(tally);
+    free(taken);
+    free(reuse);
+    free(newcl);
+    free(order);
+    free(size);
+    free(comp);
+    return rc;
+}
+
+/* Merges clusters that satisfy the rules as they are (the common case): union by size, only the
+ * ident entries of the smaller clusters are rewritten. */
+static int merge_fast(kith_engine *e, store_batch *b, uint32_t sb, cluster_members *cl, size_t k,
+                      int64_t now)
+{
+    size_t big = 0;
+    for (size_t i = 1; i < k; i++)
+        if (cl[i].n > cl[big].n) big = i;
+    cluster_members *into = &cl[big];
+    for (size_t i = 0; i < k; i++) {
+        if (i == big) continue;
+        cluster_members *from = &cl[i];
+        for (size_t j = 0; j < from->n; j++) {
+            cluster_member *m = &from->v[j];
+            int rc = ident_move(e, b, sb, m->ns, m->value, m->len, into->cluster, now);
+            if (rc) return rc;
+            into->v = kith_xrealloc(into->v, (into->n + 1) * sizeof *into->v);
+            into->v[into->n++] = *m;
+            m->value = NULL; /* moved */
+        }
+        drop_cluster(e, b, sb, from->cluster);
+        identity_changed(e, sb, from->cluster, CLUSTER_MERGED);
+        atomic_fetch_add(&e->m.clusters_merged, 1);
+    }
+    put_cluster(e, b, sb, into);
+    profile_mark_dirty(e, sb, into->cluster);
+    identity_changed(e, sb, into->cluster, CLUSTER_MERGED);
+    return 0;
+}
+
+static int64_t next_stamp(kith_engine *e, int64_t now_ms)
+{
+    struct ident_state *s = ident_state_get(e);
+    int64_t t = now_ms * 1000;
+    if (t <= s->stamp) t = s->stamp + 1;
+    s->stamp = t;
+    return t;
 }
 
 int identity_apply(kith_engine *e, store_batch *b, uint32_t sandbox, const ident_in *ids, int n,
-                   bool link, const char *dataset, int64_t now, uint64_t *ids_out,
-                   uint64_t *cluster_out)
+                   bool link, const char *dataset, const char *record_id, int64_t now,
+                   uint64_t *ids_out, uint64_t *cluster_out)
 {
-    uint64_t clusters[64];
+    uint64_t clusters[64] = {0};
+    bool linkable[64];
     int primary = 0;
     if (n > 64) n = 64;
+    const link_rules *r = link ? rules_for(e, sandbox) : NULL;
     for (int i = 0; i < n; i++) {
         uint64_t id, cl;
         int rc = get_ident(e, b, sandbox, ids[i].ns, ids[i].value, ids[i].len, &id, &cl, NULL);
         if (rc == KITH_ENOTFOUND) {
             id = catalog_next_seq(e->cat, b, SEQ_IDENTITY);
             cl = catalog_next_seq(e->cat, b, SEQ_CLUSTER);
-            put_ident(e, b, sandbox, ids[i].ns, ids[i].value, ids[i].len, id, cl, now, now);
-            put_node(b, sandbox, id, ids[i].ns, ids[i].value, ids[i].len);
-            cluster_member m = {.id = id, .ns = ids[i].ns, .value = (char *)ids[i].value,
-                                .len = ids[i].len};
+            hist_entry h = {cl, now};
+            put_ident(e, b, sandbox, ids[i].ns, ids[i].value, ids[i].len, id, cl, now, now, &h, 1);
+            gnode nd = {
+                .id = id, .ns = ids[i].ns, .value = (char *)ids[i].value, .len = ids[i].len};
+            node_save(b, sandbox, &nd);
+            cluster_member m = {
+                .id = id, .ns = ids[i].ns, .value = (char *)ids[i].value, .len = ids[i].len};
             cluster_members one = {.cluster = cl, .version = 0, .n = 1, .v = &m};
             put_cluster(e, b, sandbox, &one);
         } else if (rc != 0) {
@@ -295,53 +906,308 @@ int identity_apply(kith_engine *e, store_batch *b, uint32_t sandbox, const ident
         ids_out[i] = id;
         clusters[i] = cl;
         if (ids[i].primary) primary = i;
-    }
-    if (link) {
-        /* Link every linkable identity to the first linkable one (a star is enough for connectivity;
-         * the edge records carry the provenance). Clusters merge by size, bounded by graph_max. */
-        int hub = -1;
-        for (int i = 0; i < n; i++)
-            if (ids[i].linkable) {
-                hub = i;
-                break;
-            }
-        for (int i = hub + 1; hub >= 0 && i < n; i++) {
-            if (!ids[i].linkable || ids_out[i] == ids_out[hub]) continue;
-            if (clusters[i] != clusters[hub]) {
-                cluster_members a, c2;
-                if (identity_members(e, b, sandbox, clusters[hub], &a) != 0) continue;
-                if (identity_members(e, b, sandbox, clusters[i], &c2) != 0) {
-                    cluster_members_free(&a);
-                    continue;
-                }
-                if (a.n + c2.n > (size_t)e->lim.graph_max) {
-                    /* The graph limit: refuse the link rather than grow past it (eviction comes
-                     * with the identity-graph work; see docs/ARCHITECTURE.md). */
-                    atomic_fetch_add(&e->m.links_refused, 1);
-                    cluster_members_free(&a);
-                    cluster_members_free(&c2);
-                    continue;
-                }
-                cluster_members *big = a.n >= c2.n ? &a : &c2, *small = big == &a ? &c2 : &a;
-                uint64_t gone = small->cluster;
-                merge_into(e, b, sandbox, big, small, now);
-                put_cluster(e, b, sandbox, big);
-                profile_mark_dirty(e, sandbox, big->cluster);
-                for (int j = 0; j < n; j++)
-                    if (clusters[j] == gone) clusters[j] = big->cluster;
-                cluster_members_free(&a);
-                cluster_members_free(&c2);
-            }
-            if (node_add_edge(e, b, sandbox, ids_out[hub], ids[hub].ns, ids[hub].value, ids[hub].len,
-                              ids_out[i], dataset, now)) {
-                node_add_edge(e, b, sandbox, ids_out[i], ids[i].ns, ids[i].value, ids[i].len,
-                              ids_out[hub], dataset, now);
-                atomic_fetch_add(&e->m.links_created, 1);
-            }
-        }
+        linkable[i] =
+            link && ids[i].linkable && !rules_blocked(r, ids[i].ns, ids[i].value, ids[i].len);
     }
     *cluster_out = clusters[primary];
-    return 0;
+    if (!link) return 0;
+    /* The hub: the linkable identity of highest priority; every other one links to it. */
+    int hub = -1, hub_rank = 0;
+    for (int i = 0; i < n; i++) {
+        if (!linkable[i]) continue;
+        int rk = rules_rank(r, ids[i].ns, ids[i].type);
+        if (hub < 0 || rk < hub_rank) hub = i, hub_rank = rk;
+    }
+    if (hub < 0) return 0;
+    /* Nothing to do when every edge is known and fresh (a returning visitor). */
+    int64_t stamp = 0;
+    bool work = false;
+    for (int i = 0; i < n && !work; i++) {
+        if (!linkable[i] || i == hub || ids_out[i] == ids_out[hub]) continue;
+        if (clusters[i] != clusters[hub]) {
+            work = true;
+            break;
+        }
+        store_key k;
+        edge_key(&k, sandbox, ids_out[hub], ids_out[i]);
+        ident_entry *hit = e->ecache ? ident_cache_get(e->ecache, k.b, k.n) : NULL;
+        if (!hit || !hit->id || now * 1000 - hit->first > EDGE_REFRESH_US) work = true;
+    }
+    if (!work) return 0;
+    stamp = next_stamp(e, now);
+    /* The clusters involved. */
+    uint64_t involved[64];
+    size_t k = 0;
+    for (int i = 0; i < n; i++) {
+        if (!linkable[i]) continue;
+        bool seen = false;
+        for (size_t j = 0; j < k; j++)
+            seen |= involved[j] == clusters[i];
+        if (!seen) involved[k++] = clusters[i];
+    }
+    int rc = 0;
+    if (k > 1) {
+        /* Fast path: the merged graph fits and holds no unique namespace twice. */
+        cluster_members cl[64];
+        size_t loaded = 0, total = 0;
+        for (; loaded < k; loaded++) {
+            rc = identity_members(e, b, sandbox, involved[loaded], &cl[loaded]);
+            if (rc) break;
+            total += cl[loaded].n;
+        }
+        bool fast = rc == 0 && total <= (size_t)r->max_identities;
+        int count[RULES_MAX_UNIQUE] = {0};
+        for (size_t c = 0; fast && c < k; c++)
+            for (size_t j = 0; fast && j < cl[c].n; j++) {
+                int u = rules_unique_index(r, cl[c].v[j].ns);
+                if (u >= 0 && ++count[u] > 1) fast = false;
+            }
+        if (fast) rc = merge_fast(e, b, sandbox, cl, k, now);
+        for (size_t c = 0; c < loaded; c++)
+            cluster_members_free(&cl[c]);
+        if (rc) return rc;
+        if (!fast) {
+            graph g;
+            rc = graph_load(e, b, sandbox, involved, k, &g);
+            if (rc) return rc;
+            for (int i = 0; i < n; i++) {
+                gnode *x = linkable[i] ? graph_node(&g, ids_out[i]) : NULL;
+                if (x) x->in_record = true;
+            }
+            gnode *h = graph_node(&g, ids_out[hub]);
+            for (int i = 0; i < n && h; i++) {
+                gnode *x = linkable[i] && i != hub ? graph_node(&g, ids_out[i]) : NULL;
+                if (!x || x == h) continue;
+                if (node_link(h, x->id, dataset, record_id, stamp))
+                    atomic_fetch_add(&e->m.links_created, 1);
+                node_link(x, h->id, dataset, record_id, stamp);
+                ecache_set(e, sandbox, h->id, x->id, true, stamp / 1000 * 1000);
+            }
+            graph_optimise(e, sandbox, &g, r, stamp);
+            rc = graph_commit(e, b, sandbox, &g, r, CLUSTER_MERGED, stamp, now);
+            for (int i = 0; i < n; i++) {
+                uint64_t id, cl2;
+                if (get_ident(e, b, sandbox, ids[i].ns, ids[i].value, ids[i].len, &id, &cl2,
+                              NULL) == 0)
+                    clusters[i] = cl2;
+            }
+            *cluster_out = clusters[primary];
+            graph_free(&g);
+            return rc;
+        }
+        for (int i = 0; i < n; i++)
+            if (linkable[i]) clusters[i] = clusters[hub];
+        /* merge_fast kept the biggest cluster's id: read it back from the hub. */
+        uint64_t id, cl2;
+        if (get_ident(e, b, sandbox, ids[hub].ns, ids[hub].value, ids[hub].len, &id, &cl2, NULL) ==
+            0)
+            for (int i = 0; i < n; i++)
+                if (linkable[i]) clusters[i] = cl2;
+        *cluster_out = clusters[primary];
+    }
+    /* The edges themselves (one cluster now). */
+    gnode h;
+    if (node_load(e, b, sandbox, ids_out[hub], &h) != 0) return 0;
+    for (int i = 0; i < n; i++) {
+        if (!linkable[i] || i == hub || ids_out[i] == ids_out[hub]) continue;
+        gnode x;
+        if (node_load(e, b, sandbox, ids_out[i], &x) != 0) continue;
+        if (node_link(&h, x.id, dataset, record_id, stamp))
+            atomic_fetch_add(&e->m.links_created, 1);
+        node_link(&x, h.id, dataset, record_id, stamp);
+        node_save(b, sandbox, &x);
+        gnode_free(&x);
+        ecache_set(e, sandbox, h.id, ids_out[i], true, now * 1000);
+    }
+    node_save(b, sandbox, &h);
+    gnode_free(&h);
+    return rc;
+}
+
+/* --- unlink --- */
+
+static int unlink_common(kith_engine *e, store_batch *b, uint32_t sb, uint64_t cluster, uint64_t a,
+                         uint64_t c, bool whole)
+{
+    const link_rules *r = rules_for(e, sb);
+    graph g;
+    int rc = graph_load(e, b, sb, &cluster, 1, &g);
+    if (rc) return rc;
+    int64_t now = kith_now_ms(), stamp = next_stamp(e, now);
+    gnode *x = graph_node(&g, a);
+    bool any = false;
+    if (x && whole) {
+        while (x->ne > 0) {
+            gnode *o = graph_node(&g, x->e[0].other);
+            if (o)
+                graph_cut(e, sb, x, o, RULE_UNLINK, 0, stamp);
+            else
+                node_unlink(x, x->e[0].other, RULE_UNLINK, 0, stamp);
+            any = true;
+        }
+    } else if (x) {
+        gnode *o = graph_node(&g, c);
+        if (o && node_edge(x, c)) {
+            graph_cut(e, sb, x, o, RULE_UNLINK, 0, stamp);
+            any = true;
+        }
+    }
+    if (!any && !whole)
+        rc = KITH_ENOTFOUND;
+    else
+        rc = graph_commit(e, b, sb, &g, r, CLUSTER_UNLINKED, stamp, now);
+    graph_free(&g);
+    return rc;
+}
+
+int identity_unlink_edge(kith_engine *e, store_batch *b, uint32_t sandbox, uint32_t ns1,
+                         const char *v1, size_t l1, uint32_t ns2, const char *v2, size_t l2)
+{
+    uint64_t a, c, cl1, cl2;
+    int rc = get_ident(e, b, sandbox, ns1, v1, l1, &a, &cl1, NULL);
+    if (rc == 0) rc = get_ident(e, b, sandbox, ns2, v2, l2, &c, &cl2, NULL);
+    if (rc) return rc;
+    if (cl1 != cl2 || a == c) return KITH_ENOTFOUND;
+    return unlink_common(e, b, sandbox, cl1, a, c, false);
+}
+
+int identity_unlink_identity(kith_engine *e, store_batch *b, uint32_t sandbox, uint32_t ns,
+                             const char *v, size_t len)
+{
+    uint64_t a, cl;
+    int rc = get_ident(e, b, sandbox, ns, v, len, &a, &cl, NULL);
+    if (rc) return rc;
+    return unlink_common(e, b, sandbox, cl, a, 0, true);
+}
+
+/* --- reads: explain and history --- */
+
+static const char *rule_name(int rule)
+{
+    switch (rule) {
+    case RULE_UNIQUE:
+        return "uniqueNamespace";
+    case RULE_LIMIT:
+        return "graphLimit";
+    case RULE_UNLINK:
+        return "unlink";
+    default:
+        return "unknown";
+    }
+}
+
+static json_t *ident_json(kith_engine *e, uint32_t sb, uint32_t ns, const char *v, size_t len)
+{
+    const cat_namespace *n = catalog_namespace_by_id(e->cat, sb, ns);
+    char xid[KITH_XID_MAX];
+    identity_xid(ns, v, len, xid, sizeof xid);
+    return json_pack("{s:s, s:I, s:s%, s:s}", "namespace", n ? n->code : "", "nsid", (json_int_t)ns,
+                     "id", v, len, "xid", xid);
+}
+
+static json_t *edge_json(kith_engine *e, uint32_t sb, const gnode *a, const gnode *c,
+                         const gedge *g, bool removed)
+{
+    json_t *o = json_pack(
+        "{s:o, s:o, s:s, s:I, s:I}", "from", ident_json(e, sb, a->ns, a->value, a->len), "to",
+        ident_json(e, sb, c->ns, c->value, c->len), "dataset", g->dataset, "firstSeen",
+        (json_int_t)(g->first / 1000), "lastSeen", (json_int_t)(g->last / 1000));
+    json_object_set_new(o, "recordId", g->record[0] ? json_string(g->record) : json_null());
+    if (removed) {
+        json_object_set_new(o, "removedAt", json_integer((json_int_t)(g->removed / 1000)));
+        json_object_set_new(o, "rule", json_string(rule_name(g->rule)));
+        char why[256];
+        const cat_namespace *ns = catalog_namespace_by_id(e->cat, sb, g->rule_ns);
+        switch (g->rule) {
+        case RULE_UNIQUE:
+            snprintf(why, sizeof why,
+                     "%s is a unique namespace: a graph holds at most one; the older link was "
+                     "dropped",
+                     ns ? ns->code : "?");
+            break;
+        case RULE_LIMIT:
+            snprintf(why, sizeof why,
+                     "the graph reached maxIdentities; the oldest identity of the lowest type "
+                     "was evicted");
+            break;
+        default:
+            snprintf(why, sizeof why, "removed through POST /data/core/identity/unlink");
+            break;
+        }
+        json_object_set_new(o, "reason", json_string(why));
+    }
+    return o;
+}
+
+json_t *identity_explain(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *v, size_t len,
+                         int *err)
+{
+    uint64_t id, cl;
+    *err = get_ident(e, NULL, sandbox, ns, v, len, &id, &cl, NULL);
+    if (*err) return NULL;
+    graph g;
+    *err = graph_load(e, NULL, sandbox, &cl, 1, &g);
+    if (*err) return NULL;
+    char uuid[40];
+    identity_cluster_uuid(sandbox, cl, uuid);
+    json_t *members = json_array(), *edges = json_array(), *removed = json_array();
+    catalog_rdlock(e->cat);
+    for (size_t i = 0; i < g.nn; i++) {
+        gnode *a = &g.n[i];
+        json_t *m = ident_json(e, sandbox, a->ns, a->value, a->len);
+        json_object_set_new(m, "type", json_string(ns_type_name(a->type)));
+        json_object_set_new(m, "lastLinked", json_integer((json_int_t)(node_seen(a) / 1000)));
+        json_array_append_new(members, m);
+        for (size_t j = 0; j < a->ne; j++) {
+            gnode *c = graph_node(&g, a->e[j].other);
+            if (c && c->id > a->id)
+                json_array_append_new(edges, edge_json(e, sandbox, a, c, &a->e[j], false));
+        }
+        for (size_t j = 0; j < a->nr; j++) {
+            /* Each removal is kept on both sides; report it once (from the lower id, or from the
+             * member when the other side is no longer in this cluster). */
+            gnode *c = graph_node(&g, a->r[j].other);
+            if (c && c->id < a->id) continue;
+            gnode other;
+            bool loaded = false;
+            if (!c) {
+                if (node_load(e, NULL, sandbox, a->r[j].other, &other) != 0) continue;
+                c = &other;
+                loaded = true;
+            }
+            json_array_append_new(removed, edge_json(e, sandbox, a, c, &a->r[j], true));
+            if (loaded) gnode_free(&other);
+        }
+    }
+    catalog_unlock(e->cat);
+    uint64_t version = g.nold ? g.old[0].version : 0;
+    graph_free(&g);
+    return json_pack("{s:s, s:I, s:o, s:o, s:o}", "clusterId", uuid, "version", (json_int_t)version,
+                     "members", members, "edges", edges, "removedLinks", removed);
+}
+
+json_t *identity_history(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *v, size_t len,
+                         int *err)
+{
+    store_key k;
+    ident_key(&k, sandbox, ns, v, len);
+    kith_buf val = {0};
+    *err = store_get(e->store, STORE_CF_IDENT, k.b, k.n, &val);
+    if (*err == 0 && val.len < IDENT_VAL_LEN) *err = KITH_EIO;
+    json_t *out = NULL;
+    if (*err == 0) {
+        hist_entry h[HIST_MAX];
+        size_t n = decode_hist((const uint8_t *)val.data, val.len, h);
+        out = json_array();
+        for (size_t i = 0; i < n; i++) {
+            char uuid[40];
+            identity_cluster_uuid(sandbox, h[i].cluster, uuid);
+            json_array_append_new(out, json_pack("{s:s, s:I}", "clusterId", uuid, "cRecordedTS",
+                                                 (json_int_t)h[i].ts));
+        }
+    }
+    kith_buf_free(&val);
+    return out;
 }
 
 /* XID: "X" + base64url(ns u32 big-endian ‖ value), no padding. */

@@ -27,7 +27,8 @@ static int group_flush(void *arg, store_batch *b)
 {
     kith_engine *e = arg;
     catalog_flush_seq(e->cat, b);
-    return profile_flush_dirty(e, b);
+    int rc = profile_flush_dirty(e, b);
+    return rc ? rc : identity_flush_group(e, b);
 }
 
 /* Apply thread: a rollback or a failed group invalidates what the caches remember. */
@@ -157,6 +158,7 @@ void engine_close(kith_engine *e)
     catalog_free(e->cat);
     store_close(e->store);
     profile_dirty_free(e);
+    identity_state_free(e);
     ident_cache_free(e->icache);
     ident_cache_free(e->ecache);
     free(e);

@@ -225,10 +225,12 @@ int ingest_apply_msg(kith_engine *e, store_batch *b, ingest_msg *m)
     for (int i = 0; i < m->nids; i++)
         if (m->ids[i].primary) primary = i;
     int rc = identity_apply(e, b, m->sandbox, m->ids, m->nids, m->to_identity && m->nids > 1,
-                            m->dataset, m->received, ids, &cluster);
+                            m->dataset, m->event_id, m->received, ids, &cluster);
     if (rc) return rc;
     if (m->is_event) {
-        rc = profile_put_event(e, b, m->sandbox, ids[primary], m->dataset, m->ts, m->event_id,
+        /* Events go under their highest-priority identity when the linking rules name a priority. */
+        int under = identity_event_primary(e, m->sandbox, m->ids, m->nids, primary);
+        rc = profile_put_event(e, b, m->sandbox, ids[under], m->dataset, m->ts, m->event_id,
                                m->received, m->json, m->json_len);
         atomic_fetch_add(&e->m.events_ingested, 1);
     } else if (m->to_profile) {

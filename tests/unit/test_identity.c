@@ -1,0 +1,533 @@
+/* Unit tests: the identity graph — linking rules (AEP's documented cases), the graph limit, unlink,
+ * explain and history, cluster-change events, and a property test against connected components. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kith/ingest.h"
+
+static char dir[256];
+
+typedef struct fixture {
+    kith_engine *e;
+    char ds_crm[KITH_ID_LEN + 1], ds_web[KITH_ID_LEN + 1];
+} fixture;
+
+static const char *profile_schema =
+    "{\"title\":\"crm\",\"meta:class\":\"https://ns.adobe.com/xdm/context/profile\","
+    "\"allOf\":[{\"$ref\":\"https://ns.adobe.com/xdm/context/profile-person-details\"},"
+    "{\"$ref\":\"https://ns.adobe.com/xdm/context/profile-personal-details\"},"
+    "{\"$ref\":\"https://ns.adobe.com/xdm/context/identitymap\"}],"
+    "\"properties\":{\"_acme\":{\"type\":\"object\",\"properties\":{\"tags\":{\"type\":\"array\","
+    "\"items\":{\"type\":\"string\"}},\"tier\":{\"type\":\"string\"}}}},"
+    "\"$id\":\"https://ns.adobe.com/kith/schemas/p1\",\"meta:altId\":\"_kith.schemas.p1\","
+    "\"meta:immutableTags\":[\"union\"]}";
+static const char *event_schema =
+    "{\"title\":\"web\",\"meta:class\":\"https://ns.adobe.com/xdm/context/experienceevent\","
+    "\"allOf\":[{\"$ref\":\"https://ns.adobe.com/xdm/context/identitymap\"},"
+    "{\"$ref\":\"https://ns.adobe.com/xdm/context/experienceevent-commerce\"}],"
+    "\"$id\":\"https://ns.adobe.com/kith/schemas/e1\",\"meta:altId\":\"_kith.schemas.e1\","
+    "\"meta:immutableTags\":[\"union\"]}";
+
+struct setup_ctx {
+    fixture *f;
+};
+
+static int setup_fn(void *ctx, store_batch *b)
+{
+    fixture *f = ctx;
+    kith_engine *e = f->e;
+    const char *defs[2] = {profile_schema, event_schema};
+    for (int i = 0; i < 2; i++) {
+        json_t *doc = json_loads(defs[i], 0, NULL);
+        json_t *errors = json_array();
+        kith_schema *s = NULL;
+        if (schema_compile(doc, &s, errors) != 0) {
+            char *t = json_dumps(errors, 0);
+            fprintf(stderr, "schema errors: %s\n", t);
+            free(t);
+            return KITH_EINVAL;
+        }
+        json_decref(errors);
+        catalog_put_schema(e->cat, b, 1, doc, s);
+    }
+    catalog_new_id(f->ds_crm);
+    catalog_new_id(f->ds_web);
+    catalog_put_dataset(e->cat, b, 1,
+                        json_pack("{s:s, s:s, s:{s:s}, s:{s:[s], s:[s]}}", "id", f->ds_crm, "name",
+                                  "crm", "schemaRef", "id", "https://ns.adobe.com/kith/schemas/p1",
+                                  "tags", "unifiedProfile", "enabled:true", "unifiedIdentity",
+                                  "enabled:true"));
+    catalog_put_dataset(e->cat, b, 1,
+                        json_pack("{s:s, s:s, s:{s:s}, s:{s:[s], s:[s]}}", "id", f->ds_web, "name",
+                                  "web", "schemaRef", "id", "https://ns.adobe.com/kith/schemas/e1",
+                                  "tags", "unifiedProfile", "enabled:true", "unifiedIdentity",
+                                  "enabled:true"));
+    return 0;
+}
+
+static void open_engine(fixture *f)
+{
+    char *err = NULL;
+    kith_limits lim = KITH_LIMITS_DEFAULT;
+    lim.graph_max = 50;
+    assert_int_equal(engine_open(dir, &lim, "test-admin", true, &f->e, &err), 0);
+}
+
+static int setup(void **state)
+{
+    snprintf(dir, sizeof dir, "/tmp/kith-test-identity-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    fixture *f = calloc(1, sizeof *f);
+    open_engine(f);
+    assert_int_equal(apply_call(f->e->apply, setup_fn, f, false), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    engine_close(f->e);
+    free(f);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Validates and applies one entity (JSON text) into a dataset; returns the prepare/apply code. */
+static int ingest(fixture *f, const char *ds, const char *json, json_t **errors_out)
+{
+    json_t *entity = json_loads(json, 0, NULL);
+    assert_non_null(entity);
+    json_t *errors = json_array();
+    const char *msg;
+    ingest_msg m;
+    int rc = ingest_prepare(f->e, 1, ds, NULL, entity, NULL, kith_now_ms(), &m, errors, &msg);
+    json_decref(entity);
+    if (rc == 0) {
+        rc = ingest_run(f->e, &m, 1);
+        if (rc == 0) rc = m.rc;
+        ingest_msg_clear(&m);
+    }
+    if (errors_out) *errors_out = errors;
+    else json_decref(errors);
+    return rc;
+}
+
+static json_t *lookup(fixture *f, const char *ns, const char *value)
+{
+    catalog_rdlock(f->e->cat);
+    const cat_namespace *n = catalog_namespace(f->e->cat, 1, ns);
+    uint32_t id = n->id;
+    catalog_unlock(f->e->cat);
+    int err = 0;
+    json_t *p = profile_lookup(f->e, 1, id, value, strlen(value), NULL, &err);
+    if (!p) return NULL;
+    const char *k;
+    json_t *v;
+    json_object_foreach(p, k, v)
+    {
+        json_t *out = json_incref(v);
+        json_decref(p);
+        return out;
+    }
+    return NULL;
+}
+
+static size_t identity_count(json_t *p)
+{
+    return json_array_size(json_object_get(p, "identities"));
+}
+
+
+/* --- helpers --- */
+
+static uint32_t nsid(fixture *f, const char *code)
+{
+    catalog_rdlock(f->e->cat);
+    uint32_t id = catalog_namespace(f->e->cat, 1, code)->id;
+    catalog_unlock(f->e->cat);
+    return id;
+}
+
+static uint64_t cluster_of(fixture *f, const char *ns, const char *v)
+{
+    uint64_t id, cl;
+    assert_int_equal(identity_lookup(f->e, 1, nsid(f, ns), v, strlen(v), &id, &cl), 0);
+    return cl;
+}
+
+struct rules_ctx {
+    fixture *f;
+    json_t *doc, *errors;
+};
+
+static int rules_fn(void *ctx, store_batch *b)
+{
+    struct rules_ctx *c = ctx;
+    return identity_rules_put(c->f->e, b, 1, c->doc, c->errors);
+}
+
+static int put_rules(fixture *f, const char *json, json_t **errors_out)
+{
+    struct rules_ctx c = {f, json_loads(json, 0, NULL), json_array()};
+    assert_non_null(c.doc);
+    int rc = apply_call(f->e->apply, rules_fn, &c, false);
+    json_decref(c.doc);
+    if (errors_out) *errors_out = c.errors;
+    else json_decref(c.errors);
+    return rc;
+}
+
+static int rec2(fixture *f, const char *ns1, const char *v1, const char *ns2, const char *v2)
+{
+    char rec[1024];
+    if (strcmp(ns1, ns2) == 0)
+        snprintf(rec, sizeof rec,
+                 "{\"identityMap\":{\"%s\":[{\"id\":\"%s\",\"primary\":true},{\"id\":\"%s\"}]}}",
+                 ns1, v1, v2);
+    else
+        snprintf(rec, sizeof rec,
+                 "{\"identityMap\":{\"%s\":[{\"id\":\"%s\",\"primary\":true}],\"%s\":[{\"id\":\"%s\"}]}}",
+                 ns1, v1, ns2, v2);
+    return ingest(f, f->ds_crm, rec, NULL);
+}
+
+struct unlink_ctx {
+    fixture *f;
+    const char *ns1, *v1, *ns2, *v2;
+};
+
+static int unlink_fn(void *ctx, store_batch *b)
+{
+    struct unlink_ctx *c = ctx;
+    kith_engine *e = c->f->e;
+    if (!c->ns2)
+        return identity_unlink_identity(e, b, 1, nsid(c->f, c->ns1), c->v1, strlen(c->v1));
+    return identity_unlink_edge(e, b, 1, nsid(c->f, c->ns1), c->v1, strlen(c->v1),
+                                nsid(c->f, c->ns2), c->v2, strlen(c->v2));
+}
+
+static int unlink2(fixture *f, const char *ns1, const char *v1, const char *ns2, const char *v2)
+{
+    struct unlink_ctx c = {f, ns1, v1, ns2, v2};
+    return apply_call(f->e->apply, unlink_fn, &c, false);
+}
+
+#define ECID1 "11111111111111111111111111111111111111"
+#define ECID2 "22222222222222222222222222222222222222"
+#define ECID3 "33333333333333333333333333333333333333"
+#define ECID4 "44444444444444444444444444444444444444"
+
+/* --- tests --- */
+
+/* AEP's shared-laptop case: the shared ECID goes to the last person who authenticated. */
+static void test_shared_device_goes_to_last_login(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(put_rules(f, "{\"uniqueNamespaces\":[\"CRMID\"],\"priority\":[\"CRMID\",\"Email\",\"ECID\"]}", NULL), 0);
+    assert_int_equal(rec2(f, "CRMID", "jane", "ECID", ECID1), 0);
+    assert_int_equal(cluster_of(f, "CRMID", "jane"), cluster_of(f, "ECID", ECID1));
+    assert_int_equal(rec2(f, "CRMID", "john", "ECID", ECID1), 0);
+    assert_int_equal(cluster_of(f, "CRMID", "john"), cluster_of(f, "ECID", ECID1));
+    assert_int_not_equal(cluster_of(f, "CRMID", "jane"), cluster_of(f, "ECID", ECID1));
+    json_t *p = lookup(f, "CRMID", "jane");
+    assert_int_equal(identity_count(p), 1); /* no longer a graph, still a profile */
+    json_decref(p);
+    /* Jane logs in again: the ECID moves back to her. */
+    assert_int_equal(rec2(f, "CRMID", "jane", "ECID", ECID1), 0);
+    assert_int_equal(cluster_of(f, "CRMID", "jane"), cluster_of(f, "ECID", ECID1));
+    assert_int_not_equal(cluster_of(f, "CRMID", "john"), cluster_of(f, "ECID", ECID1));
+    /* Explain names the rule for the removed link. */
+    int err = 0;
+    json_t *x = identity_explain(f->e, 1, nsid(f, "CRMID"), "jane", 4, &err);
+    assert_non_null(x);
+    json_t *rm = json_object_get(x, "removedLinks");
+    assert_true(json_array_size(rm) >= 1);
+    bool unique_rule = false;
+    size_t i;
+    json_t *v;
+    json_array_foreach(rm, i, v) unique_rule |=
+        strcmp(json_string_value(json_object_get(v, "rule")), "uniqueNamespace") == 0;
+    assert_true(unique_rule);
+    assert_int_equal(json_array_size(json_object_get(x, "edges")), 1);
+    json_decref(x);
+    /* History of the ECID: newest first, several clusters. */
+    json_t *h = identity_history(f->e, 1, nsid(f, "ECID"), ECID1, 38, &err);
+    assert_non_null(h);
+    assert_true(json_array_size(h) >= 3);
+    assert_true(json_integer_value(json_object_get(json_array_get(h, 0), "cRecordedTS")) >=
+                json_integer_value(json_object_get(json_array_get(h, 1), "cRecordedTS")));
+    json_decref(h);
+}
+
+/* AEP's bad-email case: two CRM ids linked to one email → the older CRM↔email link goes. Junk emails
+ * blocked by default never link at all. */
+static void test_shared_email_and_blocked_values(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(put_rules(f, "{\"uniqueNamespaces\":[\"CRMID\"]}", NULL), 0);
+    assert_int_equal(rec2(f, "CRMID", "c1", "Email", "shared@acme.com"), 0);
+    assert_int_equal(rec2(f, "CRMID", "c2", "Email", "shared@acme.com"), 0);
+    assert_int_equal(cluster_of(f, "CRMID", "c2"), cluster_of(f, "Email", "shared@acme.com"));
+    assert_int_not_equal(cluster_of(f, "CRMID", "c1"), cluster_of(f, "Email", "shared@acme.com"));
+    /* test@test.com is blocked by default (the rules above left blockedValues out). */
+    assert_int_equal(rec2(f, "CRMID", "c3", "Email", "TEST@test.com"), 0);
+    assert_int_equal(rec2(f, "CRMID", "c4", "Email", "test@test.com"), 0);
+    assert_int_not_equal(cluster_of(f, "CRMID", "c3"), cluster_of(f, "CRMID", "c4"));
+    assert_int_not_equal(cluster_of(f, "CRMID", "c3"), cluster_of(f, "Email", "test@test.com"));
+    /* A per-namespace blocked value from the rules. */
+    assert_int_equal(put_rules(f, "{\"blockedValues\":{\"Phone\":[\"000\"]}}", NULL), 0);
+    assert_int_equal(rec2(f, "CRMID", "c5", "Phone", "000"), 0);
+    assert_int_not_equal(cluster_of(f, "CRMID", "c5"), cluster_of(f, "Phone", "000"));
+    /* Without the default list, test@test.com links like any other value. */
+    assert_int_equal(rec2(f, "CRMID", "c6", "Email", "test@test.com"), 0);
+    assert_int_equal(cluster_of(f, "CRMID", "c6"), cluster_of(f, "Email", "test@test.com"));
+}
+
+static void test_rules_validation(void **state)
+{
+    fixture *f = *state;
+    json_t *errors = NULL;
+    assert_int_equal(put_rules(f, "{\"priority\":[\"CRMID\",\"Nope\"]}", &errors), KITH_EINVAL);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(errors, 0), "path")), "/priority/1");
+    json_decref(errors);
+    assert_int_equal(put_rules(f, "{\"uniqueNamespaces\":[\"Nope\"]}", &errors), KITH_EINVAL);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(errors, 0), "path")), "/uniqueNamespaces/0");
+    json_decref(errors);
+    assert_int_equal(put_rules(f, "{\"maxIdentities\":1}", &errors), KITH_EINVAL);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(errors, 0), "path")), "/maxIdentities");
+    json_decref(errors);
+    assert_int_equal(put_rules(f, "{\"priority\":[\"ECID\",\"CRMID\"]}", &errors), KITH_EINVAL);
+    json_decref(errors);
+    /* Nothing changed: the defaults are still in force. */
+    json_t *r = identity_rules_get(f->e, 1);
+    assert_int_equal(json_integer_value(json_object_get(r, "maxIdentities")), 50);
+    assert_int_equal(json_array_size(json_object_get(r, "uniqueNamespaces")), 0);
+    assert_true(json_array_size(json_object_get(json_object_get(r, "blockedValues"), "Email")) > 0);
+    json_decref(r);
+}
+
+/* Graph limit: cookies go first, then devices, then people; oldest first. */
+static void test_eviction_order(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(put_rules(f, "{\"maxIdentities\":4}", NULL), 0);
+    assert_int_equal(rec2(f, "CRMID", "e0", "ECID", ECID1), 0);
+    assert_int_equal(rec2(f, "CRMID", "e0", "IDFA", "dev-1"), 0);
+    assert_int_equal(rec2(f, "CRMID", "e0", "ECID", ECID2), 0); /* full: 4 */
+    assert_int_equal(rec2(f, "CRMID", "e0", "ECID", ECID3), 0); /* evicts ECID1 (oldest cookie) */
+    uint64_t c = cluster_of(f, "CRMID", "e0");
+    assert_int_not_equal(cluster_of(f, "ECID", ECID1), c);
+    assert_int_equal(cluster_of(f, "ECID", ECID2), c);
+    assert_int_equal(cluster_of(f, "ECID", ECID3), c);
+    assert_int_equal(rec2(f, "CRMID", "e0", "Email", "e0@x.com"), 0); /* evicts ECID2 */
+    assert_int_not_equal(cluster_of(f, "ECID", ECID2), c);
+    assert_int_equal(rec2(f, "CRMID", "e0", "Phone", "555-1"), 0); /* evicts ECID3, the last cookie */
+    assert_int_not_equal(cluster_of(f, "ECID", ECID3), c);
+    assert_int_equal(cluster_of(f, "IDFA", "dev-1"), c);
+    json_t *p = lookup(f, "CRMID", "e0");
+    assert_int_equal(identity_count(p), 4);
+    json_decref(p);
+    /* Only people and a device left: the device goes next. */
+    assert_int_equal(rec2(f, "CRMID", "e0", "Phone", "555-2"), 0);
+    assert_int_not_equal(cluster_of(f, "IDFA", "dev-1"), c);
+    assert_int_equal(cluster_of(f, "Phone", "555-1"), c);
+    /* Then the oldest person identifier not in the record. */
+    assert_int_equal(rec2(f, "CRMID", "e0", "Phone", "555-3"), 0);
+    assert_int_not_equal(cluster_of(f, "Email", "e0@x.com"), c);
+    assert_int_equal(cluster_of(f, "Phone", "555-3"), c);
+    int err;
+    json_t *x = identity_explain(f->e, 1, nsid(f, "IDFA"), "dev-1", 5, &err);
+    assert_non_null(x);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(x, "removedLinks"), 0), "rule")), "graphLimit");
+    json_decref(x);
+}
+
+/* Unlink of an edge splits the cluster; of an identity isolates it; new data re-creates the link. */
+static void test_unlink(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(rec2(f, "CRMID", "u1", "Email", "u1@x.com"), 0);
+    assert_int_equal(rec2(f, "Email", "u1@x.com", "ECID", ECID1), 0);
+    assert_int_equal(cluster_of(f, "CRMID", "u1"), cluster_of(f, "ECID", ECID1));
+    assert_int_equal(unlink2(f, "Email", "u1@x.com", "ECID", ECID1), 0);
+    assert_int_not_equal(cluster_of(f, "CRMID", "u1"), cluster_of(f, "ECID", ECID1));
+    assert_int_equal(cluster_of(f, "CRMID", "u1"), cluster_of(f, "Email", "u1@x.com"));
+    json_t *p = lookup(f, "ECID", ECID1);
+    assert_int_equal(identity_count(p), 1);
+    json_decref(p);
+    assert_int_equal(unlink2(f, "Email", "u1@x.com", "ECID", ECID1), KITH_ENOTFOUND);
+    /* New data asserting the link again re-creates it. */
+    assert_int_equal(rec2(f, "Email", "u1@x.com", "ECID", ECID1), 0);
+    assert_int_equal(cluster_of(f, "CRMID", "u1"), cluster_of(f, "ECID", ECID1));
+    /* Unlink of an identity: it stands alone, the rest stays together. */
+    assert_int_equal(unlink2(f, "Email", "u1@x.com", NULL, NULL), 0);
+    assert_int_not_equal(cluster_of(f, "CRMID", "u1"), cluster_of(f, "Email", "u1@x.com"));
+    assert_int_not_equal(cluster_of(f, "CRMID", "u1"), cluster_of(f, "ECID", ECID1));
+    assert_int_equal(unlink2(f, "Email", "nobody@x.com", NULL, NULL), KITH_ENOTFOUND);
+}
+
+/* --- cluster-change events --- */
+
+struct events_seen {
+    int calls;
+    size_t n;
+    cluster_change v[256];
+};
+
+static int on_change(void *arg, store_batch *b, const cluster_change *v, size_t n)
+{
+    struct events_seen *s = arg;
+    s->calls++;
+    for (size_t i = 0; i < n && s->n < 256; i++) s->v[s->n++] = v[i];
+    return 0;
+}
+
+static void msg_of(fixture *f, const char *json, ingest_msg *m)
+{
+    json_t *entity = json_loads(json, 0, NULL);
+    json_t *errors = json_array();
+    const char *msg;
+    assert_int_equal(ingest_prepare(f->e, 1, f->ds_crm, NULL, entity, NULL, kith_now_ms(), m, errors, &msg), 0);
+    json_decref(entity);
+    json_decref(errors);
+}
+
+static void test_one_event_per_cluster_per_group(void **state)
+{
+    fixture *f = *state;
+    static struct events_seen seen;
+    memset(&seen, 0, sizeof seen);
+    engine_on_cluster_change(f->e, on_change, &seen);
+    /* One group: A+B merge, then C joins, then D+E merge, then B is asserted again. */
+    ingest_msg m[4];
+    msg_of(f, "{\"identityMap\":{\"CRMID\":[{\"id\":\"A\",\"primary\":true}],\"Email\":[{\"id\":\"b@x.com\"}]}}", &m[0]);
+    msg_of(f, "{\"identityMap\":{\"Email\":[{\"id\":\"b@x.com\",\"primary\":true}],\"Phone\":[{\"id\":\"c\"}]}}", &m[1]);
+    msg_of(f, "{\"identityMap\":{\"CRMID\":[{\"id\":\"D\",\"primary\":true}],\"Email\":[{\"id\":\"e@x.com\"}]}}", &m[2]);
+    msg_of(f, "{\"identityMap\":{\"CRMID\":[{\"id\":\"A\",\"primary\":true}],\"Email\":[{\"id\":\"b@x.com\"}]}}", &m[3]);
+    assert_int_equal(ingest_run(f->e, m, 4), 0);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(m[i].rc, 0);
+        ingest_msg_clear(&m[i]);
+    }
+    assert_int_equal(seen.calls, 1);
+    for (size_t i = 0; i < seen.n; i++)
+        for (size_t j = i + 1; j < seen.n; j++)
+            assert_false(seen.v[i].sandbox == seen.v[j].sandbox && seen.v[i].cluster == seen.v[j].cluster);
+    uint64_t abc = cluster_of(f, "CRMID", "A"), de = cluster_of(f, "CRMID", "D");
+    int live = 0;
+    for (size_t i = 0; i < seen.n; i++) {
+        if (!seen.v[i].gone) {
+            live++;
+            assert_true(seen.v[i].cluster == abc || seen.v[i].cluster == de);
+            assert_true(seen.v[i].reasons & CLUSTER_MERGED);
+        }
+    }
+    assert_int_equal(live, 2);
+    /* An unlink is one more group with one event for each resulting cluster. */
+    seen.n = 0;
+    seen.calls = 0;
+    assert_int_equal(unlink2(f, "Email", "b@x.com", "Phone", "c"), 0);
+    assert_int_equal(seen.calls, 1);
+    assert_int_equal(seen.n, 2);
+    for (size_t i = 0; i < seen.n; i++) assert_true(seen.v[i].reasons & CLUSTER_UNLINKED);
+    assert_true(seen.v[0].reasons & CLUSTER_SPLIT);
+}
+
+/* Events are stored under their highest-priority identity when the rules name a priority. */
+static void test_event_stored_under_priority(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(put_rules(f, "{\"priority\":[\"CRMID\",\"IDFA\",\"GAID\",\"ECID\",\"AAID\"]}", NULL), 0);
+    assert_int_equal(ingest(f, f->ds_web, "{\"_id\":\"pe1\",\"timestamp\":\"2024-01-01T00:00:00Z\",\"identityMap\":{\"ECID\":[{\"id\":\"" ECID1 "\",\"primary\":true}],\"IDFA\":[{\"id\":\"idfa-1\"}]}}", NULL), 0);
+    uint64_t id, cl;
+    assert_int_equal(identity_lookup(f->e, 1, nsid(f, "IDFA"), "idfa-1", 6, &id, &cl), 0);
+    store_key k;
+    skey_init(&k, 1);
+    skey_u64(&k, id);
+    store_iter *it = store_iter_new(f->e->store, NULL, STORE_CF_EVENT, k.b, k.n);
+    assert_true(store_iter_valid(it));
+    store_iter_free(it);
+}
+
+/* Property test: clusters equal the connected components of the asserted-minus-unlinked edges. */
+static void test_property_components(void **state)
+{
+    fixture *f = *state;
+    enum { N = 24, STEPS = 300 };
+    static bool adj[N][N];
+    memset(adj, 0, sizeof adj);
+    for (unsigned seed = 1; seed <= 3; seed++) {
+        srand(seed);
+        char va[32], vb[32];
+        for (int step = 0; step < STEPS; step++) {
+            int a = rand() % N, c = rand() % N;
+            if (a == c) continue;
+            snprintf(va, sizeof va, "p%u-%d@x.com", seed, a);
+            snprintf(vb, sizeof vb, "p%u-%d@x.com", seed, c);
+            if (rand() % 4 == 0) {
+                int rc = unlink2(f, "Email", va, "Email", vb);
+                assert_int_equal(rc, adj[a][c] ? 0 : KITH_ENOTFOUND);
+                adj[a][c] = adj[c][a] = false;
+            } else {
+                assert_int_equal(rec2(f, "Email", va, "Email", vb), 0);
+                adj[a][c] = adj[c][a] = true;
+            }
+        }
+        /* Reference components by BFS. */
+        int comp[N];
+        for (int i = 0; i < N; i++) comp[i] = -1;
+        for (int i = 0; i < N; i++) {
+            if (comp[i] >= 0) continue;
+            int q[N], h = 0, t = 0;
+            q[t++] = i;
+            comp[i] = i;
+            while (h < t) {
+                int x = q[h++];
+                for (int y = 0; y < N; y++)
+                    if (adj[x][y] && comp[y] < 0) comp[y] = i, q[t++] = y;
+            }
+        }
+        for (int i = 0; i < N; i++) {
+            snprintf(va, sizeof va, "p%u-%d@x.com", seed, i);
+            uint64_t id, ci;
+            if (identity_lookup(f->e, 1, nsid(f, "Email"), va, strlen(va), &id, &ci) != 0) continue;
+            cluster_members m;
+            assert_int_equal(identity_members(f->e, NULL, 1, ci, &m), 0);
+            int size = 0;
+            for (int j = 0; j < N; j++) size += comp[j] == comp[i];
+            assert_int_equal((int)m.n, size);
+            cluster_members_free(&m);
+            for (int j = 0; j < N; j++) {
+                snprintf(vb, sizeof vb, "p%u-%d@x.com", seed, j);
+                uint64_t cj;
+                if (identity_lookup(f->e, 1, nsid(f, "Email"), vb, strlen(vb), &id, &cj) != 0) continue;
+                assert_int_equal(ci == cj, comp[i] == comp[j]);
+            }
+        }
+        memset(adj, 0, sizeof adj);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_shared_device_goes_to_last_login, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shared_email_and_blocked_values, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rules_validation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_eviction_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unlink, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_event_per_cluster_per_group, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_stored_under_priority, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_property_components, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
