@@ -26,7 +26,7 @@ typedef struct kith_limits {
 extern const kith_limits KITH_LIMITS_DEFAULT;
 
 typedef struct kith_metrics {
-    atomic_ullong records_ingested, events_ingested, messages_rejected;
+    atomic_ullong records_ingested, events_ingested, events_duplicate, messages_rejected;
     atomic_ullong rejected_validation, rejected_limit, rejected_unknown;
     atomic_ullong links_created, clusters_merged, links_refused;
     atomic_ullong unions_computed;

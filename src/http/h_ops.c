@@ -34,6 +34,8 @@ int h_metrics(kith_req *r)
                     (unsigned long long)(v))
     COUNTER("kith_records_ingested_total", "Profile records applied.", atomic_load(&e->m.records_ingested));
     COUNTER("kith_events_ingested_total", "Experience events applied.", atomic_load(&e->m.events_ingested));
+    COUNTER("kith_events_duplicate_total", "Events acknowledged as resends of a stored (dataset, _id).",
+            atomic_load(&e->m.events_duplicate));
     kith_buf_puts(o, "# HELP kith_messages_rejected_total Messages rejected, by reason.\n"
                      "# TYPE kith_messages_rejected_total counter\n");
     kith_buf_printf(o, "kith_messages_rejected_total{reason=\"validation\"} %llu\n",

@@ -49,6 +49,12 @@ static int purge_dataset(kith_engine *e, store_batch *b, uint32_t sb, const char
         kith_buf_free(&nv);
     }
     store_iter_free(it);
+    /* The dataset's event ids: resending them after the delete stores them again. */
+    store_key dk;
+    skey_init(&dk, sb);
+    skey_bytes(&dk, dataset, KITH_ID_LEN);
+    int drc = store_delete_prefix(e->store, STORE_CF_DEDUP, dk.b, dk.n);
+    if (drc) return drc;
     it = store_iter_new(e->store, NULL, STORE_CF_EVENT, prefix, 4);
     for (; store_iter_valid(it); store_iter_next(it)) {
         size_t kl, vl;

@@ -228,6 +228,24 @@ int ingest_apply_msg(kith_engine *e, store_batch *b, ingest_msg *m)
                             m->dataset, m->event_id, m->received, ids, &cluster);
     if (rc) return rc;
     if (m->is_event) {
+        /* Idempotency: an event is identified by (dataset, _id); a resend — whatever its timestamp —
+         * is acknowledged and not stored again. The dedup CF remembers where the first one went. */
+        store_key dk;
+        skey_init(&dk, m->sandbox);
+        skey_bytes(&dk, m->dataset, KITH_ID_LEN);
+        skey_bytes(&dk, m->event_id, strlen(m->event_id));
+        kith_buf seen = {0};
+        int drc = store_batch_get(e->store, b, STORE_CF_DEDUP, dk.b, dk.n, &seen);
+        kith_buf_free(&seen);
+        if (drc == 0) {
+            atomic_fetch_add(&e->m.events_duplicate, 1);
+            return 0;
+        }
+        if (drc != KITH_ENOTFOUND) return drc;
+        uint8_t where[16];
+        kith_put_be64(where, (uint64_t)m->ts);
+        kith_put_be64(where + 8, (uint64_t)m->received);
+        store_batch_put(b, STORE_CF_DEDUP, dk.b, dk.n, where, sizeof where);
         /* Events go under their highest-priority identity when the linking rules name a priority. */
         int under = identity_event_primary(e, m->sandbox, m->ids, m->nids, primary);
         rc = profile_put_event(e, b, m->sandbox, ids[under], m->dataset, m->ts, m->event_id,
