@@ -1,0 +1,187 @@
+"""Identity Service (API.md section 4, aep-spec section 2): XIDs, cluster members and history (single
+and batch), linking rules (validation, AEP's shared-device and shared-email cases), explain and
+unlink, namespaces."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kithtest as kt  # noqa: E402
+
+T0 = 1700000000000
+RULES = "/data/core/identity/config/linking-rules"
+
+
+def q(**params):
+    return "?" + kt.qs(**params).lstrip("?")
+
+
+class IdentityTest(kt.KithTestCase):
+    fixture_needed = True
+
+    def sandbox_fixture(self):
+        """A fresh sandbox with the standard fixture, for tests that change the linking rules."""
+        name = "id" + kt.uid().lower().replace("-", "")[:20]
+        r = self.admin.post("/data/foundation/sandbox-management/sandboxes",
+                            {"name": name, "title": name, "type": "development"})
+        self.assertStatus(r, 200, 201)
+        api = self.server.api(sandbox=name)
+        return api, kt.Fixture(api)
+
+    def members(self, api, ns, v):
+        r = api.get("/data/core/identity/cluster/members" + q(ns=ns, id=v))
+        self.assertStatus(r, 200)
+        return {(m["nsid"], m["id"]) for m in r.json["members"]}
+
+    # --- namespaces ------------------------------------------------------------------------------
+
+    def test_namespaces_standard_and_custom(self):
+        r = self.admin.get("/data/core/idnamespace/identities")
+        self.assertStatus(r, 200)
+        codes = {n["code"]: n for n in r.json}
+        for c in ("ECID", "Email", "Phone", "CRMID", "IDFA", "GAID", "AAID", "CORE", "AdCloud"):
+            self.assertIn(c, codes)
+        self.assertEqual(codes["ECID"]["id"], 4)
+        self.assertEqual(codes["Email"]["id"], 6)
+        self.assertEqual(codes["ECID"]["idType"], "COOKIE")
+        code = "Store" + kt.uid()[:6]
+        r = self.admin.post("/data/core/idnamespace/identities",
+                            {"name": "Store", "code": code, "idType": "NON_PEOPLE"})
+        self.assertStatus(r, 200)
+        self.assertTrue(r.json["custom"])
+        self.assertStatus(self.admin.get("/data/core/idnamespace/identities/%d" % r.json["id"]), 200)
+        # A non-people identifier never links.
+        fx = self.fx
+        crm1, crm2 = kt.uid("np1"), kt.uid("np2")
+        fx.ingest_record({"identityMap": kt.idmap(("CRMID", crm1), (code, "store-1"), primary=0)})
+        fx.ingest_record({"identityMap": kt.idmap(("CRMID", crm2), (code, "store-1"), primary=0)})
+        self.assertEqual(len(self.members(self.admin, "CRMID", crm1)), 1)
+
+    # --- XID, members, history -------------------------------------------------------------------
+
+    def test_xid_members_batch_history(self):
+        fx = self.fx
+        crm, email, ecid = kt.uid("m"), kt.uid() + "@m.example", kt.ecid()
+        fx.ingest_record({"identityMap": kt.idmap(("CRMID", crm), ("Email", email), primary=0)})
+        fx.ingest_event(kt.web_event([("ECID", ecid), ("Email", email)], T0))
+        r = self.admin.get("/data/core/identity/identity" + q(namespace="Email", id=email))
+        self.assertStatus(r, 200)
+        xid = r.json["xid"]
+        self.assertEqual(self.members(self.admin, "Email", email),
+                         {(8, crm), (6, email), (4, ecid)})
+        r = self.admin.get("/data/core/identity/cluster/members" + q(xid=xid))
+        self.assertStatus(r, 200)
+        self.assertEqual(len(r.json["members"]), 3)
+        r = self.admin.get("/data/core/identity/cluster/members" + q(nsId=4, id=ecid))
+        self.assertStatus(r, 200)
+        self.assertEqual(len(r.json["members"]), 3)
+        self.assertProblem(self.admin.get("/data/core/identity/cluster/members" + q(ns="CRMID", id="nobody-" + kt.uid())), 404)
+        self.assertProblem(self.admin.get("/data/core/identity/cluster/members" + q(ns="Nope", id="x")), 400)
+        # Batch: one entry per requested identity, unknown ones with no members, bad XIDs listed.
+        r = self.admin.post("/data/core/identity/clusters/members",
+                            {"xids": [xid, "garbage"], "graph-type": "Private Graph"})
+        self.assertStatus(r, 200)
+        self.assertEqual(len(r.json["clusters"]), 1)
+        self.assertEqual(r.json["unprocessedXids"], ["garbage"])
+        r = self.admin.post("/data/core/identity/clusters/members",
+                            {"compositeXids": [{"nsid": 8, "id": crm}, {"nsid": 4, "id": ecid},
+                                               {"nsid": 6, "id": "unknown@x.example"}]})
+        self.assertStatus(r, 200)
+        self.assertEqual([len(c["members"]) for c in r.json["clusters"]], [3, 3, 0])
+        r = self.admin.post("/data/core/identity/clusters/members",
+                            {"xids": [xid] * 1001})
+        self.assertProblem(r, 400)
+        # History: newest first.
+        r = self.admin.get("/data/core/identity/cluster/history" + q(ns="ECID", id=ecid))
+        self.assertStatus(r, 200)
+        h = r.json["clusterHistory"]
+        self.assertGreaterEqual(len(h), 1)
+        ts = [e["cRecordedTS"] for e in h]
+        self.assertEqual(ts, sorted(ts, reverse=True))
+
+    # --- linking rules -----------------------------------------------------------------------------
+
+    def test_linking_rules_validation(self):
+        api, _ = self.sandbox_fixture()
+        r = api.get(RULES)
+        self.assertStatus(r, 200)
+        self.assertEqual(r.json["maxIdentities"], 50)
+        self.assertIn("test@test.com", r.json["blockedValues"]["Email"])
+        before = r.json
+        self.assertErrorPath(api.put(RULES, {"priority": ["CRMID", "Nope"]}), "/priority/1")
+        self.assertErrorPath(api.put(RULES, {"uniqueNamespaces": ["Nope"]}), "/uniqueNamespaces/0")
+        self.assertErrorPath(api.put(RULES, {"maxIdentities": 1}), "/maxIdentities")
+        self.assertProblem(api.put(RULES, {"priority": ["ECID", "CRMID"]}), 400)
+        self.assertEqual(api.get(RULES).json, before, "a rejected request changes nothing")
+        r = api.put(RULES, {"uniqueNamespaces": ["CRMID"], "priority": ["CRMID", "Email", "ECID"],
+                            "maxIdentities": 10, "blockedValues": {"Email": ["junk@x.com"]}})
+        self.assertStatus(r, 200)
+        self.assertEqual(api.get(RULES).json["maxIdentities"], 10)
+        self.assertEqual(api.get(RULES).json["uniqueNamespaces"], ["CRMID"])
+
+    def test_shared_device_and_explain_and_unlink(self):
+        api, fx = self.sandbox_fixture()
+        self.assertStatus(api.put(RULES, {"uniqueNamespaces": ["CRMID"],
+                                          "priority": ["CRMID", "Email", "ECID"]}), 200)
+        ecid = kt.ecid()
+        fx.ingest_event(kt.web_event([("CRMID", "jane"), ("ECID", ecid)], T0))
+        fx.ingest_event(kt.web_event([("CRMID", "john"), ("ECID", ecid)], T0 + 1000))
+        self.assertEqual(self.members(api, "ECID", ecid), {(8, "john"), (4, ecid)})
+        self.assertEqual(self.members(api, "CRMID", "jane"), {(8, "jane")})
+        r = api.get("/data/core/identity/cluster/explain" + q(ns="CRMID", id="jane"))
+        self.assertStatus(r, 200)
+        rules = [x["rule"] for x in r.json["removedLinks"]]
+        self.assertIn("uniqueNamespace", rules)
+        # Jane logs in again: the ECID goes back to her.
+        fx.ingest_event(kt.web_event([("CRMID", "jane"), ("ECID", ecid)], T0 + 2000))
+        self.assertEqual(self.members(api, "ECID", ecid), {(8, "jane"), (4, ecid)})
+        r = api.get("/data/core/identity/cluster/explain" + q(ns="ECID", id=ecid))
+        self.assertStatus(r, 200)
+        e = r.json["edges"]
+        self.assertEqual(len(e), 1)
+        self.assertEqual(e[0]["dataset"], fx.web)
+        self.assertIsNotNone(e[0]["recordId"])
+        self.assertIn("firstSeen", e[0])
+        # Unlink the edge: two profiles again; bad requests are 400/404 and change nothing.
+        self.assertProblem(api.post("/data/core/identity/unlink", {"edge": [{"namespace": "CRMID", "id": "jane"}]}), 400)
+        self.assertProblem(api.post("/data/core/identity/unlink",
+                                    {"edge": [{"namespace": "CRMID", "id": "jane"},
+                                              {"namespace": "CRMID", "id": "john"}]}), 404)
+        r = api.post("/data/core/identity/unlink",
+                     {"edge": [{"namespace": "CRMID", "id": "jane"}, {"namespace": "ECID", "id": ecid}]})
+        self.assertStatus(r, 200)
+        self.assertEqual(self.members(api, "ECID", ecid), {(4, ecid)})
+        self.assertStatus(api.lookup("CRMID", "jane"), 200)
+        r = api.get("/data/core/identity/cluster/explain" + q(ns="CRMID", id="jane"))
+        self.assertIn("unlink", [x["rule"] for x in r.json["removedLinks"]])
+        # Unlink of a whole identity.
+        email = kt.uid() + "@u.example"
+        fx.ingest_record({"identityMap": kt.idmap(("CRMID", "jane"), ("Email", email), primary=0)})
+        self.assertEqual(len(self.members(api, "CRMID", "jane")), 2)
+        r = api.post("/data/core/identity/unlink", {"identity": {"namespace": "Email", "id": email}})
+        self.assertStatus(r, 200)
+        self.assertEqual(self.members(api, "CRMID", "jane"), {(8, "jane")})
+
+    def test_junk_and_blocked_values_never_link(self):
+        fx = self.fx
+        a, b = kt.uid("j1"), kt.uid("j2")
+        for crm in (a, b):
+            fx.ingest_record({"identityMap": kt.idmap(("CRMID", crm), ("Email", "test@test.com"), primary=0)})
+        self.assertEqual(len(self.members(self.admin, "CRMID", a)), 1)
+        self.assertEqual(len(self.members(self.admin, "CRMID", b)), 1)
+
+    def test_graph_limit_evicts(self):
+        api, fx = self.sandbox_fixture()
+        self.assertStatus(api.put(RULES, {"maxIdentities": 3}), 200)
+        crm = kt.uid("g")
+        ecids = [kt.ecid() for _ in range(3)]
+        for i, e in enumerate(ecids):
+            fx.ingest_event(kt.web_event([("CRMID", crm), ("ECID", e)], T0 + i))
+        m = self.members(api, "CRMID", crm)
+        self.assertEqual(len(m), 3)
+        self.assertNotIn((4, ecids[0]), m, "the oldest cookie is evicted first")
+        self.assertEqual(self.members(api, "ECID", ecids[0]), {(4, ecids[0])})
+
+
+if __name__ == "__main__":
+    kt.main()
