@@ -52,9 +52,18 @@ void store_batch_delete(store_batch *b, int cf, const void *k, size_t kl);
 /* Reads through the batch to the committed database. Same returns as store_get. */
 int store_batch_get(kith_store *st, store_batch *b, int cf, const void *k, size_t kl, kith_buf *val);
 size_t store_batch_count(store_batch *b);
-/* Writes the batch atomically (to the memtable and the WAL, visible to readers, not yet synced) and
- * clears it. 0 or KITH_EIO. */
+/* Writes the batch's indexed part atomically (to the memtable and the WAL, visible to readers, not yet
+ * synced) and clears it. The blind part is not written: take it with store_batch_take_blind. 0 or
+ * KITH_EIO. */
 int store_batch_commit(kith_store *st, store_batch *b);
+/* The blind appends of a batch, detached (NULL when there are none); the batch starts a fresh set.
+ * Write them after the indexed part they refer to (blind appends are keyed by ids the indexed part
+ * creates, so a crash between the two writes leaves unreachable appends, never dangling references);
+ * neither is acknowledged before the WAL sync that follows. Any thread. */
+typedef struct store_blind store_blind;
+store_blind *store_batch_take_blind(store_batch *b);
+int store_blind_write(kith_store *st, store_blind *bl);
+void store_blind_free(store_blind *bl);
 /* Makes every batch written so far durable (one fsync of the WAL), unless the store was opened with
  * sync = false. 0 or KITH_EIO. */
 int store_sync_wal(kith_store *st);

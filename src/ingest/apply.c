@@ -4,6 +4,15 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+/* A written group on its way to the syncer: its operations and its blind appends (events), which the
+ * syncer writes — so the writer spends no time inserting them — before the fsync that acknowledges. */
+typedef struct group {
+    apply_op *first;
+    store_blind *blind;
+    int rc;
+    struct group *next;
+} group;
+
 struct kith_apply {
     kith_store *st;
     store_batch *batch;
@@ -11,7 +20,9 @@ struct kith_apply {
     pthread_mutex_t mu;
     pthread_cond_t cv, sync_cv;
     apply_op *head, *tail;           /* waiting for the writer */
-    apply_op *shead, *stail;         /* written, waiting for the WAL sync */
+    group *shead, *stail;            /* written, waiting for blind appends and the WAL sync */
+    uint64_t handed, blind_done;     /* groups handed to the syncer / whose blind appends are written */
+    pthread_cond_t blind_cv;
     size_t weight, max_weight;
     bool stopping, writer_done;
     apply_group_fn group_fn;
@@ -33,14 +44,28 @@ static void rollback(kith_apply *a)
     if (a->reset_fn) a->reset_fn(a->reset_arg);
 }
 
-/* Hands written operations (a NULL-terminated list) to the syncer. */
-static void to_syncer(kith_apply *a, apply_op *first, apply_op *last)
+/* Hands a written group (a NULL-terminated list of operations) to the syncer. */
+static void to_syncer(kith_apply *a, apply_op *first, store_blind *blind, int rc)
+{
+    group *g = kith_xcalloc(1, sizeof *g);
+    g->first = first;
+    g->blind = blind;
+    g->rc = rc;
+    pthread_mutex_lock(&a->mu);
+    if (a->stail) a->stail->next = g;
+    else a->shead = g;
+    a->stail = g;
+    a->handed++;
+    pthread_cond_signal(&a->sync_cv);
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* Waits until the syncer has written the blind appends of every group handed to it, so that an
+ * exclusive operation (which may read or delete events) sees them. */
+static void wait_blind(kith_apply *a)
 {
     pthread_mutex_lock(&a->mu);
-    if (a->stail) a->stail->next = first;
-    else a->shead = first;
-    a->stail = last;
-    pthread_cond_signal(&a->sync_cv);
+    while (a->blind_done != a->handed) pthread_cond_wait(&a->blind_cv, &a->mu);
     pthread_mutex_unlock(&a->mu);
 }
 
@@ -57,6 +82,7 @@ static void run_group(kith_apply *a, apply_op *ops)
         if (start->exclusive) {
             end = start->next;
             n = 1;
+            wait_blind(a);
             store_batch_savepoint(a->batch);
             start->rc = start->fn(start->ctx, a->batch);
             if (start->rc != 0) rollback(a);
@@ -86,12 +112,18 @@ static void run_group(kith_apply *a, apply_op *ops)
         a->stats.write_ns_total += dt;
         pthread_mutex_unlock(&a->mu);
         last->next = NULL;
-        to_syncer(a, start, last);
+        store_blind *blind = store_batch_take_blind(a->batch);
+        if (rc != 0) {
+            store_blind_free(blind);
+            blind = NULL;
+        }
+        to_syncer(a, start, blind, rc);
         start = end;
     }
 }
 
-/* The syncer: one WAL fsync covers every group written before it; then each operation is answered. */
+/* The syncer: writes each group's blind appends, then one WAL fsync covers every group written before
+ * it; then each operation is answered. */
 static void *syncer_main(void *arg)
 {
     kith_apply *a = arg;
@@ -99,13 +131,25 @@ static void *syncer_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&a->mu);
         while (!a->shead && !a->writer_done) pthread_cond_wait(&a->sync_cv, &a->mu);
-        apply_op *ops = a->shead;
+        group *groups = a->shead;
         a->shead = a->stail = NULL;
         bool done = a->writer_done;
         pthread_mutex_unlock(&a->mu);
-        if (!ops) {
+        if (!groups) {
             if (done) break;
             continue;
+        }
+        for (group *g = groups; g; g = g->next) {
+            if (g->blind) {
+                int brc = store_blind_write(a->st, g->blind);
+                if (brc && !g->rc) g->rc = brc;
+                store_blind_free(g->blind);
+                g->blind = NULL;
+            }
+            pthread_mutex_lock(&a->mu);
+            a->blind_done++;
+            pthread_cond_broadcast(&a->blind_cv);
+            pthread_mutex_unlock(&a->mu);
         }
         uint64_t t0 = kith_mono_ns();
         int rc = store_sync_wal(a->st);
@@ -115,15 +159,21 @@ static void *syncer_main(void *arg)
         a->stats.commit_ns_total += dt;
         if (dt > a->stats.commit_ns_max) a->stats.commit_ns_max = dt;
         pthread_mutex_unlock(&a->mu);
-        for (apply_op *op = ops; op;) {
-            apply_op *next = op->next; /* done() may free op */
-            size_t w = op->weight;
-            if (rc != 0 && op->rc == 0) op->rc = rc;
-            if (op->done) op->done(op->ctx, op->rc);
-            pthread_mutex_lock(&a->mu);
-            a->weight -= w;
-            pthread_mutex_unlock(&a->mu);
-            op = next;
+        for (group *g = groups; g;) {
+            group *gnext = g->next;
+            for (apply_op *op = g->first; op;) {
+                apply_op *next = op->next; /* done() may free op */
+                size_t w = op->weight;
+                if (g->rc != 0) op->rc = g->rc;
+                else if (rc != 0 && op->rc == 0) op->rc = rc;
+                if (op->done) op->done(op->ctx, op->rc);
+                pthread_mutex_lock(&a->mu);
+                a->weight -= w;
+                pthread_mutex_unlock(&a->mu);
+                op = next;
+            }
+            free(g);
+            g = gnext;
         }
     }
     return NULL;
@@ -170,6 +220,7 @@ int apply_start(kith_store *st, size_t max_weight, apply_group_fn group_fn, void
     pthread_mutex_init(&a->mu, NULL);
     pthread_cond_init(&a->cv, NULL);
     pthread_cond_init(&a->sync_cv, NULL);
+    pthread_cond_init(&a->blind_cv, NULL);
     if (pthread_create(&a->syncer, NULL, syncer_main, a) != 0) {
         store_batch_free(a->batch);
         free(a);
@@ -202,6 +253,7 @@ void apply_stop(kith_apply *a)
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cv);
     pthread_cond_destroy(&a->sync_cv);
+    pthread_cond_destroy(&a->blind_cv);
     free(a);
 }
 

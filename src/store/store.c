@@ -165,13 +165,8 @@ size_t store_batch_count(store_batch *b)
 int store_batch_commit(kith_store *st, store_batch *b)
 {
     char *err = NULL;
-    /* The indexed part first: blind appends are keyed by ids it creates, so a crash between the two
-     * writes can leave unreachable appends, never references to missing data. Neither is
-     * acknowledged before the WAL sync that follows. */
     if (rocksdb_writebatch_wi_count(b->wb) > 0) rocksdb_write_writebatch_wi(st->db, st->wopts, b->wb, &err);
-    if (!err && rocksdb_writebatch_count(b->blind) > 0) rocksdb_write(st->db, st->wopts, b->blind, &err);
     rocksdb_writebatch_wi_clear(b->wb);
-    rocksdb_writebatch_clear(b->blind);
     if (err) {
         kith_log(KITH_LOG_ERROR, "store", "commit: %s", err);
         rocksdb_free(err);
@@ -213,6 +208,31 @@ void store_batch_rollback(store_batch *b)
     err = NULL;
     rocksdb_writebatch_rollback_to_save_point(b->blind, &err);
     if (err) rocksdb_free(err);
+}
+
+store_blind *store_batch_take_blind(store_batch *b)
+{
+    if (rocksdb_writebatch_count(b->blind) == 0) return NULL;
+    rocksdb_writebatch_t *taken = b->blind;
+    b->blind = rocksdb_writebatch_create();
+    return (store_blind *)taken;
+}
+
+int store_blind_write(kith_store *st, store_blind *bl)
+{
+    char *err = NULL;
+    rocksdb_write(st->db, st->wopts, (rocksdb_writebatch_t *)bl, &err);
+    if (err) {
+        kith_log(KITH_LOG_ERROR, "store", "write: %s", err);
+        rocksdb_free(err);
+        return KITH_EIO;
+    }
+    return 0;
+}
+
+void store_blind_free(store_blind *bl)
+{
+    if (bl) rocksdb_writebatch_destroy((rocksdb_writebatch_t *)bl);
 }
 
 /* The smallest key greater than every key with this prefix; returns its length (0: no upper bound). */
