@@ -104,6 +104,8 @@ const cat_dataset *catalog_dataset(kith_catalog *c, uint32_t sandbox, const char
 void catalog_each_dataset(kith_catalog *c, uint32_t sandbox, void (*fn)(const cat_dataset *, void *),
                           void *arg);
 const cat_inlet *catalog_inlet(kith_catalog *c, const char *inlet_id); /* any sandbox */
+/* The Segment-type connection whose doc carries "writeKey": key (any sandbox); NULL when none. */
+const cat_inlet *catalog_inlet_by_write_key(kith_catalog *c, const char *key);
 void catalog_each_inlet(kith_catalog *c, uint32_t sandbox, void (*fn)(const cat_inlet *, void *),
                         void *arg);
 

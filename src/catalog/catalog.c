@@ -559,6 +559,15 @@ const cat_inlet *catalog_inlet(kith_catalog *c, const char *inlet_id)
     return NULL;
 }
 
+const cat_inlet *catalog_inlet_by_write_key(kith_catalog *c, const char *key)
+{
+    for (size_t i = 0; i < c->inlets.n; i++) {
+        const char *wk = json_string_value(json_object_get(c->inlets.v[i]->doc, "writeKey"));
+        if (wk && strcmp(wk, key) == 0) return c->inlets.v[i];
+    }
+    return NULL;
+}
+
 void catalog_each_inlet(kith_catalog *c, uint32_t sandbox, void (*fn)(const cat_inlet *, void *),
                         void *arg)
 {

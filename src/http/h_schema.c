@@ -615,12 +615,19 @@ int h_connection_get(kith_req *r)
     return 0;
 }
 
+int segment_connection_create(kith_req *r, json_t *body); /* h_segment.c; borrows body */
+
 int h_connection_create(kith_req *r)
 {
     json_t *body = http_body_json(r);
     if (!body) return 0;
     const char *name = json_string_value(json_object_get(body, "name"));
     const char *type = json_string_value(json_object_get(body, "type"));
+    if (type && strcmp(type, "segment") == 0) {
+        segment_connection_create(r, body);
+        json_decref(body);
+        return 0;
+    }
     json_t *errors = json_array();
     if (!name || !*name || strlen(name) > 256)
         json_array_append_new(errors, json_pack("{s:s, s:s}", "path", "/name", "message", "required string of 1 to 256 characters"));

@@ -67,6 +67,7 @@ struct kith_req {
     const char *ctype; /* content type of raw */
     int retry_after;   /* seconds, 0 = none */
     char location[512];
+    bool cors; /* browser endpoints: CORS headers echoing Origin (credentialed) */
     /* async */
     int state;
     int (*submit)(kith_req *r);

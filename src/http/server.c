@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "http.h"
 #include "metrics.h"
@@ -320,6 +321,16 @@ static enum MHD_Result send_response(kith_req *r)
         MHD_add_response_header(resp, "Retry-After", ra);
     }
     if (r->location[0]) MHD_add_response_header(resp, "Location", r->location);
+    if (r->cors) {
+        const char *origin = http_header(r, "Origin");
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin ? origin : "*");
+        if (origin) MHD_add_response_header(resp, "Access-Control-Allow-Credentials", "true");
+        MHD_add_response_header(resp, "Access-Control-Allow-Methods", "POST, OPTIONS");
+        MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                                "authorization, content-type, content-encoding, x-retry-count");
+        MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
+        MHD_add_response_header(resp, "Vary", "Origin");
+    }
     const char *org = http_header(r, "x-gw-ims-org-id");
     if (org) MHD_add_response_header(resp, "x-gw-ims-org-id", org);
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
@@ -333,6 +344,49 @@ void http_resume(kith_req *r)
 {
     r->state = ST_RESUMED;
     MHD_resume_connection(r->conn);
+}
+
+/* Content-Encoding: gzip (RudderStack's SDK sends it by default): inflates the body in place, bounded
+ * by the same limit as a plain body. 0, or -1 with the answer set (400 corrupt, 413 too large). */
+static int gunzip_body(kith_req *r)
+{
+    const char *ce = http_header(r, "Content-Encoding");
+    if (!ce || strcasecmp(ce, "gzip") != 0 || r->body.len == 0) return 0;
+    z_stream zs = {0};
+    if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) {
+        http_problem(r, 500, "Internal Server Error", NULL, "cannot start gzip decoding");
+        return -1;
+    }
+    kith_buf out = {0};
+    zs.next_in = (Bytef *)r->body.data;
+    zs.avail_in = (uInt)r->body.len;
+    int zrc = Z_OK;
+    while (zrc != Z_STREAM_END) {
+        if (out.len >= r->body_limit) break;
+        kith_buf_reserve(&out, 64 * 1024);
+        size_t room = out.cap - out.len - 1;
+        if (room > r->body_limit - out.len) room = r->body_limit - out.len;
+        zs.next_out = (Bytef *)out.data + out.len;
+        zs.avail_out = (uInt)room;
+        zrc = inflate(&zs, Z_NO_FLUSH);
+        out.len += room - zs.avail_out;
+        if (zrc != Z_OK && zrc != Z_STREAM_END) break;
+    }
+    inflateEnd(&zs);
+    if (zrc != Z_STREAM_END) {
+        kith_buf_free(&out);
+        if (zrc == Z_OK)
+            http_problem(r, 413, "Payload Too Large", NULL,
+                         "the decompressed body exceeds the limit of %zu bytes", r->body_limit);
+        else
+            http_problem(r, 400, "Bad Request", NULL,
+                         "Content-Encoding is gzip but the body is not valid gzip data");
+        return -1;
+    }
+    out.data[out.len] = 0;
+    kith_buf_free(&r->body);
+    r->body = out;
+    return 0;
 }
 
 static void dispatch(kith_req *r)
@@ -352,6 +406,7 @@ static void dispatch(kith_req *r)
                      "the request body exceeds the limit of %zu bytes", r->body_limit);
         return;
     }
+    if (gunzip_body(r) != 0) return;
     if (r->rt->auth != AUTH_NONE && r->rt->auth != AUTH_INLET && http_authorize(r, r->rt->auth) != 0)
         return;
     int rc = r->rt->fn(r);
