@@ -5,6 +5,9 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
       librocksdb-dev libmicrohttpd-dev libjansson-dev zlib1g-dev libssl-dev
       libcurl4-openssl-dev libcmocka-dev curl python3 ${KITH_EXTRA_PKGS:-})
+# Node.js and npm run the real Segment/RudderStack SDKs (tests/blackbox/test_segment_sdks.py); a
+# Node.js that already ships its own npm is kept.
+command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
