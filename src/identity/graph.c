@@ -819,7 +819,7 @@ static int graph_commit(kith_engine *e, store_batch *b, uint32_t sb, graph *g, c
     for (size_t o = 0; o < g->nold && rc == 0; o++)
         if (!taken[o]) {
             drop_cluster(e, b, sb, g->old[o].cluster);
-            identity_changed(e, sb, g->old[o].cluster, reasons | CLUSTER_MERGED);
+            identity_changed(e, sb, g->old[o].cluster, reasons | CLUSTER_MERGED | CLUSTER_GONE_BIT);
         }
     for (size_t i = 0; i < nn && rc == 0; i++)
         if (g->n[i].dirty) node_save(b, sb, &g->n[i]);
@@ -858,7 +858,7 @@ static int merge_fast(kith_engine *e, store_batch *b, uint32_t sb, cluster_membe
             m->value = NULL; /* moved */
         }
         drop_cluster(e, b, sb, from->cluster);
-        identity_changed(e, sb, from->cluster, CLUSTER_MERGED);
+        identity_changed(e, sb, from->cluster, CLUSTER_MERGED | CLUSTER_GONE_BIT);
         atomic_fetch_add(&e->m.clusters_merged, 1);
     }
     put_cluster(e, b, sb, into);

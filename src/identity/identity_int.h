@@ -56,7 +56,9 @@ int rules_rank(const link_rules *r, uint32_t ns, int type);
 int rules_unique_index(const link_rules *r, uint32_t ns); /* -1 when not unique */
 bool rules_blocked(const link_rules *r, uint32_t ns, const char *v, size_t len);
 
-/* Apply thread: remembers a changed cluster for the group's event. */
+/* Apply thread: remembers a changed cluster for the group's event; reasons may carry
+ * CLUSTER_GONE_BIT when the cluster no longer exists. */
+#define CLUSTER_GONE_BIT 0x80000000u
 void identity_changed(kith_engine *e, uint32_t sandbox, uint64_t cluster, unsigned reasons);
 
 #endif

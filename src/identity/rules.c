@@ -470,12 +470,11 @@ int identity_flush_group(kith_engine *e, store_batch *b)
         }
         s->chg[n++] = s->chg[i];
     }
-    /* Whether each cluster still exists is decided once, at the end of the group. */
+    /* A cluster that vanished never comes back (cluster ids are not reused), so one "gone" record
+     * decides; the bit is internal. */
     for (size_t i = 0; i < n; i++) {
-        cluster_members m;
-        int rc = identity_members(e, b, s->chg[i].sandbox, s->chg[i].cluster, &m);
-        s->chg[i].gone = rc == KITH_ENOTFOUND;
-        if (rc == 0) cluster_members_free(&m);
+        s->chg[i].gone = (s->chg[i].reasons & CLUSTER_GONE_BIT) != 0;
+        s->chg[i].reasons &= ~CLUSTER_GONE_BIT;
     }
     s->nchg = 0;
     int rc = 0;

@@ -1,0 +1,168 @@
+/* kith bench: the identity graph through the apply path, in process.
+ *
+ *   build/bench/identity [--identities N] [--links M] [--lookups L] [--dir DIR]
+ *
+ * 1. preload: N identities (N/2 people, each a CRMID linked to an ECID), 1,000 records per writer
+ *    operation, WAL sync off (a bulk load);
+ * 2. links: M new ECIDs, each linked to a random existing person (a merge of a new singleton into a
+ *    cluster: ident, node, cluster and history writes), 1,000 per writer operation, WAL sync off;
+ * 3. lookups: identity → cluster, L random existing identities, through identity_lookup (any
+ * thread, committed data: RocksDB) and through the writer's cache (ident_cache_get). Prints the
+ * figures and the command that reproduces them. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/identity/cache.h"
+#include "kith/engine.h"
+
+#define GROUP 1000
+
+typedef struct link_job {
+    kith_engine *e;
+    uint64_t first, n; /* person index range */
+    uint64_t people;   /* for random targets; 0 = preload */
+    uint64_t seed;
+} link_job;
+
+static uint64_t rnd(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static void ecid_of(uint64_t i, uint64_t salt, char *out)
+{
+    snprintf(out, 39, "%019llu%019llu", (unsigned long long)(i % 10000000000000000000ull),
+             (unsigned long long)salt);
+}
+
+static int link_fn(void *ctx, store_batch *b)
+{
+    link_job *j = ctx;
+    for (uint64_t k = 0; k < j->n; k++) {
+        uint64_t person = j->people ? rnd(&j->seed) % j->people : j->first + k;
+        char crm[32], ecid[40];
+        snprintf(crm, sizeof crm, "crm-%llu", (unsigned long long)person);
+        ecid_of(j->people ? j->first + k : person, j->people ? 2 : 1, ecid);
+        ident_in ids[2] = {
+            {.ns = 8,
+             .type = NS_CROSS_DEVICE,
+             .primary = true,
+             .linkable = true,
+             .value = crm,
+             .len = strlen(crm)},
+            {.ns = 4, .type = NS_COOKIE, .linkable = true, .value = ecid, .len = 38},
+        };
+        uint64_t out[2], cl;
+        int rc = identity_apply(j->e, b, 1, ids, 2, true, "bench", NULL, kith_now_ms(), out, &cl);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static double run_links(kith_engine *e, uint64_t first, uint64_t n, uint64_t people)
+{
+    uint64_t t0 = kith_mono_ns();
+    for (uint64_t i = 0; i < n; i += GROUP) {
+        link_job j = {e, first + i, n - i < GROUP ? n - i : GROUP, people, first + i};
+        if (apply_call(e->apply, link_fn, &j, false) != 0) {
+            fprintf(stderr, "identity: a link group failed\n");
+            exit(1);
+        }
+    }
+    return (double)(kith_mono_ns() - t0) / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t identities = 2000000, links = 500000, lookups = 1000000;
+    const char *dir = NULL;
+    static const struct option opts[] = {{"identities", required_argument, NULL, 'n'},
+                                         {"links", required_argument, NULL, 'm'},
+                                         {"lookups", required_argument, NULL, 'l'},
+                                         {"dir", required_argument, NULL, 'd'},
+                                         {NULL, 0, NULL, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'n':
+            identities = strtoull(optarg, NULL, 10);
+            break;
+        case 'm':
+            links = strtoull(optarg, NULL, 10);
+            break;
+        case 'l':
+            lookups = strtoull(optarg, NULL, 10);
+            break;
+        case 'd':
+            dir = optarg;
+            break;
+        default:
+            fprintf(stderr,
+                    "usage: identity [--identities N] [--links M] [--lookups L] [--dir DIR]\n");
+            return 2;
+        }
+    }
+    char tmp[] = "/tmp/kith-bench-identity-XXXXXX";
+    if (!dir) dir = mkdtemp(tmp);
+    kith_engine *e = NULL;
+    char *err = NULL;
+    kith_limits lim = KITH_LIMITS_DEFAULT;
+    if (engine_open(dir, &lim, "bench-admin", false, &e, &err) != 0) {
+        fprintf(stderr, "identity: %s\n", err ? err : "engine_open failed");
+        return 1;
+    }
+    uint64_t people = identities / 2;
+    double t = run_links(e, 0, people, 0);
+    printf("preload   %llu identities (%llu people, CRMID+ECID) in %.1f s: %.0f records/s\n",
+           (unsigned long long)identities, (unsigned long long)people, t, people / t);
+    t = run_links(e, 0, links, people);
+    printf("links     %llu new ECIDs onto random people of a %llu-identity graph: %.1f s, %.0f "
+           "link operations/s\n",
+           (unsigned long long)links, (unsigned long long)identities, t, links / t);
+    /* identity → cluster, committed reads. */
+    uint64_t s = 42, found = 0;
+    uint64_t t0 = kith_mono_ns();
+    for (uint64_t i = 0; i < lookups; i++) {
+        char crm[32];
+        snprintf(crm, sizeof crm, "crm-%llu", (unsigned long long)(rnd(&s) % people));
+        uint64_t id, cl;
+        found += identity_lookup(e, 1, 8, crm, strlen(crm), &id, &cl) == 0;
+    }
+    double dt = (double)(kith_mono_ns() - t0) / 1e9;
+    printf("lookup    identity_lookup (RocksDB, committed): %llu in %.2f s: %.0f/s, %.2f us each "
+           "(%llu found)\n",
+           (unsigned long long)lookups, dt, lookups / dt, dt * 1e6 / lookups,
+           (unsigned long long)found);
+    /* The writer's cache: the same lookups, with the key built as graph.c builds it. */
+    s = 42;
+    found = 0;
+    t0 = kith_mono_ns();
+    for (uint64_t i = 0; i < lookups; i++) {
+        char crm[32];
+        int n = snprintf(crm, sizeof crm, "crm-%llu", (unsigned long long)(rnd(&s) % people));
+        store_key k;
+        skey_init(&k, 1);
+        skey_u32(&k, 8);
+        skey_bytes(&k, crm, (size_t)n);
+        found += ident_cache_get(e->icache, k.b, k.n) != NULL;
+    }
+    dt = (double)(kith_mono_ns() - t0) / 1e9;
+    printf("lookup    writer cache (ident_cache_get): %llu in %.2f s: %.0f/s, %.3f us each (%llu "
+           "hits; cache holds %zu)\n",
+           (unsigned long long)lookups, dt, lookups / dt, dt * 1e6 / lookups,
+           (unsigned long long)found, ident_cache_size(e->icache));
+    printf("command   build/bench/identity --identities %llu --links %llu --lookups %llu\n",
+           (unsigned long long)identities, (unsigned long long)links, (unsigned long long)lookups);
+    engine_close(e);
+    if (dir == tmp) {
+        char cmd[200];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+        if (system(cmd) != 0) return 1;
+    }
+    return 0;
+}
