@@ -1,0 +1,334 @@
+/* Runs every tests/golden/segment/<name>.test: PQL cases as data (adding a case is adding text).
+ *
+ * A file is a sequence of "key: value" lines; a line starting with a space or tab continues the
+ * previous value, '#' starts a comment line. Context keys apply to the cases after them:
+ *   schema: default | none       check names against tests/golden/segment/schema.json, or not
+ *   segments: {"id": "streaming"|"edge"|"batch", ...}   segments inSegment may name
+ *   member: ["id", ...]          segments this profile is in
+ *   profile: {...}               the merged profile
+ *   events: [...]                its events, sorted by timestamp
+ *   now: RFC 3339                the evaluation instant
+ * A case starts with "expr:" and takes:
+ *   expect: true | false | JSON value (compared with pql_eval_value)
+ *   next: never | RFC 3339       expected next-change instant
+ *   error: LINE:COL substring    expected compile error
+ *   explain: substring           the disassembly contains it
+ *   deps: {...}                  these keys of pql_deps_json are equal */
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kith/pql.h"
+
+typedef struct ctx {
+    json_t *schema_file, *segments, *member, *profile, *events;
+    bool use_schema;
+    int64_t now;
+} ctx;
+
+typedef struct kase {
+    const char *file;
+    int line;
+    char *expr, *expect, *next, *error, *explain, *deps;
+} kase;
+
+static int failures, cases;
+
+static void failf(const kase *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void failf(const kase *k, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s:%d: ", k->file, k->line);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n    expr: %s\n", k->expr);
+    va_end(ap);
+    failures++;
+}
+
+static int seg_mode(void *arg, const char *id)
+{
+    ctx *c = arg;
+    const char *m = json_string_value(json_object_get(c->segments, id));
+    if (!m) return -1;
+    return !strcmp(m, "batch")  ? PQL_MODE_BATCH
+           : !strcmp(m, "edge") ? PQL_MODE_EDGE
+                                : PQL_MODE_STREAMING;
+}
+
+static bool in_seg(void *arg, const char *id)
+{
+    ctx *c = arg;
+    size_t i;
+    json_t *v;
+    json_array_foreach(c->member, i, v) if (!strcmp(json_string_value(v), id)) return true;
+    return false;
+}
+
+static json_t *parse_json(const kase *k, const char *what, const char *s)
+{
+    json_error_t e;
+    json_t *j = json_loads(s, JSON_DECODE_ANY, &e);
+    if (!j) failf(k, "bad JSON in %s: %s", what, e.text);
+    return j;
+}
+
+static void run_case(ctx *c, kase *k)
+{
+    cases++;
+    pql_env env = {.segment_mode = seg_mode, .arg = c};
+    if (c->use_schema) {
+        env.profile_schema = json_object_get(c->schema_file, "profile");
+        env.event_schema = json_object_get(c->schema_file, "event");
+    }
+    pql_program *p = NULL;
+    pql_error err;
+    int rc = pql_compile(k->expr, strlen(k->expr), &env, &p, &err);
+    if (k->error) {
+        int line = 0, col = 0, off = 0;
+        sscanf(k->error, "%d:%d %n", &line, &col, &off);
+        if (!rc)
+            failf(k, "compiled, expected error %s", k->error);
+        else if (err.line != line || err.column != col || !strstr(err.message, k->error + off))
+            failf(k, "error %d:%d %s, expected %s", err.line, err.column, err.message, k->error);
+        pql_program_free(p);
+        return;
+    }
+    if (rc) {
+        failf(k, "compile error %d:%d %s", err.line, err.column, err.message);
+        return;
+    }
+    if (k->explain) {
+        kith_buf b = {0};
+        pql_explain(p, &b);
+        kith_buf_append(&b, "", 1);
+        if (!strstr(b.data, k->explain)) failf(k, "explain lacks \"%s\":\n%s", k->explain, b.data);
+        kith_buf_free(&b);
+    }
+    if (k->deps) {
+        json_t *want = parse_json(k, "deps", k->deps), *got = pql_deps_json(p);
+        const char *key;
+        json_t *v;
+        json_object_foreach(want, key, v)
+        {
+            if (!json_equal(v, json_object_get(got, key))) {
+                char *g = json_dumps(json_object_get(got, key), JSON_COMPACT | JSON_ENCODE_ANY);
+                failf(k, "deps.%s = %s", key, g ? g : "(absent)");
+                free(g);
+            }
+        }
+        json_decref(want);
+        json_decref(got);
+    }
+    if (k->expect || k->next) {
+        pql_evaluator *ev = pql_evaluator_new(NULL);
+        pql_input in = {.profile = c->profile,
+                        .events = c->events,
+                        .now_ms = c->now,
+                        .in_segment = in_seg,
+                        .arg = c};
+        pql_result res;
+        json_t *val = NULL;
+        rc = pql_eval_value(ev, p, &in, &res, &val);
+        if (rc) {
+            failf(k, "evaluation failed: %d", rc);
+        } else {
+            if (k->expect) {
+                json_t *want = parse_json(k, "expect", k->expect);
+                bool same = want && (json_equal(want, val) ||
+                                     (json_is_number(want) && json_is_number(val) &&
+                                      json_number_value(want) == json_number_value(val)));
+                if (want && !same) {
+                    char *g = json_dumps(val, JSON_COMPACT | JSON_ENCODE_ANY);
+                    failf(k, "got %s, expected %s", g, k->expect);
+                    free(g);
+                }
+                json_decref(want);
+            }
+            if (k->next) {
+                int64_t want = PQL_NEVER;
+                if (strcmp(k->next, "never") && kith_time_parse(k->next, &want))
+                    failf(k, "bad next: %s", k->next);
+                if (res.next_change_ms != want) {
+                    char b[40];
+                    failf(k, "next change %s, expected %s",
+                          res.next_change_ms == PQL_NEVER
+                              ? "never"
+                              : kith_time_format(res.next_change_ms, b, sizeof b),
+                          k->next);
+                }
+            }
+        }
+        json_decref(val);
+        pql_evaluator_free(ev);
+    }
+    pql_program_free(p);
+}
+
+static void run_file(const char *path, json_t *schema_file)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    ctx c = {.schema_file = schema_file,
+             .use_schema = true,
+             .segments = json_object(),
+             .member = json_array()};
+    kith_time_parse("2024-05-08T12:00:00Z", &c.now);
+    kase k = {0};
+    char *line = NULL;
+    size_t cap = 0;
+    int lineno = 0;
+    char **last = NULL; /* value being continued */
+    const char *fname = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    /* A context key that has been read but not applied yet (applied when its value is complete). */
+    char pending_key[32] = "";
+    char *pending_val = NULL;
+#define APPLY_PENDING()                                                                            \
+    do {                                                                                           \
+        if (pending_key[0]) {                                                                      \
+            kase pk = {.file = fname, .line = lineno, .expr = pending_key};                        \
+            if (!strcmp(pending_key, "profile"))                                                   \
+                json_decref(c.profile), c.profile = parse_json(&pk, "profile", pending_val);       \
+            else if (!strcmp(pending_key, "events"))                                               \
+                json_decref(c.events), c.events = parse_json(&pk, "events", pending_val);          \
+            else if (!strcmp(pending_key, "segments"))                                             \
+                json_decref(c.segments), c.segments = parse_json(&pk, "segments", pending_val);    \
+            else if (!strcmp(pending_key, "member"))                                               \
+                json_decref(c.member), c.member = parse_json(&pk, "member", pending_val);          \
+            else if (!strcmp(pending_key, "now")) {                                                \
+                if (kith_time_parse(pending_val, &c.now)) failf(&pk, "bad now");                   \
+            } else if (!strcmp(pending_key, "schema"))                                             \
+                c.use_schema = strcmp(pending_val, "none") != 0;                                   \
+            else                                                                                   \
+                failf(&pk, "unknown key %s", pending_key);                                         \
+            free(pending_val);                                                                     \
+            pending_val = NULL;                                                                    \
+            pending_key[0] = 0;                                                                    \
+        }                                                                                          \
+    } while (0)
+#define FLUSH_CASE()                                                                               \
+    do {                                                                                           \
+        if (k.expr) {                                                                              \
+            if (!k.expect && !k.error && !k.next && !k.explain && !k.deps)                         \
+                failf(&k, "case has no expectation");                                              \
+            else                                                                                   \
+                run_case(&c, &k);                                                                  \
+            free(k.expr), free(k.expect), free(k.next), free(k.error), free(k.explain),            \
+                free(k.deps);                                                                      \
+        }                                                                                          \
+        memset(&k, 0, sizeof k);                                                                   \
+    } while (0)
+    ssize_t n;
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = 0;
+        if ((line[0] == ' ' || line[0] == '\t') && last && *last) {
+            char *s = line;
+            while (*s == ' ' || *s == '\t')
+                s++;
+            size_t a = strlen(*last), b = strlen(s);
+            *last = realloc(*last, a + b + 2);
+            (*last)[a] = '\n';
+            memcpy(*last + a + 1, s, b + 1);
+            continue;
+        }
+        last = NULL;
+        if (line[0] == '#' || line[0] == 0) continue;
+        char *colon = strchr(line, ':');
+        if (!colon) {
+            kase pk = {.file = fname, .line = lineno, .expr = line};
+            failf(&pk, "expected key: value");
+            continue;
+        }
+        *colon = 0;
+        char *v = colon + 1;
+        while (*v == ' ')
+            v++;
+        APPLY_PENDING();
+        char **slot = NULL;
+        if (!strcmp(line, "expr")) {
+            FLUSH_CASE();
+            k.file = fname;
+            k.line = lineno;
+            slot = &k.expr;
+        } else if (!strcmp(line, "expect"))
+            slot = &k.expect;
+        else if (!strcmp(line, "next"))
+            slot = &k.next;
+        else if (!strcmp(line, "error"))
+            slot = &k.error;
+        else if (!strcmp(line, "explain"))
+            slot = &k.explain;
+        else if (!strcmp(line, "deps"))
+            slot = &k.deps;
+        else {
+            FLUSH_CASE();
+            snprintf(pending_key, sizeof pending_key, "%s", line);
+            slot = &pending_val;
+        }
+        free(*slot);
+        *slot = strdup(v);
+        last = slot;
+    }
+    APPLY_PENDING();
+    FLUSH_CASE();
+    free(line);
+    fclose(f);
+    json_decref(c.profile);
+    json_decref(c.events);
+    json_decref(c.segments);
+    json_decref(c.member);
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void test_golden(void **state)
+{
+    (void)state;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", __FILE__);
+    char *slash = strrchr(dir, '/');
+    assert_non_null(slash);
+    snprintf(slash + 1, sizeof dir - (size_t)(slash + 1 - dir), "../golden/segment");
+    char schema_path[4200];
+    snprintf(schema_path, sizeof schema_path, "%s/schema.json", dir);
+    json_error_t e;
+    json_t *schema = json_load_file(schema_path, 0, &e);
+    if (!schema) fail_msg("cannot load %s: %s", schema_path, e.text);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    char *names[512];
+    int nn = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) && nn < 512) {
+        size_t l = strlen(de->d_name);
+        if (l > 5 && !strcmp(de->d_name + l - 5, ".test")) names[nn++] = strdup(de->d_name);
+    }
+    closedir(d);
+    qsort(names, (size_t)nn, sizeof *names, cmp_names);
+    for (int i = 0; i < nn; i++) {
+        char path[8400];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        run_file(path, schema);
+        free(names[i]);
+    }
+    json_decref(schema);
+    print_message("%d golden PQL cases in %d files, %d failed\n", cases, nn, failures);
+    assert_int_equal(failures, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_golden)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
