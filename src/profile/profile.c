@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kith/kjson.h"
 #include "kith/engine.h"
 #include "mergepolicy.h"
 
@@ -195,7 +196,7 @@ static size_t gather_frags(kith_engine *e, store_batch *b, uint32_t sb, const ui
             const uint8_t *key = store_iter_key(it, &kl);
             const uint8_t *val = store_iter_value(it, &vl);
             if (vl < 16 || kl < k.n + KITH_ID_LEN) continue;
-            json_t *ent = json_loadb((const char *)val + 16, vl - 16, 0, NULL);
+            json_t *ent = kjson_parse((const char *)val + 16, vl - 16, 256, NULL, NULL);
             if (!ent) continue;
             if (n == cap) {
                 cap = cap ? cap * 2 : 8;
@@ -372,7 +373,7 @@ json_t *profile_lookup_policy(kith_engine *e, uint32_t sandbox, uint32_t ns, con
         profile_key(&k, sandbox, cluster);
         kith_buf v = {0};
         if (store_get(e->store, STORE_CF_PROFILE, k.b, k.n, &v) == 0)
-            view = json_loadb(v.data, v.len, 0, NULL);
+            view = kjson_parse(v.data, v.len, 256, NULL, NULL);
         kith_buf_free(&v);
     } else {
         if (policy->graph == MP_GRAPH_NONE) members_keep_only(&m, id);
@@ -638,7 +639,7 @@ json_t *profile_events(kith_engine *e, uint32_t sandbox, uint32_t ns, const char
             }
             ev.received = (int64_t)kith_get_be64(val);
             ev.entity =
-                json_loadb((const char *)val + 8 + KITH_ID_LEN, vl - 8 - KITH_ID_LEN, 0, NULL);
+                kjson_parse((const char *)val + 8 + KITH_ID_LEN, vl - 8 - KITH_ID_LEN, 256, NULL, NULL);
             bool keep = ev.entity != NULL;
             for (size_t fi = 0; keep && fi < q->nfilters; fi++)
                 keep = filter_match(&q->filters[fi], ev.entity);
