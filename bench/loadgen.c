@@ -12,6 +12,11 @@
  * sockets (no libcurl), and bodies are assembled from pre-serialised envelopes, patching only each
  * event's _id so that every posted event is new.
  *
+ * With --segment it measures the Segment tracking API instead: --setup creates a Segment-type
+ * connection, and each request is POST /v1/batch with a gzip body of B Segment messages (identify
+ * for about --crm-ratio of them, track otherwise), authenticated with the write key by HTTP Basic,
+ * as the RudderStack SDK sends it; each message gets a new messageId.
+ *
  * It only talks to a loopback URL (127.0.0.0/8, ::1, localhost) and stops after --duration. It
  * prints throughput, latency percentiles, errors by status code and the command line; the last
  * line, "RESULT k=v ...", is for scripts. Exit status: 0 when messages were accepted (and, with
@@ -33,6 +38,7 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define MAX_STATUS 600
 #define MAX_CLIENTS 256
@@ -44,7 +50,7 @@
 static struct {
     const char *url, *key, *sandbox;
     const char *inlet, *dataset_crm, *dataset_web;
-    bool setup, preload;
+    bool setup, preload, segment;
     int clients, lookup_clients, batch;
     double duration, crm_ratio;
     uint64_t people, seed;
@@ -66,6 +72,7 @@ static struct {
     socklen_t addr_len;
     char host_header[128];
     char auth_headers[1024]; /* "Authorization: ...\r\n[x-sandbox-name: ...\r\n]" */
+    char segment_headers[512]; /* --segment: Basic auth with the write key, gzip */
 } target;
 
 /* Pre-serialised envelopes, concatenated; each entry is (offset, length, _id offset or 0). */
@@ -76,7 +83,8 @@ typedef struct pool {
     char **crmid; /* CRM pool only: the CRMID of entry i (points into data-independent storage) */
 } pool;
 
-static pool crm_pool, event_pool;
+static pool crm_pool, event_pool, segment_pool;
+static char *write_key;
 static char *schema_profile_id, *schema_event_id, *inlet_id, *dataset_crm_id, *dataset_web_id;
 static atomic_bool stop_flag;
 
@@ -188,14 +196,14 @@ static ssize_t dechunk(char *p, size_t len)
 
 /* Sends one request and reads the whole response. Reconnects once when a kept-alive connection
  * turns out closed. Returns 0 with *out filled, or -1 on a transport error. */
-static int http_do(http_conn *c, const char *method, const char *path, const char *body,
-                   size_t body_len, http_resp *out)
+static int http_do_h(http_conn *c, const char *method, const char *path, const char *headers,
+                     const char *body, size_t body_len, http_resp *out)
 {
     char head[2048];
     int head_len = snprintf(head, sizeof head,
                             "%s %s HTTP/1.1\r\nHost: %s\r\n%s"
                             "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                            method, path, target.host_header, target.auth_headers, body_len);
+                            method, path, target.host_header, headers, body_len);
     if (head_len < 0 || (size_t)head_len >= sizeof head) return -1;
     for (int attempt = 0; attempt < 2; attempt++) {
         if (c->fd < 0 && conn_open(c) != 0) return -1;
@@ -263,6 +271,12 @@ static int http_do(http_conn *c, const char *method, const char *path, const cha
         return -1;
     }
     return -1;
+}
+
+static int http_do(http_conn *c, const char *method, const char *path, const char *body,
+                   size_t body_len, http_resp *out)
+{
+    return http_do_h(c, method, path, target.auth_headers, body, body_len, out);
 }
 
 /* ---- the control plane (setup), through jansson ---- */
@@ -422,11 +436,36 @@ static char *dataset_schema(http_conn *c, const char *dataset)
     return id;
 }
 
+static char *setup_segment(http_conn *c, const char *name)
+{
+    json_t *resp = NULL;
+    json_t *body = json_pack("{ss ss}", "name", name, "type", "segment");
+    char *key = NULL;
+    if (api_call(c, "POST", "/data/foundation/flowservice/connections", body, &resp) == 0) {
+        key = xstrdup_json(json_object_get(resp, "writeKey"));
+        dataset_crm_id = xstrdup_json(json_object_get(resp, "profileDataset"));
+        dataset_web_id = xstrdup_json(json_object_get(resp, "eventDataset"));
+        inlet_id = xstrdup_json(json_object_get(resp, "id"));
+        if (!key || !dataset_crm_id || !dataset_web_id || !inlet_id) {
+            fprintf(stderr, "loadgen: Segment connection response lacks writeKey or datasets\n");
+            free(key);
+            key = NULL;
+        }
+    }
+    json_decref(body);
+    json_decref(resp);
+    return key;
+}
+
 static int setup(void)
 {
     http_conn c = {.fd = -1};
     int rc = -1;
-    if (opt.setup) {
+    if (opt.segment) {
+        char name[128];
+        snprintf(name, sizeof name, "loadgen segment %u", (unsigned)(kith_now_ms() % 100000000));
+        if (!(write_key = setup_segment(&c, name))) goto out;
+    } else if (opt.setup) {
         char title[128], name[128];
         unsigned nonce = (unsigned)(kith_now_ms() % 100000000);
         snprintf(title, sizeof title, "loadgen profile %u", nonce);
@@ -506,6 +545,86 @@ static void build_pools(void)
             pool_add(&event_pool, off, id_off - off);
         }
     }
+}
+
+/* --segment: Segment messages; each entry's messageId placeholder is patched on every send. */
+static void build_segment_pool(void)
+{
+    bench_rng r;
+    bench_rng_seed(&r, bench_mix(opt.seed, 0x5E6, 0));
+    uint64_t want = opt.people * 5 < EVENT_POOL_MAX ? opt.people * 5 : EVENT_POOL_MAX;
+    static const char *const events[] = {"Product Viewed", "Product Added", "Order Completed",
+                                         "Signed In", "Search"};
+    int64_t now_ms = kith_now_ms();
+    kith_buf *b = &segment_pool.data;
+    for (uint64_t made = 0; made < want; made++) {
+        bench_person p;
+        bench_person_make(opt.seed, bench_rng_below(&r, opt.people), opt.people, &p);
+        char anon[40], ts[40];
+        bench_ecid(opt.seed, p.index, 0, anon);
+        kith_time_format(now_ms - (int64_t)bench_rng_below(&r, (uint64_t)opt.days * 86400000), ts,
+                         sizeof ts);
+        size_t off = b->len;
+        bool identify = p.has_crm && bench_rng_chance(&r, opt.crm_ratio);
+        kith_buf_printf(b, "{\"type\":\"%s\",\"messageId\":\"", identify ? "identify" : "track");
+        size_t id_off = b->len;
+        for (int i = 0; i < BENCH_EVENT_ID_LEN; i++)
+            kith_buf_append(b, "x", 1);
+        kith_buf_printf(b, "\",\"anonymousId\":\"a-%s\",\"timestamp\":\"%s\"", anon, ts);
+        if (p.has_crm && (identify || bench_rng_chance(&r, 0.5)))
+            kith_buf_printf(b, ",\"userId\":\"%s\"", p.crmid);
+        if (identify) {
+            kith_buf_printf(b,
+                            ",\"traits\":{\"email\":\"%s\",\"firstName\":\"%s\",\"lastName\":\"%s\","
+                            "\"phone\":\"%s\",\"plan\":\"%s\",\"points\":%d}}",
+                            p.email, p.first_name, p.last_name, p.phone, p.tier ? p.tier : "none",
+                            p.points);
+        } else {
+            const char *ev = events[bench_rng_below(&r, 5)];
+            kith_buf_printf(b,
+                            ",\"event\":\"%s\",\"properties\":{\"sku\":\"SKU-%" PRIu64
+                            "\",\"revenue\":%.2f,\"currency\":\"EUR\"},\"context\":{\"ip\":"
+                            "\"203.0.113.9\",\"library\":{\"name\":\"loadgen\",\"version\":\"1\"}}}",
+                            ev, bench_rng_below(&r, 5000),
+                            (double)bench_rng_below(&r, 50000) / 100.0);
+        }
+        pool_add(&segment_pool, off, id_off - off);
+    }
+}
+
+/* gzip (not zlib) framing, as the SDKs send it. */
+static int gzip_buf(const char *in, size_t len, kith_buf *out)
+{
+    z_stream zs = {0};
+    if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8,
+                     Z_DEFAULT_STRATEGY) != Z_OK)
+        return -1;
+    out->len = 0;
+    kith_buf_reserve(out, deflateBound(&zs, len) + 64);
+    zs.next_in = (Bytef *)in;
+    zs.avail_in = (uInt)len;
+    zs.next_out = (Bytef *)out->data;
+    zs.avail_out = (uInt)(out->cap - 1);
+    int rc = deflate(&zs, Z_FINISH);
+    out->len = zs.total_out;
+    deflateEnd(&zs);
+    return rc == Z_STREAM_END ? 0 : -1;
+}
+
+static void b64_encode(const char *in, size_t n, char *out)
+{
+    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)(unsigned char)in[i] << 16;
+        if (i + 1 < n) v |= (uint32_t)(unsigned char)in[i + 1] << 8;
+        if (i + 2 < n) v |= (unsigned char)in[i + 2];
+        out[o++] = t[v >> 18 & 63];
+        out[o++] = t[v >> 12 & 63];
+        out[o++] = i + 1 < n ? t[v >> 6 & 63] : '=';
+        out[o++] = i + 2 < n ? t[v & 63] : '=';
+    }
+    out[o] = 0;
 }
 
 /* ---- clients ---- */
@@ -640,7 +759,40 @@ static void *ingest_main(void *arg)
     bench_rng r;
     bench_rng_seed(&r, bench_mix(kith_mono_ns(), (uint64_t)cl->id, 0x1A));
     uint64_t seq = 0;
-    while (!atomic_load(&stop_flag) && kith_mono_ns() < cl->deadline_ns) {
+    kith_buf zbody = {0};
+    while (opt.segment && !atomic_load(&stop_flag) && kith_mono_ns() < cl->deadline_ns) {
+        body.len = 0;
+        kith_buf_puts(&body, "{\"batch\":[");
+        for (int j = 0; j < opt.batch; j++) {
+            if (j) kith_buf_append(&body, ",", 1);
+            append_entry(&body, &segment_pool, bench_rng_below(&r, segment_pool.n), &r,
+                         ((uint64_t)cl->id << 40) | seq++);
+        }
+        char sent[40];
+        kith_buf_printf(&body, "],\"sentAt\":\"%s\"}", kith_time_format(kith_now_ms(), sent, sizeof sent));
+        http_resp resp;
+        uint64_t t0 = kith_mono_ns();
+        int rc = gzip_buf(body.data, body.len, &zbody);
+        if (rc == 0)
+            rc = http_do_h(&c, "POST", "/v1/batch", target.segment_headers, zbody.data, zbody.len,
+                           &resp);
+        uint64_t t1 = kith_mono_ns();
+        cl->requests++;
+        if (rc != 0) {
+            cl->transport_err++;
+            backoff(&(http_resp){.retry_after = 0.1}, cl->deadline_ns);
+            continue;
+        }
+        lat_push(&cl->lat, t1 - t0);
+        if (resp.status == 200) {
+            cl->accepted += (uint64_t)opt.batch;
+        } else {
+            count_status(cl->http_err, resp.status);
+            if (resp.status == 429 || resp.status == 503) backoff(&resp, cl->deadline_ns);
+        }
+    }
+    kith_buf_free(&zbody);
+    while (!opt.segment && !atomic_load(&stop_flag) && kith_mono_ns() < cl->deadline_ns) {
         body.len = 0;
         kith_buf_puts(&body, "{\"messages\":[");
         for (int j = 0; j < opt.batch; j++) {
@@ -836,7 +988,9 @@ static void usage(FILE *f)
                "  --seed S             population seed (default 1)\n"
                "  --crm-ratio R        share of CRM records among messages (default 0.10)\n"
                "  --days D             event timestamps over the last D days (default 30)\n"
-               "  --no-preload         skip loading every CRM record before the measured run\n");
+               "  --no-preload         skip loading every CRM record before the measured run\n"
+               "  --segment            measure POST /v1/batch (gzip, Segment messages) on a new\n"
+               "                       Segment connection instead of /collection/batch\n");
 }
 
 static void on_signal(int sig)
@@ -863,7 +1017,8 @@ int main(int argc, char **argv)
         O_SEED,
         O_RATIO,
         O_DAYS,
-        O_NOPRELOAD
+        O_NOPRELOAD,
+        O_SEGMENT
     };
     static const struct option opts[] = {
         {"url", required_argument, NULL, O_URL},
@@ -882,6 +1037,7 @@ int main(int argc, char **argv)
         {"crm-ratio", required_argument, NULL, O_RATIO},
         {"days", required_argument, NULL, O_DAYS},
         {"no-preload", no_argument, NULL, O_NOPRELOAD},
+        {"segment", no_argument, NULL, O_SEGMENT},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
@@ -937,6 +1093,9 @@ int main(int argc, char **argv)
         case O_NOPRELOAD:
             opt.preload = false;
             break;
+        case O_SEGMENT:
+            opt.segment = true;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -954,7 +1113,9 @@ int main(int argc, char **argv)
         why = "unexpected arguments";
     else if (!opt.url || !opt.key)
         why = "--url and --key are required";
-    else if (!opt.setup && (!opt.inlet || !opt.dataset_crm || !opt.dataset_web))
+    else if (opt.segment && opt.lookup_clients)
+        why = "--segment measures ingestion only (no --lookup-clients)";
+    else if (!opt.setup && !opt.segment && (!opt.inlet || !opt.dataset_crm || !opt.dataset_web))
         why = "give --setup, or --inlet, --dataset-crm and --dataset-web";
     else if (opt.clients < 0 || opt.lookup_clients < 0 ||
              opt.clients + opt.lookup_clients > MAX_CLIENTS ||
@@ -995,9 +1156,21 @@ int main(int argc, char **argv)
             return 1;
         }
     snprintf(batch_path, sizeof batch_path, "/collection/batch/%s", inlet_id);
+    if (opt.segment) {
+        char user[128], b64[200];
+        snprintf(user, sizeof user, "%s:", write_key);
+        b64_encode(user, strlen(user), b64);
+        snprintf(target.segment_headers, sizeof target.segment_headers,
+                 "Authorization: Basic %s\r\nContent-Encoding: gzip\r\n", b64);
+        snprintf(batch_path, sizeof batch_path, "/v1/batch");
+        opt.preload = false;
+    }
 
     uint64_t t0 = kith_mono_ns();
-    build_pools();
+    if (opt.segment)
+        build_segment_pool();
+    else
+        build_pools();
     double build_s = (double)(kith_mono_ns() - t0) / 1e9;
     if (crm_pool.n == 0 && opt.lookup_clients > 0) {
         fprintf(stderr, "loadgen: no person with a CRM record to look up; raise --people\n");
@@ -1008,9 +1181,13 @@ int main(int argc, char **argv)
            opt.url, opt.clients, opt.batch, opt.lookup_clients, opt.people, opt.duration);
     printf("setup:   inlet %s, datasets CRM %s / web %s\n", inlet_id, dataset_crm_id,
            dataset_web_id);
-    printf("data:    %zu CRM envelopes (%.1f MB), %zu event envelopes (%.1f MB), built in %.2f s\n",
-           crm_pool.n, (double)crm_pool.data.len / 1e6, event_pool.n,
-           (double)event_pool.data.len / 1e6, build_s);
+    if (opt.segment)
+        printf("data:    %zu Segment messages (%.1f MB) for POST /v1/batch (gzip), built in %.2f s\n",
+               segment_pool.n, (double)segment_pool.data.len / 1e6, build_s);
+    else
+        printf("data:    %zu CRM envelopes (%.1f MB), %zu event envelopes (%.1f MB), built in %.2f s\n",
+               crm_pool.n, (double)crm_pool.data.len / 1e6, event_pool.n,
+               (double)event_pool.data.len / 1e6, build_s);
     fflush(stdout);
 
     int nthreads = opt.clients + opt.lookup_clients;
