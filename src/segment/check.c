@@ -341,7 +341,7 @@ static int64_t occ_lookback(const pql_occ *o)
         if (o->cmp == B_EQ) return unit_ms(o->unit, o->n + 1) + extra;
         return -1;
     case O_ON:
-        return w >= 0 ? extra + day : -1;
+        return w >= 0 ? (extra ? extra : day) : -1;
     case O_PERIOD:
         return o->shift >= 0 ? unit_ms(o->unit, 1) : unit_ms(o->unit, 2);
     case O_PLAIN:

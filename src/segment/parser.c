@@ -127,7 +127,8 @@ static pql_node *parse_timeref(parser *p)
             n->op = (uint8_t)i;
             return n;
         }
-    if (t->kind != T_IDENT && t->kind != T_DOLLAR && t->kind != T_CARET && t->kind != T_LP) {
+    if (t->kind != T_IDENT && t->kind != T_DOLLAR && t->kind != T_CARET && t->kind != T_LP &&
+        t->kind != T_STRING) {
         fail_at(p, t, "a time (now, today, yesterday, tomorrow, date(...) or a field)");
         return NULL;
     }
