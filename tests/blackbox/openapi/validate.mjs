@@ -9,7 +9,6 @@ const out = { valid: res.valid, version: validator.version, errors: res.errors |
 if (res.valid) {
   // Every $ref must resolve: the validator can dereference the whole document.
   try {
-    await validator.validateBundle ? null : null;
     validator.resolveRefs();
     out.refsResolved = true;
   } catch (e) {
