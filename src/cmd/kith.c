@@ -8,6 +8,7 @@
  * Exit codes: 0 success, 1 the server or the data said no (the problem is printed), 2 usage error
  * (the usage is printed). Everything read is bounded: response bodies up to 256 MiB, import files
  * are uploaded in pieces of whole lines no larger than the server's batch-file limit. */
+#include "kith/pql.h"
 #include "kith/base.h"
 
 #include <ctype.h>
@@ -109,6 +110,9 @@ static int cmd_schema_list(struct cli *c, const struct args *a);
 static int cmd_dataset_list(struct cli *c, const struct args *a);
 static int cmd_inlet_create(struct cli *c, const struct args *a);
 static int cmd_health(struct cli *c, const struct args *a);
+static int cmd_pql_check(struct cli *c, const struct args *a);
+static int cmd_pql_explain(struct cli *c, const struct args *a);
+static int cmd_pql_eval(struct cli *c, const struct args *a);
 static int cmd_version(struct cli *c, const struct args *a);
 static int cmd_help(struct cli *c, const struct args *a);
 
@@ -157,6 +161,17 @@ static const struct opt inlet_create_opts[] = {
     {"auth", NULL, "require an API key on the inlet"},
     {NULL, NULL, NULL},
 };
+static const struct opt pql_check_opts[] = {
+    {"server", NULL, "check names and types against the sandbox's union schemas from kithd"},
+    {NULL, NULL, NULL},
+};
+static const struct opt pql_eval_opts[] = {
+    {"ns", "NS", "identity namespace code of the profile"},
+    {"id", "VALUE", "identity value in that namespace"},
+    {"xid", "XID", "the cluster's XID instead of --ns/--id"},
+    {"now", "TIME", "evaluate at this RFC 3339 instant (default: now)"},
+    {NULL, NULL, NULL},
+};
 static const struct opt no_opts[] = {{NULL, NULL, NULL}};
 
 static const struct command commands[] = {
@@ -200,6 +215,22 @@ static const struct command commands[] = {
     {"dataset", "list", "", "list the sandbox's datasets", NULL, 0, 0, no_opts, cmd_dataset_list},
     {"inlet", "create", "--name N [--auth]", "create a streaming inlet (HTTP API connection)", NULL,
      0, 0, inlet_create_opts, cmd_inlet_create},
+    {"pql", "check", "[--server] EXPRESSION|-", "check a PQL expression",
+     "Compiles the expression (- reads it from standard input) and prints its evaluation mode and\n"
+     "what it reads; a mistake is printed as LINE:COLUMN: message and exits 1. Without --server\n"
+     "any field name is accepted; with --server names and types are checked against the union\n"
+     "schemas of the sandbox, as kithd checks a segment definition.",
+     1, 1, pql_check_opts, cmd_pql_check},
+    {"pql", "explain", "[--server] EXPRESSION|-", "show the compiled step program of a PQL expression",
+     "Prints the disassembly of the compiled program (one step per line, the constant pool) and its\n"
+     "dependency information.",
+     1, 1, pql_check_opts, cmd_pql_explain},
+    {"pql", "eval", "EXPRESSION|- (--ns NS --id VALUE | --xid XID) [--now TIME]",
+     "evaluate a PQL expression on a stored profile",
+     "Reads the merged profile and every event of the identity's cluster from kithd and evaluates\n"
+     "the expression on them here: prints its value, whether the profile qualifies, and the next\n"
+     "instant at which the answer would change with no new data.",
+     1, 1, pql_eval_opts, cmd_pql_eval},
     {NULL, "health", "", "check that kithd is ready (GET /readyz)",
      "Prints \"ok\" and exits 0 when kithd answers /readyz with 200; otherwise prints why not and\n"
      "exits 1.",
@@ -1463,6 +1494,212 @@ static int cmd_profile_events(struct cli *c, const struct args *a)
     if (fflush(stdout) != 0 && rc == EXIT_OK) rc = fail("writing the events: %s", strerror(errno));
     free(cursor);
     kith_buf_free(&path);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* PQL: check, explain, eval (the language runs here, in the client) */
+
+/* The expression from the positional argument, or standard input for "-" (owned). */
+static char *pql_text(const struct args *a)
+{
+    const char *arg = a->pos[0];
+    if (strcmp(arg, "-") != 0) return kith_xstrdup(arg);
+    kith_buf b = {0};
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0) {
+        kith_buf_append(&b, chunk, n);
+        if (b.len > (64u << 10)) break;
+    }
+    if (!b.data) kith_buf_append(&b, "", 0);
+    return b.data;
+}
+
+/* The union schema of a class from kithd ({"properties": ...}), or NULL after printing why. */
+static json_t *fetch_union(struct cli *c, const char *cls)
+{
+    char path[200];
+    snprintf(path, sizeof path, "/data/foundation/schemaregistry/tenant/unions/%s", cls);
+    struct response r;
+    if (http(c, "GET", path, NULL, NULL, 0, NULL, &r)) return NULL;
+    json_t *j = NULL;
+    if (!http_ok(&r)) print_problem("union schema", &r);
+    else j = parse_body("union schema", &r);
+    response_free(&r);
+    return j;
+}
+
+static int pql_compile_args(struct cli *c, const struct args *a, pql_program **out)
+{
+    char *text = pql_text(a);
+    json_t *profile = NULL, *event = NULL;
+    if (arg_flag(a, "server")) {
+        profile = fetch_union(c, "_xdm.context.profile");
+        event = profile ? fetch_union(c, "_xdm.context.experienceevent") : NULL;
+        if (!profile || !event) {
+            json_decref(profile);
+            json_decref(event);
+            free(text);
+            return EXIT_FAIL;
+        }
+    }
+    pql_env env = {.profile_schema = profile, .event_schema = event};
+    pql_error err = {0};
+    int rc = pql_compile(text, strlen(text), &env, out, &err);
+    json_decref(profile);
+    json_decref(event);
+    free(text);
+    if (rc) {
+        fprintf(stderr, "%d:%d: %s\n", err.line, err.column, err.message);
+        return EXIT_FAIL;
+    }
+    return EXIT_OK;
+}
+
+static void print_deps(struct cli *c, const pql_program *p)
+{
+    json_t *deps = pql_deps_json(p);
+    if (c->json) {
+        print_pretty(deps);
+    } else {
+        printf("mode: %s (%s)\n", json_string_value(json_object_get(deps, "mode")),
+               json_string_value(json_object_get(deps, "reason")));
+        const char *keys[] = {"fields", "eventFields", "eventTypes", "segments"};
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+            json_t *arr = json_object_get(deps, keys[i]);
+            if (!json_array_size(arr)) continue;
+            printf("%s:", keys[i]);
+            size_t k;
+            json_t *v;
+            json_array_foreach(arr, k, v) printf(" %s", json_string_value(v));
+            printf("\n");
+        }
+        json_t *lb = json_object_get(deps, "lookbackMs");
+        if (json_is_true(json_object_get(deps, "readsEvents")))
+            printf("lookback: %s\n", json_is_integer(lb) ? "bounded" : "unbounded");
+        if (json_is_integer(lb) && json_integer_value(lb) > 0)
+            printf("lookbackMs: %lld\n", (long long)json_integer_value(lb));
+    }
+    json_decref(deps);
+}
+
+static int cmd_pql_check(struct cli *c, const struct args *a)
+{
+    pql_program *p = NULL;
+    int rc = pql_compile_args(c, a, &p);
+    if (rc) return rc;
+    if (!c->json) printf("ok\n");
+    print_deps(c, p);
+    pql_program_free(p);
+    return EXIT_OK;
+}
+
+static int cmd_pql_explain(struct cli *c, const struct args *a)
+{
+    pql_program *p = NULL;
+    int rc = pql_compile_args(c, a, &p);
+    if (rc) return rc;
+    kith_buf out = {0};
+    pql_explain(p, &out);
+    if (out.data) fputs(out.data, stdout);
+    kith_buf_free(&out);
+    print_deps(c, p);
+    pql_program_free(p);
+    return EXIT_OK;
+}
+
+/* GET of one Profile Access resource; returns the parsed body or NULL after printing why. */
+static json_t *get_json(struct cli *c, const char *path, const char *label)
+{
+    struct response r;
+    if (http(c, "GET", path, NULL, NULL, 0, NULL, &r)) return NULL;
+    json_t *j = NULL;
+    if (r.status == 404) no_profile(label, &r);
+    else if (!http_ok(&r)) print_problem(label, &r);
+    else j = parse_body(label, &r);
+    response_free(&r);
+    return j;
+}
+
+static int cmd_pql_eval(struct cli *c, const struct args *a)
+{
+    const char *ns, *id, *xid;
+    int rc = identity_args(a, &ns, &id, &xid);
+    if (rc) return rc;
+    int64_t now = kith_now_ms();
+    const char *nowarg = arg_get(a, "now");
+    if (nowarg && kith_time_parse(nowarg, &now) != 0)
+        return usage_error(a->cmd, "--now must be an RFC 3339 time such as 2026-01-31T12:00:00Z");
+    pql_program *p = NULL;
+    rc = pql_compile_args(c, a, &p);
+    if (rc) return rc;
+    char label[1200];
+    identity_label(label, sizeof label, ns, id, xid);
+    kith_buf path = {0};
+    kith_buf_puts(&path, "/data/core/ups/access/entities");
+    query_add(&path, "schema.name", "_xdm.context.profile");
+    query_add(&path, "entityId", xid ? xid : id);
+    if (!xid) query_add(&path, "entityIdNS", ns);
+    json_t *prof = get_json(c, path.data, label);
+    json_t *entity = NULL, *events = json_array();
+    if (prof && json_object_size(prof))
+        entity = json_object_get(json_object_iter_value(json_object_iter(prof)), "entity");
+    char *cursor = NULL;
+    for (int page = 0; prof && page < 10000; page++) {
+        path.len = 0;
+        kith_buf_puts(&path, "/data/core/ups/access/entities");
+        query_add(&path, "schema.name", "_xdm.context.experienceevent");
+        query_add(&path, "relatedSchema.name", "_xdm.context.profile");
+        query_add(&path, "relatedEntityId", xid ? xid : id);
+        if (!xid) query_add(&path, "relatedEntityIdNS", ns);
+        query_add(&path, "limit", "1000");
+        if (cursor) query_add(&path, "start", cursor);
+        json_t *j = get_json(c, path.data, label);
+        if (!j) {
+            json_decref(prof);
+            prof = NULL;
+            break;
+        }
+        size_t i;
+        json_t *ch;
+        json_array_foreach(json_object_get(j, "children"), i, ch)
+            json_array_append(events, json_object_get(ch, "entity"));
+        const char *next = json_string_value(json_object_get(json_object_get(j, "_page"), "next"));
+        free(cursor);
+        cursor = next && next[0] ? kith_xstrdup(next) : NULL;
+        json_decref(j);
+        if (!cursor) break;
+    }
+    free(cursor);
+    kith_buf_free(&path);
+    if (!prof) {
+        json_decref(events);
+        pql_program_free(p);
+        return EXIT_FAIL;
+    }
+    pql_evaluator *ev = pql_evaluator_new(NULL);
+    pql_input in = {.profile = entity, .events = events, .now_ms = now};
+    pql_result res = {0};
+    json_t *value = NULL;
+    rc = pql_eval_value(ev, p, &in, &res, &value);
+    if (rc) {
+        rc = fail("the evaluation ran out of its budget (%s)", kith_strerror(rc));
+    } else {
+        char when[40] = "never";
+        if (res.next_change_ms != PQL_NEVER) kith_time_format(res.next_change_ms, when, sizeof when);
+        json_t *out = json_pack("{s:O, s:b, s:s, s:I, s:I}", "value", value ? value : json_null(),
+                                "match", res.match, "nextChange", when, "events",
+                                (json_int_t)json_array_size(events), "steps", (json_int_t)res.steps);
+        print_pretty(out);
+        json_decref(out);
+        rc = EXIT_OK;
+    }
+    json_decref(value);
+    pql_evaluator_free(ev);
+    json_decref(events);
+    json_decref(prof);
+    pql_program_free(p);
     return rc;
 }
 
