@@ -47,6 +47,7 @@ struct kith_engine {
     struct ident_cache *ecache; /* apply thread: edges seen */
     struct ident_state *ident;  /* identity graph: linking rules, cluster-change subscribers */
     struct mpolicy_cache *_Atomic mpol; /* merge policies (src/profile/mergepolicy.c), loaded lazily */
+    struct segsvc *segsvc; /* segment service (src/segment/svc_*.c, kith/segsvc.h) */
 };
 
 /* Opens the store in data_dir, loads the catalog, creates the prod sandbox and the bootstrap admin key
@@ -207,6 +208,13 @@ json_t *profile_lookup(kith_engine *e, uint32_t sandbox, uint32_t ns, const char
                        const char *fields, int *err);
 json_t *profile_lookup_policy(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *value,
                               size_t len, const char *fields, const merge_policy *policy, int *err);
+
+/* Segment service hooks (src/segment/svc_stream.c; kith/segsvc.h). Apply thread: a record or an
+ * event of cluster was applied (events: the identity stored under, timestamp, id, JSON). Any thread:
+ * {"ups": {segmentId: {status, lastQualificationTime}}} of a cluster (owned), or NULL. */
+void segsvc_note_apply(kith_engine *e, uint32_t sb, uint64_t cluster, uint64_t identity,
+                       bool is_event, int64_t ts, const char *event_id, const char *json, size_t len);
+json_t *segsvc_membership(kith_engine *e, uint32_t sb, uint64_t cluster);
 
 /* Event property filter "path op value" (op: = != < <= > >=). */
 enum { EVF_EQ, EVF_NE, EVF_LT, EVF_LE, EVF_GT, EVF_GE };

@@ -9,6 +9,7 @@
 
 #include "kith/engine.h"
 #include "../identity/cache.h"
+#include "kith/segsvc.h"
 
 const kith_limits KITH_LIMITS_DEFAULT = {
     .body_max = 1u << 20,
@@ -28,7 +29,8 @@ static int group_flush(void *arg, store_batch *b)
     kith_engine *e = arg;
     catalog_flush_seq(e->cat, b);
     int rc = profile_flush_dirty(e, b);
-    return rc ? rc : identity_flush_group(e, b);
+    if (rc == 0) rc = identity_flush_group(e, b);
+    return rc ? rc : segsvc_flush_group(e, b);
 }
 
 /* Apply thread: a rollback or a failed group invalidates what the caches remember. */
@@ -147,6 +149,7 @@ int engine_open(const char *data_dir, const kith_limits *lim, const char *admin_
         engine_close(e);
         return rc;
     }
+    segsvc_init(e);
     *out = e;
     return 0;
 }
@@ -154,11 +157,13 @@ int engine_open(const char *data_dir, const kith_limits *lim, const char *admin_
 void engine_close(kith_engine *e)
 {
     if (!e) return;
+    segsvc_stop(e);
     apply_stop(e->apply);
     catalog_free(e->cat);
     store_close(e->store);
     profile_dirty_free(e);
     identity_state_free(e);
+    segsvc_free(e);
     ident_cache_free(e->icache);
     ident_cache_free(e->ecache);
     free(e);

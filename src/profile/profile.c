@@ -412,6 +412,8 @@ json_t *profile_lookup_policy(kith_engine *e, uint32_t sandbox, uint32_t ns, con
     catalog_unlock(e->cat);
     json_object_set_new(entity, "identityMap", idmap);
     json_object_set(entity, "identities", identities);
+    json_t *seg = segsvc_membership(e, sandbox, cluster); /* src/segment/svc_stream.c */
+    if (seg) json_object_set_new(entity, "segmentMembership", seg);
     if (fields && *fields) {
         json_t *p = project_fields(entity, fields);
         json_decref(entity);

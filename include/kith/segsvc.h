@@ -1,0 +1,73 @@
+/* kith segment service: segment definitions (stored in the meta CF, kind 'g', compiled programs
+ * cached in memory per sandbox), streaming evaluation inside the writer's group, membership in the
+ * segidx CF, timers in the timer CF with a timer thread. PQL itself is kith/pql.h.
+ *
+ * Storage (all keys start with the 4-byte sandbox id):
+ *   meta   [sb]['g'][segment id]                          → definition JSON
+ *   segidx [sb][segment id (36)][cluster u64]             → state (17 bytes, below)
+ *   segidx [sb][0x00][cluster u64][segment id (36)]       → the same state (by-profile index)
+ *   timer  [sb][due ms u64][cluster u64][segment id (36)] → empty
+ * State: status u8 (0 none, 1 realized, 2 existing, 3 exited), lastQualificationTime ms u64,
+ * pending timer due ms u64 (0 = none). A "none" entry exists only to remember a pending timer. */
+#ifndef KITH_SEGSVC_H
+#define KITH_SEGSVC_H
+
+#include <jansson.h>
+
+#include "kith/engine.h"
+#include "kith/pql.h"
+
+#define SEGDEF_ID_LEN 36
+#define SEGDEF_MAX_PER_SANDBOX 10000
+
+enum seg_status { SEG_NONE = 0, SEG_REALIZED = 1, SEG_EXISTING = 2, SEG_EXITED = 3 };
+const char *seg_status_name(int status);
+
+/* Engine lifecycle (engine.c): init after the apply thread started (loads and compiles the stored
+ * definitions, registers the cluster-change subscriber, starts the timer thread); stop before the
+ * apply thread stops; free at the end. */
+int segsvc_init(kith_engine *e);
+void segsvc_stop(kith_engine *e);
+void segsvc_free(kith_engine *e);
+
+/* The outcome of storing a definition. */
+typedef struct segdef_result {
+    int status;       /* HTTP status to answer with */
+    char detail[400]; /* what went wrong */
+    json_t *errors;   /* [{path, message, line?, column?}] (owned) or NULL */
+    json_t *doc;      /* the stored definition (owned) on success */
+} segdef_result;
+
+/* Apply thread: creates (cur_version 0) or replaces definition id with body (already merged with
+ * the current one for PATCH). Compiles the expression against the sandbox's union schemas, decides
+ * evaluationInfo, stores. 0 or an error with res filled. */
+int segdef_put(kith_engine *e, store_batch *b, uint32_t sb, const char *id, const json_t *body,
+               bool create, segdef_result *res);
+/* Apply thread: deletes a definition and its memberships. KITH_ENOTFOUND, KITH_ECONFLICT (another
+ * segment uses it: detail names it). */
+int segdef_delete(kith_engine *e, store_batch *b, uint32_t sb, const char *id, char *detail,
+                  size_t cap);
+/* Any thread: the definition (owned) or NULL. */
+json_t *segdef_get(kith_engine *e, uint32_t sb, const char *id);
+/* Any thread: every definition of the sandbox, oldest first (owned array). */
+json_t *segdef_list(kith_engine *e, uint32_t sb);
+/* Any thread: id of the definition named name, into out (37 bytes); false when none. */
+bool segdef_find_name(kith_engine *e, uint32_t sb, const char *name, char *out);
+
+/* Apply thread: marks a cluster for re-evaluation at the end of the group (what: SEGSVC_TOUCH_*).
+ */
+enum { SEGSVC_TOUCH_PROFILE = 1, SEGSVC_TOUCH_EVENT = 2, SEGSVC_TOUCH_TIMER = 4 };
+void segsvc_touch(kith_engine *e, uint32_t sb, uint64_t cluster, unsigned what);
+/* Apply thread, end of group: re-evaluates the touched clusters. */
+int segsvc_flush_group(kith_engine *e, store_batch *b);
+
+/* Any thread: {"ups": {id: {status, lastQualificationTime}}} of a cluster (owned), NULL if none. */
+json_t *segsvc_membership(kith_engine *e, uint32_t sb, uint64_t cluster);
+
+/* Counters. */
+typedef struct segsvc_stats {
+    uint64_t evaluations, realized, exited, timers_fired, timers_set;
+} segsvc_stats;
+void segsvc_get_stats(kith_engine *e, segsvc_stats *out);
+
+#endif

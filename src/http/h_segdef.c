@@ -1,0 +1,276 @@
+/* Segment definitions: /data/core/ups/segment/definitions and /segment/conversion (aep-spec 4.1,
+ * 4.2). Storage, compilation and evaluationInfo live in src/segment/svc_defs.c; this file checks
+ * requests and shapes answers. Every change runs on the apply thread. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "kith/segsvc.h"
+
+#define LIST_LIMIT_DEFAULT 20
+#define LIST_LIMIT_MAX 1000
+#define BULK_MAX 100
+
+struct sd_op {
+    kith_engine *e;
+    uint32_t sb;
+    const char *id;
+    const json_t *body; /* NULL: delete */
+    bool create;
+    segdef_result res;
+    char detail[300];
+};
+
+static int sd_fn(void *ctx, store_batch *b)
+{
+    struct sd_op *c = ctx;
+    if (!c->body) return segdef_delete(c->e, b, c->sb, c->id, c->detail, sizeof c->detail);
+    return segdef_put(c->e, b, c->sb, c->id, c->body, c->create, &c->res);
+}
+
+static void new_id(char *out)
+{
+    uint8_t b[16];
+    char hex[33];
+    kith_random(b, sizeof b);
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    kith_hex(b, sizeof b, hex);
+    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+}
+
+static void store_and_answer(kith_req *r, const char *id, const json_t *body, bool create)
+{
+    struct sd_op c = {.e = r->e, .sb = r->sandbox_id, .id = id, .body = body, .create = create};
+    int rc = apply_call(r->e->apply, sd_fn, &c, false);
+    if (rc == 0) {
+        http_json(r, c.res.status, c.res.doc);
+        return;
+    }
+    if (c.res.status >= 400)
+        http_problem(r, c.res.status,
+                     c.res.status == 400   ? "Invalid segment definition"
+                     : c.res.status == 404 ? "Not Found"
+                                           : "Conflict",
+                     c.res.errors, "%s", c.res.detail);
+    else
+        http_error(r, rc, "the segment definition could not be stored");
+}
+
+int h_segdef_create(kith_req *r)
+{
+    json_t *body = http_body_json(r);
+    if (!body) return 0;
+    char id[40];
+    new_id(id);
+    store_and_answer(r, id, body, true);
+    json_decref(body);
+    return 0;
+}
+
+static json_t *get_or_404(kith_req *r, const char *id)
+{
+    json_t *doc = segdef_get(r->e, r->sandbox_id, id);
+    if (!doc)
+        http_problem(r, 404, "Not Found", NULL, "no segment definition \"%s\" in sandbox %s", id,
+                     r->sandbox);
+    return doc;
+}
+
+int h_segdef_get(kith_req *r)
+{
+    json_t *doc = get_or_404(r, r->params[0]);
+    if (doc) http_json(r, 200, doc);
+    return 0;
+}
+
+/* PATCH: a partial definition object (AEP), merged over the current one. */
+int h_segdef_patch(kith_req *r)
+{
+    json_t *body = http_body_json(r);
+    if (!body) return 0;
+    json_t *cur = NULL;
+    if (!json_is_object(body)) {
+        http_problem(r, 400, "Invalid segment definition", NULL,
+                     "a PATCH body is a (partial) segment definition object");
+    } else if ((cur = get_or_404(r, r->params[0]))) {
+        json_object_update(cur, body);
+        store_and_answer(r, r->params[0], cur, false);
+    }
+    json_decref(cur);
+    json_decref(body);
+    return 0;
+}
+
+int h_segdef_delete(kith_req *r)
+{
+    struct sd_op c = {.e = r->e, .sb = r->sandbox_id, .id = r->params[0]};
+    int rc = apply_call(r->e->apply, sd_fn, &c, false);
+    if (rc == KITH_ENOTFOUND)
+        http_problem(r, 404, "Not Found", NULL, "no segment definition \"%s\" in sandbox %s",
+                     r->params[0], r->sandbox);
+    else if (rc == KITH_ECONFLICT)
+        http_problem(r, 409, "Conflict", NULL, "the segment cannot be deleted: %s", c.detail);
+    else if (rc)
+        http_error(r, rc, "the segment definition could not be deleted");
+    else
+        r->status = 200;
+    return 0;
+}
+
+static bool parse_count(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+/* evaluationInfo.<kind>.enabled filter: keep only matching docs. */
+static bool filter_ok(kith_req *r, const json_t *doc)
+{
+    static const char *const kinds[] = {"batch", "continuous", "synchronous"};
+    for (size_t i = 0; i < 3; i++) {
+        char q[64];
+        snprintf(q, sizeof q, "evaluationInfo.%s.enabled", kinds[i]);
+        const char *v = http_query(r, q);
+        if (!v) continue;
+        bool want = strcmp(v, "true") == 0;
+        bool has = json_is_true(json_object_get(
+            json_object_get(json_object_get(doc, "evaluationInfo"), kinds[i]), "enabled"));
+        if (want != has) return false;
+    }
+    return true;
+}
+
+int h_segdef_list(kith_req *r)
+{
+    long start = 0, limit = LIST_LIMIT_DEFAULT;
+    const char *s = http_query(r, "start"), *l = http_query(r, "limit"), *p = http_query(r, "page");
+    if (l && !parse_count(l, 1, LIST_LIMIT_MAX, &limit)) {
+        http_problem(r, 400, "Bad Request", NULL, "limit must be an integer from 1 to %d",
+                     LIST_LIMIT_MAX);
+        return 0;
+    }
+    if (s && !parse_count(s, 0, 1L << 30, &start)) {
+        http_problem(r, 400, "Bad Request", NULL, "start must be a non-negative integer");
+        return 0;
+    }
+    long page = 0;
+    if (p && !parse_count(p, 0, 1L << 30, &page)) {
+        http_problem(r, 400, "Bad Request", NULL, "page must be a non-negative integer");
+        return 0;
+    }
+    if (p && !s) start = page * limit;
+    json_t *all = segdef_list(r->e, r->sandbox_id), *kept = json_array(), *doc;
+    size_t i;
+    json_array_foreach(all, i, doc) if (filter_ok(r, doc)) json_array_append(kept, doc);
+    json_decref(all);
+    size_t total = json_array_size(kept);
+    json_t *segs = json_array();
+    for (size_t k = (size_t)start; k < total && json_array_size(segs) < (size_t)limit; k++)
+        json_array_append(segs, json_array_get(kept, k));
+    json_decref(kept);
+    json_t *body = json_pack("{s:o, s:{s:I, s:I, s:s, s:s, s:I, s:I, s:I}, s:{}}", "segments", segs,
+                             "page", "totalCount", (json_int_t)total, "totalPages",
+                             (json_int_t)((total + limit - 1) / limit), "sortField", "creationTime",
+                             "sort", "asc", "pageSize", (json_int_t)json_array_size(segs), "limit",
+                             (json_int_t)limit, "start", (json_int_t)start, "link");
+    http_json(r, 200, body);
+    return 0;
+}
+
+/* {"ids": [{"id": ...}]} → 207 {"results": {id: definition | {"status", "title", "detail"}}} */
+int h_segdef_bulk_get(kith_req *r)
+{
+    json_t *body = http_body_json(r);
+    if (!body) return 0;
+    json_t *ids = json_object_get(body, "ids");
+    if (!json_is_array(ids) || json_array_size(ids) == 0 || json_array_size(ids) > BULK_MAX) {
+        http_problem(
+            r, 400, "Bad Request",
+            json_pack("[{s:s, s:s}]", "path", "/ids", "message", "1 to 100 {\"id\"} objects"),
+            "bulk-get takes {\"ids\": [{\"id\": ...}]} with 1 to %d ids", BULK_MAX);
+        json_decref(body);
+        return 0;
+    }
+    json_t *results = json_object(), *it;
+    size_t i;
+    json_array_foreach(ids, i, it)
+    {
+        const char *id = json_string_value(json_is_object(it) ? json_object_get(it, "id") : it);
+        if (!id) continue;
+        json_t *doc = segdef_get(r->e, r->sandbox_id, id);
+        json_object_set_new(results, id,
+                            doc ? doc
+                                : json_pack("{s:i, s:s, s:s}", "status", 404, "title", "Not Found",
+                                            "detail", "no such segment definition"));
+    }
+    http_json(r, 207, json_pack("{s:o}", "results", results));
+    json_decref(body);
+    return 0;
+}
+
+/* Converts an expression between pql/text and pql/json. Body: a definition-like object with
+ * "expression" {type, format, value} and optional "targetFormat" (default: the other one). */
+int h_segdef_conversion(kith_req *r)
+{
+    json_t *body = http_body_json(r);
+    if (!body) return 0;
+    json_t *ex = json_object_get(body, "expression");
+    const char *fmt = json_string_value(json_object_get(ex, "format"));
+    json_t *val = json_object_get(ex, "value");
+    pql_error err = {0};
+    if (!json_is_object(ex) || !fmt) {
+        http_problem(r, 400, "Bad Request",
+                     json_pack("[{s:s, s:s}]", "path", "/expression", "message",
+                               "{\"type\": \"PQL\", \"format\", \"value\"}"),
+                     "the body needs an expression with a format and a value");
+    } else if (strcmp(fmt, "pql/text") == 0 && json_is_string(val)) {
+        json_t *ast = pql_to_json(json_string_value(val), json_string_length(val), &err);
+        if (!ast && err.line == 0)
+            http_problem(r, 501, "Not Implemented", NULL, "%s", err.message);
+        else if (!ast)
+            http_problem(r, 400, "Invalid expression",
+                         json_pack("[{s:s, s:s, s:i, s:i}]", "path", "/expression/value", "message",
+                                   err.message, "line", err.line, "column", err.column),
+                         "line %d, column %d: %s", err.line, err.column, err.message);
+        else {
+            json_t *out = json_deep_copy(body);
+            json_object_set_new(
+                out, "expression",
+                json_pack("{s:s, s:s, s:o}", "type", "PQL", "format", "pql/json", "value", ast));
+            json_object_del(out, "targetFormat");
+            http_json(r, 200, out);
+        }
+    } else if (strcmp(fmt, "pql/json") == 0 && val) {
+        json_t *ast =
+            json_is_string(val) ? json_loads(json_string_value(val), 0, NULL) : json_incref(val);
+        char *text = ast ? pql_from_json(ast, &err) : NULL;
+        json_decref(ast);
+        if (!text)
+            http_problem(r, 400, "Invalid expression",
+                         json_pack("[{s:s, s:s}]", "path", "/expression/value", "message",
+                                   err.message[0] ? err.message : "a pql/json tree"),
+                         "the pql/json expression cannot be converted: %s",
+                         err.message[0] ? err.message : "not a pql/json tree");
+        else {
+            json_t *out = json_deep_copy(body);
+            json_object_set_new(
+                out, "expression",
+                json_pack("{s:s, s:s, s:s}", "type", "PQL", "format", "pql/text", "value", text));
+            json_object_del(out, "targetFormat");
+            free(text);
+            http_json(r, 200, out);
+        }
+    } else {
+        http_problem(r, 400, "Bad Request",
+                     json_pack("[{s:s, s:s}]", "path", "/expression/format", "message",
+                               "\"pql/text\" (string value) or \"pql/json\""),
+                     "unsupported expression format");
+    }
+    json_decref(body);
+    return 0;
+}

@@ -1,0 +1,423 @@
+/* kith segment definitions: validation, compilation against the sandbox's union schemas, the meta
+ * store (kind 'g') and the in-memory cache of compiled programs (see kith/segsvc.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kith/jalloc.h"
+#include "kith/schema.h"
+#include "svc_int.h"
+
+const char *seg_status_name(int status)
+{
+    switch (status) {
+    case SEG_REALIZED:
+        return "realized";
+    case SEG_EXISTING:
+        return "existing";
+    case SEG_EXITED:
+        return "exited";
+    default:
+        return "none";
+    }
+}
+
+static const char *mode_name(int mode)
+{
+    return mode == PQL_MODE_EDGE ? "edge" : mode == PQL_MODE_BATCH ? "batch" : "streaming";
+}
+
+segdef *svc_def_find(struct segsvc *s, uint32_t sb, const char *id)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (s->v[i]->sb == sb && strcmp(s->v[i]->id, id) == 0) return s->v[i];
+    return NULL;
+}
+
+static void def_free(segdef *d)
+{
+    if (!d) return;
+    json_decref(d->doc);
+    pql_program_free(d->prog);
+    free(d);
+}
+
+void svc_defs_free(struct segsvc *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        def_free(s->v[i]);
+    free(s->v);
+    s->v = NULL;
+    s->n = s->cap = 0;
+}
+
+/* --- compilation --- */
+
+struct union_ctx {
+    schema_class cls;
+    const kith_schema *v[256];
+    size_t n;
+};
+
+static void union_collect(const cat_schema *sc, void *arg)
+{
+    struct union_ctx *u = arg;
+    if (sc->profile_enabled && sc->compiled && sc->cls == u->cls && u->n < 256)
+        u->v[u->n++] = sc->compiled;
+}
+
+/* The union schema of a class in a sandbox (owned), or NULL when the sandbox has no
+ * profile-enabled schema of that class (the checker then accepts any field). Catalog locked. */
+static json_t *union_of(kith_engine *e, uint32_t sb, schema_class cls)
+{
+    struct union_ctx u = {.cls = cls};
+    catalog_each_schema(e->cat, sb, union_collect, &u);
+    if (u.n == 0) return NULL;
+    json_t *errors = json_array();
+    json_t *un = schema_union(u.v, u.n, errors);
+    json_decref(errors);
+    return un;
+}
+
+struct mode_ctx {
+    struct segsvc *s;
+    uint32_t sb;
+    const char *self;
+};
+
+static int segment_mode_cb(void *arg, const char *id)
+{
+    struct mode_ctx *c = arg;
+    if (c->self && strcmp(id, c->self) == 0) return -1; /* no self reference */
+    segdef *d = svc_def_find(c->s, c->sb, id);
+    return d ? d->mode : -1;
+}
+
+/* Compiles text for sandbox sb; *out owned. Apply thread (or load, before data flows). */
+static int compile_for(struct segsvc *s, uint32_t sb, const char *self, const char *text,
+                       pql_program **out, pql_error *err)
+{
+    kith_engine *e = s->e;
+    catalog_rdlock(e->cat);
+    json_t *prof = union_of(e, sb, SCHEMA_CLASS_PROFILE);
+    json_t *ev = union_of(e, sb, SCHEMA_CLASS_EVENT);
+    catalog_unlock(e->cat);
+    struct mode_ctx mc = {s, sb, self};
+    pql_env env = {
+        .profile_schema = prof, .event_schema = ev, .segment_mode = segment_mode_cb, .arg = &mc};
+    int rc = pql_compile(text, strlen(text), &env, out, err);
+    json_decref(prof);
+    json_decref(ev);
+    return rc;
+}
+
+/* --- store --- */
+
+static void meta_key(store_key *k, uint32_t sb, const char *id)
+{
+    skey_init(k, sb);
+    skey_u8(k, SEGDEF_META_KIND);
+    skey_bytes(k, id, strlen(id));
+}
+
+static void cache_put(struct segsvc *s, segdef *d)
+{
+    pthread_rwlock_wrlock(&s->lock);
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->v[i]->sb == d->sb && strcmp(s->v[i]->id, d->id) == 0) {
+            segdef *old = s->v[i];
+            s->v[i] = d;
+            pthread_rwlock_unlock(&s->lock);
+            def_free(old);
+            return;
+        }
+    }
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 32;
+        s->v = kith_xrealloc(s->v, s->cap * sizeof *s->v);
+    }
+    s->v[s->n++] = d;
+    pthread_rwlock_unlock(&s->lock);
+}
+
+static void add_err(json_t *errors, const char *path, const char *msg)
+{
+    json_array_append_new(errors, json_pack("{s:s, s:s}", "path", path, "message", msg));
+}
+
+static int fail(segdef_result *res, int status, json_t *errors, const char *what, const char *arg)
+{
+    res->status = status;
+    snprintf(res->detail, sizeof res->detail, "%s%s%s%s", what, arg ? " \"" : "", arg ? arg : "",
+             arg ? "\"" : "");
+    res->errors = errors;
+    return status == 404 ? KITH_ENOTFOUND : status == 409 ? KITH_ECONFLICT : KITH_EINVAL;
+}
+
+/* Everything kith derives from the program: evaluationInfo, dependencies. */
+static void derive(json_t *doc, const pql_program *p)
+{
+    const pql_deps *d = pql_program_deps(p);
+    int m = d->mode;
+    json_t *ei = json_pack("{s:{s:b}, s:{s:b}, s:{s:b}, s:s, s:s}", "batch", "enabled",
+                           m == PQL_MODE_BATCH, "continuous", "enabled", m != PQL_MODE_BATCH,
+                           "synchronous", "enabled", m == PQL_MODE_EDGE, "kith:mode", mode_name(m),
+                           "kith:reason", d->mode_reason ? d->mode_reason : "");
+    json_object_set_new(doc, "evaluationInfo", ei);
+    json_t *deps = json_array();
+    for (size_t i = 0; i < d->n_segments; i++)
+        json_array_append_new(deps, json_string(d->segments[i]));
+    json_object_set_new(doc, "dependencies", deps);
+    json_object_set_new(doc, "kith:deps", pql_deps_json(p));
+}
+
+int segdef_put(kith_engine *e, store_batch *b, uint32_t sb, const char *id, const json_t *body,
+               bool create, segdef_result *res)
+{
+    struct segsvc *s = svc_of(e);
+    memset(res, 0, sizeof *res);
+    json_t *errors = json_array();
+    if (!json_is_object(body)) {
+        add_err(errors, "", "expected a segment definition object");
+        return fail(res, 400, errors, "the body is not a segment definition object", NULL);
+    }
+    segdef *cur = svc_def_find(s, sb, id);
+    if (!create && !cur) {
+        json_decref(errors);
+        return fail(res, 404, NULL, "no segment definition", id);
+    }
+    if (create && cur) {
+        json_decref(errors);
+        return fail(res, 409, NULL, "a segment definition exists with the id", id);
+    }
+    const char *name = json_string_value(json_object_get(body, "name"));
+    if (!name || !*name || strlen(name) > 512)
+        add_err(errors, "/name", "a non-empty string (≤ 512)");
+    const json_t *desc = json_object_get(body, "description");
+    if (desc && !json_is_string(desc) && !json_is_null(desc))
+        add_err(errors, "/description", "a string");
+    const json_t *schema = json_object_get(body, "schema");
+    const char *sname = json_string_value(json_object_get(schema, "name"));
+    if (schema &&
+        (!json_is_object(schema) || (sname && strcmp(sname, "_xdm.context.profile") != 0)))
+        add_err(errors, "/schema/name", "\"_xdm.context.profile\" (segments are of profiles)");
+    const json_t *ex = json_object_get(body, "expression");
+    const char *etype = json_string_value(json_object_get(ex, "type"));
+    const char *efmt = json_string_value(json_object_get(ex, "format"));
+    const json_t *eval = json_object_get(ex, "value");
+    char *text = NULL;
+    if (!json_is_object(ex)) {
+        add_err(errors, "/expression",
+                "required: {\"type\": \"PQL\", \"format\": \"pql/text\", \"value\"}");
+    } else if (!etype || strcmp(etype, "PQL") != 0) {
+        add_err(errors, "/expression/type", "\"PQL\"");
+    } else if (efmt && strcmp(efmt, "pql/json") == 0) {
+        json_t *ast = json_is_string(eval) ? json_loads(json_string_value(eval), 0, NULL)
+                                           : json_incref((json_t *)eval);
+        pql_error perr = {0};
+        if (ast) text = pql_from_json(ast, &perr);
+        json_decref(ast);
+        if (!text)
+            add_err(errors, "/expression/value",
+                    perr.message[0] ? perr.message : "a pql/json expression tree");
+    } else if (efmt && strcmp(efmt, "pql/text") != 0) {
+        add_err(errors, "/expression/format", "\"pql/text\" or \"pql/json\"");
+    } else if (!json_is_string(eval) || json_string_length(eval) == 0) {
+        add_err(errors, "/expression/value", "a non-empty PQL string");
+    } else {
+        text = kith_xstrdup(json_string_value(eval));
+    }
+    if (json_array_size(errors)) {
+        free(text);
+        return fail(res, 400, errors, "invalid segment definition", NULL);
+    }
+    char other[SEGDEF_ID_LEN + 1];
+    if (segdef_find_name(e, sb, name, other) && strcmp(other, id) != 0) {
+        free(text);
+        add_err(errors, "/name", "unique in the sandbox");
+        return fail(res, 409, errors, "a segment definition exists with the name", name);
+    }
+    pql_program *prog = NULL;
+    pql_error perr = {0};
+    int rc = compile_for(s, sb, id, text, &prog, &perr);
+    if (rc) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "line %d, column %d: %s", perr.line, perr.column, perr.message);
+        json_array_append_new(errors,
+                              json_pack("{s:s, s:s, s:i, s:i}", "path", "/expression/value",
+                                        "message", msg, "line", perr.line, "column", perr.column));
+        free(text);
+        return fail(res, 400, errors, "the expression does not compile:", msg);
+    }
+    json_decref(errors);
+    int64_t now = kith_now_ms();
+    json_t *doc = json_object();
+    json_object_set_new(doc, "id", json_string(id));
+    json_object_set_new(doc, "name", json_string(name));
+    json_object_set_new(doc, "description",
+                        json_string(json_string_value(desc) ? json_string_value(desc) : ""));
+    json_object_set_new(doc, "schema", json_pack("{s:s}", "name", "_xdm.context.profile"));
+    json_object_set_new(doc, "profileInstanceId", json_string("ups"));
+    json_object_set_new(
+        doc, "expression",
+        json_pack("{s:s, s:s, s:s}", "type", "PQL", "format", "pql/text", "value", text));
+    free(text);
+    const char *mp = json_string_value(json_object_get(body, "mergePolicyId"));
+    if (mp) json_object_set_new(doc, "mergePolicyId", json_string(mp));
+    const json_t *ttl = json_object_get(body, "ttlInDays");
+    if (json_is_integer(ttl)) json_object_set(doc, "ttlInDays", (json_t *)ttl);
+    const json_t *dgp = json_object_get(body, "dataGovernancePolicy");
+    json_object_set_new(doc, "dataGovernancePolicy",
+                        json_is_object(dgp) ? json_deep_copy(dgp)
+                                            : json_pack("{s:b}", "excludeOptOut", 1));
+    catalog_rdlock(e->cat);
+    const cat_sandbox *sbx = catalog_sandbox_by_id(e->cat, sb);
+    json_object_set_new(doc, "sandbox",
+                        json_pack("{s:s, s:s}", "sandboxName", sbx ? sbx->name : "", "sandboxId",
+                                  sbx ? sbx->name : ""));
+    catalog_unlock(e->cat);
+    int64_t created = cur ? cur->created : now;
+    int64_t version = cur ? json_integer_value(json_object_get(cur->doc, "version")) + 1 : 1;
+    json_object_set_new(doc, "creationTime", json_integer(created));
+    json_object_set_new(doc, "updateTime", json_integer(now));
+    json_object_set_new(doc, "updateEpoch", json_integer(now / 1000));
+    json_object_set_new(doc, "version", json_integer(version));
+    json_object_set_new(doc, "type", json_string("SegmentDefinition"));
+    derive(doc, prog);
+    char *ser = kith_json_dumps(doc, JSON_COMPACT);
+    store_key k;
+    meta_key(&k, sb, id);
+    store_batch_put(b, STORE_CF_META, k.b, k.n, ser, strlen(ser));
+    free(ser);
+    segdef *d = kith_xcalloc(1, sizeof *d);
+    d->sb = sb;
+    snprintf(d->id, sizeof d->id, "%s", id);
+    d->doc = json_incref(doc);
+    d->prog = prog;
+    d->mode = pql_program_deps(prog)->mode;
+    d->created = created;
+    cache_put(s, d);
+    res->status = create ? 201 : 200;
+    res->doc = doc;
+    return 0;
+}
+
+int segdef_delete(kith_engine *e, store_batch *b, uint32_t sb, const char *id, char *detail,
+                  size_t cap)
+{
+    struct segsvc *s = svc_of(e);
+    segdef *d = svc_def_find(s, sb, id);
+    if (!d) return KITH_ENOTFOUND;
+    for (size_t i = 0; i < s->n; i++) {
+        segdef *o = s->v[i];
+        if (o->sb != sb || o == d || !o->prog) continue;
+        const pql_deps *dp = pql_program_deps(o->prog);
+        for (size_t j = 0; j < dp->n_segments; j++) {
+            if (strcmp(dp->segments[j], id) == 0) {
+                snprintf(detail, cap, "segment definition \"%s\" uses it (inSegment)", o->id);
+                return KITH_ECONFLICT;
+            }
+        }
+    }
+    store_key k;
+    meta_key(&k, sb, id);
+    store_batch_delete(b, STORE_CF_META, k.b, k.n);
+    svc_membership_drop_segment(e, b, sb, id);
+    pthread_rwlock_wrlock(&s->lock);
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->v[i] == d) {
+            memmove(&s->v[i], &s->v[i + 1], (s->n - i - 1) * sizeof *s->v);
+            s->n--;
+            break;
+        }
+    }
+    pthread_rwlock_unlock(&s->lock);
+    def_free(d);
+    return 0;
+}
+
+json_t *segdef_get(kith_engine *e, uint32_t sb, const char *id)
+{
+    struct segsvc *s = svc_of(e);
+    pthread_rwlock_rdlock(&s->lock);
+    segdef *d = svc_def_find(s, sb, id);
+    json_t *doc = d ? json_deep_copy(d->doc) : NULL;
+    pthread_rwlock_unlock(&s->lock);
+    return doc;
+}
+
+json_t *segdef_list(kith_engine *e, uint32_t sb)
+{
+    struct segsvc *s = svc_of(e);
+    json_t *arr = json_array();
+    pthread_rwlock_rdlock(&s->lock);
+    for (size_t i = 0; i < s->n; i++)
+        if (s->v[i]->sb == sb) json_array_append_new(arr, json_deep_copy(s->v[i]->doc));
+    pthread_rwlock_unlock(&s->lock);
+    return arr;
+}
+
+bool segdef_find_name(kith_engine *e, uint32_t sb, const char *name, char *out)
+{
+    struct segsvc *s = svc_of(e);
+    bool found = false;
+    pthread_rwlock_rdlock(&s->lock);
+    for (size_t i = 0; i < s->n && !found; i++) {
+        const char *n = json_string_value(json_object_get(s->v[i]->doc, "name"));
+        if (s->v[i]->sb == sb && n && strcmp(n, name) == 0) {
+            snprintf(out, SEGDEF_ID_LEN + 1, "%s", s->v[i]->id);
+            found = true;
+        }
+    }
+    pthread_rwlock_unlock(&s->lock);
+    return found;
+}
+
+/* --- load --- */
+
+static int by_created(const void *a, const void *b)
+{
+    const segdef *x = *(segdef *const *)a, *y = *(segdef *const *)b;
+    if (x->created != y->created) return x->created < y->created ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+/* Loads every stored definition and compiles them in creation order (a segment only refers to
+ * older ones). A definition that no longer compiles is kept without a program (not evaluated). */
+int svc_defs_load(struct segsvc *s)
+{
+    store_iter *it = store_iter_new(s->e->store, NULL, STORE_CF_META, "", 0);
+    for (; store_iter_valid(it); store_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *k = store_iter_key(it, &kl);
+        if (kl != 5 + SEGDEF_ID_LEN || k[4] != SEGDEF_META_KIND) continue;
+        const uint8_t *v = store_iter_value(it, &vl);
+        json_t *doc = json_loadb((const char *)v, vl, 0, NULL);
+        if (!doc) continue;
+        segdef *d = kith_xcalloc(1, sizeof *d);
+        d->sb = kith_get_be32(k);
+        memcpy(d->id, k + 5, SEGDEF_ID_LEN);
+        d->doc = doc;
+        d->created = json_integer_value(json_object_get(doc, "creationTime"));
+        d->mode = PQL_MODE_BATCH;
+        if (s->n == s->cap) {
+            s->cap = s->cap ? s->cap * 2 : 32;
+            s->v = kith_xrealloc(s->v, s->cap * sizeof *s->v);
+        }
+        s->v[s->n++] = d;
+    }
+    store_iter_free(it);
+    qsort(s->v, s->n, sizeof *s->v, by_created);
+    for (size_t i = 0; i < s->n; i++) {
+        segdef *d = s->v[i];
+        const char *text =
+            json_string_value(json_object_get(json_object_get(d->doc, "expression"), "value"));
+        pql_error err;
+        if (text && compile_for(s, d->sb, d->id, text, &d->prog, &err) == 0)
+            d->mode = pql_program_deps(d->prog)->mode;
+        else
+            kith_log(KITH_LOG_WARN, "segment", "definition %s no longer compiles: %s", d->id,
+                     text ? err.message : "no expression");
+    }
+    return 0;
+}

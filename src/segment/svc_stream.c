@@ -1,0 +1,663 @@
+/* kith streaming segmentation: the clusters a group touched are re-evaluated at the end of the
+ * group, on the apply thread, before the group is acknowledged; membership goes to the segidx CF,
+ * and the next instant an answer can change by itself to the timer CF, which a timer thread drains
+ * through the apply thread (see kith/segsvc.h for the keys). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kith/jalloc.h"
+#include "svc_int.h"
+
+#define TS_BIAS 0x8000000000000000ull
+#define PENDING_KEEP_MS 10000 /* events older than this (by arrival) are surely written */
+#define TIMER_BATCH 10000
+
+struct pending_ev {
+    uint32_t sb;
+    uint64_t identity;
+    int64_t ts, added;
+    char *event_id;
+    char *json;
+    size_t len;
+};
+
+/* --- lifecycle --- */
+
+static void *timer_main(void *arg);
+static int on_cluster_change(void *arg, store_batch *b, const cluster_change *v, size_t n);
+
+int segsvc_init(kith_engine *e)
+{
+    struct segsvc *s = kith_xcalloc(1, sizeof *s);
+    s->e = e;
+    pthread_rwlock_init(&s->lock, NULL);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->ev = pql_evaluator_new(NULL);
+    s->pbuckets = 1u << 14;
+    s->phead = kith_xcalloc(s->pbuckets, sizeof *s->phead);
+    memset(s->phead, 0xff, s->pbuckets * sizeof *s->phead);
+    e->segsvc = s;
+    svc_defs_load(s);
+    engine_on_cluster_change(e, on_cluster_change, e);
+    if (pthread_create(&s->timer, NULL, timer_main, s) == 0) s->timer_started = true;
+    return 0;
+}
+
+void segsvc_stop(kith_engine *e)
+{
+    struct segsvc *s = e ? svc_of(e) : NULL;
+    if (!s || !s->timer_started) return;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->timer, NULL);
+    s->timer_started = false;
+}
+
+static void pending_clear(struct segsvc *s)
+{
+    for (size_t i = 0; i < s->npend; i++) {
+        free(s->pend[i].event_id);
+        free(s->pend[i].json);
+    }
+    s->npend = 0;
+}
+
+void segsvc_free(kith_engine *e)
+{
+    struct segsvc *s = e ? svc_of(e) : NULL;
+    if (!s) return;
+    segsvc_stop(e);
+    svc_defs_free(s);
+    pending_clear(s);
+    free(s->pend);
+    free(s->pnext);
+    free(s->phead);
+    free(s->t);
+    pql_evaluator_free(s->ev);
+    pthread_rwlock_destroy(&s->lock);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+    e->segsvc = NULL;
+}
+
+void segsvc_get_stats(kith_engine *e, segsvc_stats *out)
+{
+    struct segsvc *s = svc_of(e);
+    memset(out, 0, sizeof *out);
+    if (!s) return;
+    out->evaluations = s->evaluations;
+    out->realized = s->realized;
+    out->exited = s->exited;
+    out->timers_fired = s->timers_fired;
+    out->timers_set = s->timers_set;
+}
+
+/* --- what a group touched --- */
+
+static bool sandbox_has_streaming(struct segsvc *s, uint32_t sb)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (s->v[i]->sb == sb && s->v[i]->prog && s->v[i]->mode != PQL_MODE_BATCH) return true;
+    return false;
+}
+
+void segsvc_touch(kith_engine *e, uint32_t sb, uint64_t cluster, unsigned what)
+{
+    struct segsvc *s = svc_of(e);
+    if (!s) return;
+    if (s->nt && s->t[s->nt - 1].sb == sb && s->t[s->nt - 1].cluster == cluster) {
+        s->t[s->nt - 1].what |= what;
+        return;
+    }
+    if (s->nt == s->capt) {
+        s->capt = s->capt ? s->capt * 2 : 256;
+        s->t = kith_xrealloc(s->t, s->capt * sizeof *s->t);
+    }
+    s->t[s->nt++] = (struct touched){sb, cluster, what};
+}
+
+static size_t bucket_of(struct segsvc *s, uint32_t sb, uint64_t identity)
+{
+    uint64_t h = (identity ^ ((uint64_t)sb << 40)) * 0x9E3779B97F4A7C15ull;
+    return (size_t)(h >> 32) & (s->pbuckets - 1);
+}
+
+static void pending_rebuild(struct segsvc *s)
+{
+    memset(s->phead, 0xff, s->pbuckets * sizeof *s->phead);
+    for (size_t i = 0; i < s->npend; i++) {
+        size_t bk = bucket_of(s, s->pend[i].sb, s->pend[i].identity);
+        s->pnext[i] = s->phead[bk];
+        s->phead[bk] = (int32_t)i;
+    }
+}
+
+/* Drops the pending events older than PENDING_KEEP_MS (their blind appends are written by now). */
+static void pending_prune(struct segsvc *s, int64_t now)
+{
+    if (now - s->last_prune < 1000) return;
+    s->last_prune = now;
+    size_t k = 0;
+    for (size_t i = 0; i < s->npend; i++) {
+        if (now - s->pend[i].added > PENDING_KEEP_MS) {
+            free(s->pend[i].event_id);
+            free(s->pend[i].json);
+        } else {
+            s->pend[k++] = s->pend[i];
+        }
+    }
+    if (k != s->npend) {
+        s->npend = k;
+        pending_rebuild(s);
+    }
+}
+
+void segsvc_note_apply(kith_engine *e, uint32_t sb, uint64_t cluster, uint64_t identity,
+                       bool is_event, int64_t ts, const char *event_id, const char *json,
+                       size_t len)
+{
+    struct segsvc *s = svc_of(e);
+    if (!s || !sandbox_has_streaming(s, sb)) return;
+    segsvc_touch(e, sb, cluster, is_event ? SEGSVC_TOUCH_EVENT : SEGSVC_TOUCH_PROFILE);
+    if (!is_event) return;
+    /* Events are blind appends written by the syncer: remember them until surely written. */
+    if (s->npend == s->cappend) {
+        s->cappend = s->cappend ? s->cappend * 2 : 1024;
+        s->pend = kith_xrealloc(s->pend, s->cappend * sizeof *s->pend);
+        s->pnext = kith_xrealloc(s->pnext, s->cappend * sizeof *s->pnext);
+    }
+    size_t i = s->npend++;
+    struct pending_ev *p = &s->pend[i];
+    p->sb = sb;
+    p->identity = identity;
+    p->ts = ts;
+    p->added = kith_now_ms();
+    p->event_id = kith_xstrdup(event_id);
+    p->json = kith_xmalloc(len + 1);
+    memcpy(p->json, json, len);
+    p->json[len] = 0;
+    p->len = len;
+    size_t bk = bucket_of(s, sb, identity);
+    s->pnext[i] = s->phead[bk];
+    s->phead[bk] = (int32_t)i;
+}
+
+static int on_cluster_change(void *arg, store_batch *b, const cluster_change *v, size_t n)
+{
+    kith_engine *e = arg;
+    struct segsvc *s = svc_of(e);
+    if (!s) return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!sandbox_has_streaming(s, v[i].sandbox) && !v[i].gone) continue;
+        if (v[i].gone) {
+            /* The cluster merged away: its memberships go (the surviving cluster is re-evaluated).
+             */
+            store_key k;
+            skey_init(&k, v[i].sandbox);
+            skey_u8(&k, 0);
+            skey_u64(&k, v[i].cluster);
+            store_iter *it = store_iter_new(e->store, b, STORE_CF_SEGIDX, k.b, k.n);
+            for (; store_iter_valid(it); store_iter_next(it)) {
+                size_t kl, vl;
+                const uint8_t *key = store_iter_key(it, &kl);
+                const uint8_t *val = store_iter_value(it, &vl);
+                if (kl != 13 + SEGDEF_ID_LEN) continue;
+                store_key a;
+                skey_init(&a, v[i].sandbox);
+                skey_bytes(&a, key + 13, SEGDEF_ID_LEN);
+                skey_u64(&a, v[i].cluster);
+                store_batch_delete(b, STORE_CF_SEGIDX, a.b, a.n);
+                if (vl >= 17 && kith_get_be64(val + 9)) {
+                    store_key t;
+                    skey_init(&t, v[i].sandbox);
+                    skey_u64(&t, kith_get_be64(val + 9));
+                    skey_u64(&t, v[i].cluster);
+                    skey_bytes(&t, key + 13, SEGDEF_ID_LEN);
+                    store_batch_delete(b, STORE_CF_TIMER, t.b, t.n);
+                }
+                store_batch_delete(b, STORE_CF_SEGIDX, key, kl);
+            }
+            store_iter_free(it);
+        } else {
+            segsvc_touch(e, v[i].sandbox, v[i].cluster, SEGSVC_TOUCH_PROFILE);
+        }
+    }
+    return 0;
+}
+
+/* --- membership state --- */
+
+typedef struct seg_state {
+    int status;
+    int64_t lqt, due;
+} seg_state;
+
+static void idx_key(store_key *k, uint32_t sb, const char *seg, uint64_t cluster)
+{
+    skey_init(k, sb);
+    skey_bytes(k, seg, SEGDEF_ID_LEN);
+    skey_u64(k, cluster);
+}
+
+static void rev_key(store_key *k, uint32_t sb, uint64_t cluster, const char *seg)
+{
+    skey_init(k, sb);
+    skey_u8(k, 0);
+    skey_u64(k, cluster);
+    skey_bytes(k, seg, SEGDEF_ID_LEN);
+}
+
+static void timer_key(store_key *k, uint32_t sb, int64_t due, uint64_t cluster, const char *seg)
+{
+    skey_init(k, sb);
+    skey_u64(k, (uint64_t)due);
+    skey_u64(k, cluster);
+    skey_bytes(k, seg, SEGDEF_ID_LEN);
+}
+
+static seg_state state_get(kith_engine *e, store_batch *b, uint32_t sb, const char *seg,
+                           uint64_t cluster)
+{
+    seg_state st = {0};
+    store_key k;
+    idx_key(&k, sb, seg, cluster);
+    kith_buf v = {0};
+    if (store_batch_get(e->store, b, STORE_CF_SEGIDX, k.b, k.n, &v) == 0 && v.len >= 17) {
+        const uint8_t *p = (const uint8_t *)v.data;
+        st.status = p[0];
+        st.lqt = (int64_t)kith_get_be64(p + 1);
+        st.due = (int64_t)kith_get_be64(p + 9);
+    }
+    kith_buf_free(&v);
+    return st;
+}
+
+static void state_put(kith_engine *e, store_batch *b, uint32_t sb, const char *seg,
+                      uint64_t cluster, const seg_state *st)
+{
+    (void)e;
+    store_key k, r;
+    idx_key(&k, sb, seg, cluster);
+    rev_key(&r, sb, cluster, seg);
+    if (st->status == SEG_NONE && st->due == 0) {
+        store_batch_delete(b, STORE_CF_SEGIDX, k.b, k.n);
+        store_batch_delete(b, STORE_CF_SEGIDX, r.b, r.n);
+        return;
+    }
+    uint8_t v[17];
+    v[0] = (uint8_t)st->status;
+    kith_put_be64(v + 1, (uint64_t)st->lqt);
+    kith_put_be64(v + 9, (uint64_t)st->due);
+    store_batch_put(b, STORE_CF_SEGIDX, k.b, k.n, v, sizeof v);
+    store_batch_put(b, STORE_CF_SEGIDX, r.b, r.n, v, sizeof v);
+}
+
+void svc_membership_drop_segment(kith_engine *e, store_batch *b, uint32_t sb, const char *id)
+{
+    store_key p;
+    skey_init(&p, sb);
+    skey_bytes(&p, id, SEGDEF_ID_LEN);
+    store_iter *it = store_iter_new(e->store, b, STORE_CF_SEGIDX, p.b, p.n);
+    for (; store_iter_valid(it); store_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *key = store_iter_key(it, &kl);
+        const uint8_t *val = store_iter_value(it, &vl);
+        if (kl != p.n + 8) continue;
+        uint64_t cluster = kith_get_be64(key + p.n);
+        store_key r;
+        rev_key(&r, sb, cluster, id);
+        store_batch_delete(b, STORE_CF_SEGIDX, r.b, r.n);
+        if (vl >= 17 && kith_get_be64(val + 9)) {
+            store_key t;
+            timer_key(&t, sb, (int64_t)kith_get_be64(val + 9), cluster, id);
+            store_batch_delete(b, STORE_CF_TIMER, t.b, t.n);
+        }
+        store_batch_delete(b, STORE_CF_SEGIDX, key, kl);
+    }
+    store_iter_free(it);
+}
+
+json_t *segsvc_membership(kith_engine *e, uint32_t sb, uint64_t cluster)
+{
+    if (!svc_of(e)) return NULL;
+    store_key p;
+    skey_init(&p, sb);
+    skey_u8(&p, 0);
+    skey_u64(&p, cluster);
+    json_t *ups = NULL;
+    store_iter *it = store_iter_new(e->store, NULL, STORE_CF_SEGIDX, p.b, p.n);
+    for (; store_iter_valid(it); store_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *key = store_iter_key(it, &kl);
+        const uint8_t *val = store_iter_value(it, &vl);
+        if (kl != p.n + SEGDEF_ID_LEN || vl < 17 || val[0] == SEG_NONE) continue;
+        char id[SEGDEF_ID_LEN + 1], ts[40];
+        memcpy(id, key + p.n, SEGDEF_ID_LEN);
+        id[SEGDEF_ID_LEN] = 0;
+        kith_time_format((int64_t)kith_get_be64(val + 1), ts, sizeof ts);
+        if (!ups) ups = json_object();
+        json_object_set_new(ups, id,
+                            json_pack("{s:s, s:s}", "status", seg_status_name(val[0]),
+                                      "lastQualificationTime", ts));
+    }
+    store_iter_free(it);
+    return ups ? json_pack("{s:o}", "ups", ups) : NULL;
+}
+
+/* --- evaluation --- */
+
+struct ev_item {
+    int64_t ts;
+    uint64_t identity;
+    const char *id;
+    const char *json;
+    size_t len;
+    char *owned; /* for store-read events */
+};
+
+static int ev_cmp(const void *a, const void *b)
+{
+    const struct ev_item *x = a, *y = b;
+    if (x->ts != y->ts) return x->ts < y->ts ? -1 : 1;
+    if (x->identity != y->identity) return x->identity < y->identity ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+/* The events of a cluster's members at or after since (ms; INT64_MIN = all), committed plus those
+ * appended recently, sorted by timestamp, as a JSON array (owned). */
+static json_t *cluster_events(struct segsvc *s, uint32_t sb, const cluster_members *m,
+                              int64_t since)
+{
+    kith_engine *e = s->e;
+    struct ev_item *v = NULL;
+    size_t n = 0, cap = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        store_key k;
+        skey_init(&k, sb);
+        skey_u64(&k, m->v[i].id);
+        size_t plen = k.n;
+        store_iter *it = store_iter_new(e->store, NULL, STORE_CF_EVENT, k.b, plen);
+        if (since != INT64_MIN) {
+            skey_u64(&k, (uint64_t)since + TS_BIAS);
+            store_iter_seek(it, k.b, k.n);
+        }
+        for (; store_iter_valid(it); store_iter_next(it)) {
+            size_t kl, vl;
+            const uint8_t *key = store_iter_key(it, &kl);
+            const uint8_t *val = store_iter_value(it, &vl);
+            if (kl < plen + 8 || vl < 8 + KITH_ID_LEN) continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 64;
+                v = kith_xrealloc(v, cap * sizeof *v);
+            }
+            size_t idl = kl - plen - 8, jl = vl - 8 - KITH_ID_LEN;
+            char *own = kith_xmalloc(idl + 1 + jl + 1);
+            memcpy(own, key + plen + 8, idl);
+            own[idl] = 0;
+            memcpy(own + idl + 1, val + 8 + KITH_ID_LEN, jl);
+            own[idl + 1 + jl] = 0;
+            v[n++] = (struct ev_item){(int64_t)(kith_get_be64(key + plen) - TS_BIAS),
+                                      m->v[i].id,
+                                      own,
+                                      own + idl + 1,
+                                      jl,
+                                      own};
+        }
+        store_iter_free(it);
+        for (int32_t j = s->phead[bucket_of(s, sb, m->v[i].id)]; j >= 0; j = s->pnext[j]) {
+            struct pending_ev *p = &s->pend[j];
+            if (p->sb != sb || p->identity != m->v[i].id || p->ts < since) continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 64;
+                v = kith_xrealloc(v, cap * sizeof *v);
+            }
+            v[n++] = (struct ev_item){p->ts, p->identity, p->event_id, p->json, p->len, NULL};
+        }
+    }
+    if (n > 1) qsort(v, n, sizeof *v, ev_cmp);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && ev_cmp(&v[i], &v[i - 1]) == 0) continue; /* written and still pending */
+        json_t *ev = json_loadb(v[i].json, v[i].len, 0, NULL);
+        if (ev) json_array_append_new(arr, ev);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(v[i].owned);
+    free(v);
+    return arr;
+}
+
+struct inseg_ctx {
+    kith_engine *e;
+    store_batch *b;
+    uint32_t sb;
+    uint64_t cluster;
+};
+
+static bool in_segment_cb(void *arg, const char *id)
+{
+    struct inseg_ctx *c = arg;
+    if (strlen(id) != SEGDEF_ID_LEN) return false;
+    seg_state st = state_get(c->e, c->b, c->sb, id, c->cluster);
+    return st.status == SEG_REALIZED || st.status == SEG_EXISTING;
+}
+
+static bool wants(const segdef *d, unsigned what)
+{
+    if (!d->prog || d->mode == PQL_MODE_BATCH) return false;
+    const pql_deps *dp = pql_program_deps(d->prog);
+    if (what & (SEGSVC_TOUCH_PROFILE | SEGSVC_TOUCH_TIMER)) return true;
+    return dp->reads_events || dp->n_segments > 0;
+}
+
+/* Re-evaluates the streaming segments of one cluster that what concerns. */
+static int eval_cluster(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t cluster,
+                        unsigned what, int64_t now)
+{
+    kith_engine *e = s->e;
+    bool any = false, events = false;
+    int64_t lookback = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        segdef *d = s->v[i];
+        if (d->sb != sb || !wants(d, what)) continue;
+        any = true;
+        const pql_deps *dp = pql_program_deps(d->prog);
+        if (dp->reads_events) {
+            events = true;
+            if (dp->lookback_ms < 0 || lookback < 0)
+                lookback = -1;
+            else if (dp->lookback_ms > lookback)
+                lookback = dp->lookback_ms;
+        }
+    }
+    if (!any) return 0;
+    cluster_members m;
+    int rc = identity_members(e, b, sb, cluster, &m);
+    if (rc == KITH_ENOTFOUND) return 0;
+    if (rc) return rc;
+    json_t *profile = NULL, *evs = NULL;
+    store_key pk;
+    skey_init(&pk, sb);
+    skey_u64(&pk, cluster);
+    kith_buf pv = {0};
+    if (store_batch_get(e->store, b, STORE_CF_PROFILE, pk.b, pk.n, &pv) == 0) {
+        json_t *view = json_loadb(pv.data, pv.len, 0, NULL);
+        profile = json_incref(json_object_get(view, "entity"));
+        json_decref(view);
+    }
+    kith_buf_free(&pv);
+    if (events) {
+        /* A day of slack: calendar-relative windows (today, this month) reach a little further
+         * back than their nominal length. */
+        int64_t since = lookback < 0 ? INT64_MIN : now - lookback - 86400000LL * 2;
+        evs = cluster_events(s, sb, &m, since);
+    }
+    struct inseg_ctx ic = {e, b, sb, cluster};
+    pql_input in = {
+        .profile = profile, .events = evs, .now_ms = now, .in_segment = in_segment_cb, .arg = &ic};
+    for (size_t i = 0; i < s->n; i++) {
+        segdef *d = s->v[i];
+        if (d->sb != sb || !wants(d, what)) continue;
+        pql_result res;
+        int erc = pql_eval(s->ev, d->prog, &in, &res);
+        s->evaluations++;
+        if (erc) {
+            kith_log(KITH_LOG_WARN, "segment", "segment %s: evaluation budget exceeded", d->id);
+            continue;
+        }
+        seg_state old = state_get(e, b, sb, d->id, cluster), st = old;
+        if (res.match) {
+            if (old.status == SEG_NONE || old.status == SEG_EXITED) {
+                st.status = SEG_REALIZED;
+                st.lqt = now;
+                s->realized++;
+            } else if (old.status == SEG_REALIZED && !(what & SEGSVC_TOUCH_TIMER)) {
+                st.status = SEG_EXISTING;
+            }
+        } else if (old.status == SEG_REALIZED || old.status == SEG_EXISTING) {
+            st.status = SEG_EXITED;
+            st.lqt = now;
+            s->exited++;
+        }
+        st.due = res.next_change_ms == PQL_NEVER ? 0 : res.next_change_ms;
+        if (st.due && st.due <= now) st.due = now + 1;
+        if (st.status == old.status && st.lqt == old.lqt && st.due == old.due) continue;
+        if (old.due != st.due) {
+            store_key t;
+            if (old.due) {
+                timer_key(&t, sb, old.due, cluster, d->id);
+                store_batch_delete(b, STORE_CF_TIMER, t.b, t.n);
+            }
+            if (st.due) {
+                timer_key(&t, sb, st.due, cluster, d->id);
+                store_batch_put(b, STORE_CF_TIMER, t.b, t.n, "", 0);
+                s->timers_set++;
+            }
+        }
+        state_put(e, b, sb, d->id, cluster, &st);
+    }
+    json_decref(profile);
+    json_decref(evs);
+    cluster_members_free(&m);
+    return 0;
+}
+
+static int touched_cmp(const void *a, const void *b)
+{
+    const struct touched *x = a, *y = b;
+    if (x->sb != y->sb) return x->sb < y->sb ? -1 : 1;
+    if (x->cluster != y->cluster) return x->cluster < y->cluster ? -1 : 1;
+    return 0;
+}
+
+int segsvc_flush_group(kith_engine *e, store_batch *b)
+{
+    struct segsvc *s = svc_of(e);
+    if (!s) return 0;
+    int64_t now = kith_now_ms();
+    pending_prune(s, now);
+    if (s->nt == 0) return 0;
+    qsort(s->t, s->nt, sizeof *s->t, touched_cmp);
+    int rc = 0;
+    for (size_t i = 0; i < s->nt && rc == 0;) {
+        size_t j = i;
+        unsigned what = 0;
+        while (j < s->nt && touched_cmp(&s->t[i], &s->t[j]) == 0)
+            what |= s->t[j++].what;
+        rc = eval_cluster(s, b, s->t[i].sb, s->t[i].cluster, what, now);
+        i = j;
+    }
+    s->nt = 0;
+    return rc;
+}
+
+/* --- timers --- */
+
+struct timer_item {
+    uint8_t key[4 + 8 + 8 + SEGDEF_ID_LEN];
+};
+struct timer_call {
+    kith_engine *e;
+    struct timer_item *v;
+    size_t n;
+};
+
+static int timer_fire_fn(void *ctx, store_batch *b)
+{
+    struct timer_call *c = ctx;
+    struct segsvc *s = svc_of(c->e);
+    for (size_t i = 0; i < c->n; i++) {
+        const uint8_t *k = c->v[i].key;
+        kith_buf v = {0};
+        int rc = store_batch_get(c->e->store, b, STORE_CF_TIMER, k, sizeof c->v[i].key, &v);
+        kith_buf_free(&v);
+        if (rc) continue; /* rescheduled or dropped meanwhile */
+        store_batch_delete(b, STORE_CF_TIMER, k, sizeof c->v[i].key);
+        s->timers_fired++;
+        segsvc_touch(c->e, kith_get_be32(k), kith_get_be64(k + 12), SEGSVC_TOUCH_TIMER);
+    }
+    return 0;
+}
+
+/* Collects due timers (at most TIMER_BATCH); returns the earliest future due (or INT64_MAX). */
+static int64_t timers_due(kith_engine *e, int64_t now, struct timer_call *c)
+{
+    int64_t next = INT64_MAX;
+    store_iter *it = store_iter_new(e->store, NULL, STORE_CF_TIMER, "", 0);
+    while (store_iter_valid(it) && c->n < TIMER_BATCH) {
+        size_t kl;
+        const uint8_t *k = store_iter_key(it, &kl);
+        if (kl != sizeof c->v[0].key) {
+            store_iter_next(it);
+            continue;
+        }
+        int64_t due = (int64_t)kith_get_be64(k + 4);
+        if (due <= now) {
+            memcpy(c->v[c->n++].key, k, kl);
+            store_iter_next(it);
+            continue;
+        }
+        if (due < next) next = due;
+        uint32_t sb = kith_get_be32(k);
+        if (sb == UINT32_MAX) break;
+        uint8_t nk[4];
+        kith_put_be32(nk, sb + 1);
+        store_iter_seek(it, nk, 4);
+    }
+    store_iter_free(it);
+    return next;
+}
+
+static void *timer_main(void *arg)
+{
+    struct segsvc *s = arg;
+    struct timer_call c = {s->e, kith_xcalloc(TIMER_BATCH, sizeof(struct timer_item)), 0};
+    pthread_mutex_lock(&s->mu);
+    while (!s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        int64_t now = kith_now_ms();
+        c.n = 0;
+        int64_t next = timers_due(s->e, now, &c);
+        if (c.n) apply_call(s->e->apply, timer_fire_fn, &c, false);
+        int64_t wait = c.n == TIMER_BATCH ? 0 : next == INT64_MAX ? 200 : next - kith_now_ms();
+        if (wait > 200) wait = 200; /* new timers may have been set meanwhile */
+        pthread_mutex_lock(&s->mu);
+        if (wait > 0 && !s->stopping) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += (long)(wait % 1000) * 1000000L;
+            ts.tv_sec += wait / 1000 + ts.tv_nsec / 1000000000L;
+            ts.tv_nsec %= 1000000000L;
+            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    free(c.v);
+    return NULL;
+}
