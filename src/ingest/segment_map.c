@@ -77,16 +77,22 @@ static void set_path(json_t *obj, const char *const *keys, size_t n, json_t *v)
     set_path((obj), (const char *const[]){__VA_ARGS__},                                            \
              sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *), (v))
 
+#define TIME_MIN (-62135596800000LL) /* 0001-01-01T00:00:00Z */
+#define TIME_MAX (253402300799999LL) /* 9999-12-31T23:59:59.999Z */
+
 /* The message time in ms (see the header). */
 static int64_t message_time(const json_t *msg, int64_t received)
 {
     int64_t t, orig, sent;
     const char *ts = json_string_value(json_object_get(msg, "timestamp"));
-    if (ts && kith_time_parse(ts, &t) == 0) return t;
+    if (ts && kith_time_parse(ts, &t) == 0 && t >= TIME_MIN && t <= TIME_MAX) return t;
     const char *os = json_string_value(json_object_get(msg, "originalTimestamp"));
-    if (os && kith_time_parse(os, &orig) == 0) {
+    if (os && kith_time_parse(os, &orig) == 0 && orig >= TIME_MIN && orig <= TIME_MAX) {
         const char *ss = json_string_value(json_object_get(msg, "sentAt"));
-        if (ss && kith_time_parse(ss, &sent) == 0) return orig + (received - sent);
+        /* A skew correction that leaves years 1..9999 is nonsense: keep the client's time. */
+        if (ss && kith_time_parse(ss, &sent) == 0 && sent > TIME_MIN && sent < TIME_MAX &&
+            orig + (received - sent) >= TIME_MIN && orig + (received - sent) <= TIME_MAX)
+            return orig + (received - sent);
         return orig;
     }
     return received;

@@ -145,6 +145,13 @@ static void test_track(void **state)
     /* received (10:00:00) - sentAt (09:59:30) = +30 s on 09:59:00 */
     assert_string_equal(str_at(e, "timestamp"), "2024-05-01T09:59:30Z");
     json_decref(e);
+    /* A skew correction that would leave years 1..9999 keeps the client's time (found by
+     * fuzz_segment: the timestamp could not be parsed back). */
+    e = map_ok("{\"event\":\"E\",\"userId\":7,\"messageId\":\"m\",\"originalTimestamp\":"
+               "\"0252-05-01T10:00:00Z\",\"sentAt\":\"5675-05-01T10:00:01Z\"}",
+               SEGMENT_TRACK, &ev);
+    assert_string_equal(str_at(e, "timestamp"), "0252-05-01T10:00:00Z");
+    json_decref(e);
     /* No time at all: the receive time. */
     e = map_ok("{\"event\":\"E\",\"userId\":\"u\",\"messageId\":\"m\"}", SEGMENT_TRACK, &ev);
     assert_string_equal(str_at(e, "timestamp"), "2024-05-01T10:00:00Z");
