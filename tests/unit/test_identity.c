@@ -517,6 +517,75 @@ static void test_property_components(void **state)
     }
 }
 
+
+/* Property test under rules: with CRMID unique and maxIdentities 6, random links between CRMIDs and
+ * ECIDs leave every cluster (1) exactly the connected component of its remaining edges, (2) with at
+ * most one CRMID, (3) with at most 6 identities. */
+static void test_property_rules_invariants(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(put_rules(f, "{\"uniqueNamespaces\":[\"CRMID\"],\"maxIdentities\":6}", NULL), 0);
+    enum { NC = 8, NE = 30, STEPS = 400 };
+    srand(7);
+    char crm[32], ecid[40];
+    for (int step = 0; step < STEPS; step++) {
+        int a = rand() % NC, c = rand() % NE;
+        snprintf(crm, sizeof crm, "rc%d", a);
+        snprintf(ecid, sizeof ecid, "%038d", c + 1);
+        if (rand() % 3 == 0) {
+            /* ECID to ECID (an anonymous device pair) */
+            char e2[40];
+            snprintf(e2, sizeof e2, "%038d", rand() % NE + 1);
+            if (strcmp(e2, ecid) != 0) {
+                char rec[512];
+                snprintf(rec, sizeof rec, "{\"identityMap\":{\"ECID\":[{\"id\":\"%s\",\"primary\":true},{\"id\":\"%s\"}]}}", ecid, e2);
+                assert_int_equal(ingest(f, f->ds_crm, rec, NULL), 0);
+            }
+        } else {
+            assert_int_equal(rec2(f, "CRMID", crm, "ECID", ecid), 0);
+        }
+        if (rand() % 10 == 0) unlink2(f, "CRMID", crm, "ECID", ecid);
+    }
+    assert_true(atomic_load(&f->e->m.links_refused) > 20); /* the rules did remove links */
+    for (int i = 0; i < NE; i++) {
+        snprintf(ecid, sizeof ecid, "%038d", i + 1);
+        int err = 0;
+        json_t *x = identity_explain(f->e, 1, nsid(f, "ECID"), ecid, 38, &err);
+        if (!x) continue;
+        json_t *members = json_object_get(x, "members"), *edges = json_object_get(x, "edges");
+        size_t n = json_array_size(members), j, k;
+        assert_true(n <= 6);
+        int crms = 0;
+        json_t *m;
+        json_array_foreach(members, j, m) crms +=
+            strcmp(json_string_value(json_object_get(m, "namespace")), "CRMID") == 0;
+        assert_true(crms <= 1);
+        /* BFS over the edges from member 0 reaches every member, and every edge is inside. */
+        bool reached[64] = {false};
+        reached[0] = true;
+        for (bool grew = true; grew;) {
+            grew = false;
+            json_t *ed;
+            json_array_foreach(edges, k, ed)
+            {
+                const char *fx = json_string_value(json_object_get(json_object_get(ed, "from"), "xid"));
+                const char *tx = json_string_value(json_object_get(json_object_get(ed, "to"), "xid"));
+                int fi = -1, ti = -1;
+                json_array_foreach(members, j, m)
+                {
+                    const char *mx = json_string_value(json_object_get(m, "xid"));
+                    if (strcmp(mx, fx) == 0) fi = (int)j;
+                    if (strcmp(mx, tx) == 0) ti = (int)j;
+                }
+                assert_true(fi >= 0 && ti >= 0);
+                if (reached[fi] != reached[ti]) reached[fi] = reached[ti] = grew = true;
+            }
+        }
+        for (j = 0; j < n; j++) assert_true(reached[j]);
+        json_decref(x);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -528,6 +597,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_one_event_per_cluster_per_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_stored_under_priority, setup, teardown),
         cmocka_unit_test_setup_teardown(test_property_components, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_property_rules_invariants, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
