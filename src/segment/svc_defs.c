@@ -407,7 +407,7 @@ int svc_defs_load(struct segsvc *s)
         s->v[s->n++] = d;
     }
     store_iter_free(it);
-    qsort(s->v, s->n, sizeof *s->v, by_created);
+    if (s->n > 1) qsort(s->v, s->n, sizeof *s->v, by_created);
     for (size_t i = 0; i < s->n; i++) {
         segdef *d = s->v[i];
         const char *text =
