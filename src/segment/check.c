@@ -291,8 +291,11 @@ static bool is_elem_field(const pql_node *n, const char *name, int slot, const c
 static bool event_types_of(checker *c, const pql_node *p, int slot, const char *var)
 {
     if (!p) return false;
-    if (p->kind == N_BIN && p->op == B_AND)
-        return event_types_of(c, p->a, slot, var) | event_types_of(c, p->b, slot, var);
+    if (p->kind == N_BIN && p->op == B_AND) {
+        bool l = event_types_of(c, p->a, slot, var); /* both sides collect */
+        bool r = event_types_of(c, p->b, slot, var);
+        return l || r;
+    }
     if (p->kind == N_BIN && p->op == B_OR) {
         /* both sides must constrain it */
         pql_checked save = *c->ck;
@@ -988,8 +991,8 @@ int pql_check(pql_parse_out *po, const pql_env *env, pql_arena *a, pql_checked *
     }
     drop_prefixes(ck->fields, &ck->nfields);
     drop_prefixes(ck->efields, &ck->nefields);
-    qsort(ck->fields, (size_t)ck->nfields, sizeof *ck->fields, cmp_str);
-    qsort(ck->efields, (size_t)ck->nefields, sizeof *ck->efields, cmp_str);
-    qsort(ck->etypes, (size_t)ck->netypes, sizeof *ck->etypes, cmp_str);
+    if (ck->nfields) qsort(ck->fields, (size_t)ck->nfields, sizeof *ck->fields, cmp_str);
+    if (ck->nefields) qsort(ck->efields, (size_t)ck->nefields, sizeof *ck->efields, cmp_str);
+    if (ck->netypes) qsort(ck->etypes, (size_t)ck->netypes, sizeof *ck->etypes, cmp_str);
     return 0;
 }

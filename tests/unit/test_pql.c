@@ -1,0 +1,150 @@
+/* PQL API tests that are not data: budgets, evaluator reuse, explain, deps for the streaming index,
+ * concurrency-free reuse of one program by several evaluators. The language itself is tested by
+ * the golden files (test_pql_golden.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kith/pql.h"
+
+static pql_program *compile_ok(const char *s)
+{
+    pql_program *p = NULL;
+    pql_error err;
+    int rc = pql_compile(s, strlen(s), NULL, &p, &err);
+    if (rc) fail_msg("%s: %d:%d %s", s, err.line, err.column, err.message);
+    return p;
+}
+
+static json_t *many_events(int n, int64_t start_ms)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++) {
+        char ts[40];
+        kith_time_format(start_ms + (int64_t)i * 60000, ts, sizeof ts);
+        json_array_append_new(a, json_pack("{s:s, s:s, s:{s:s}}", "timestamp", ts, "eventType",
+                                           i % 2 ? "advertising.impressions" : "commerce.purchases",
+                                           "_acme", "campaignId", i % 3 ? "c-101" : "c-102"));
+    }
+    return a;
+}
+
+static void test_step_budget(void **state)
+{
+    (void)state;
+    pql_program *p = compile_ok("(select A from xEvent, B from xEvent, C from xEvent where "
+                                "C.eventType = \"none\").count() > 0");
+    json_t *ev_json = many_events(200, 1715000000000LL);
+    pql_limits lim = {.max_steps = 100000};
+    pql_evaluator *ev = pql_evaluator_new(&lim);
+    pql_input in = {.events = ev_json, .now_ms = 1715169600000LL};
+    pql_result res;
+    assert_int_equal(pql_eval(ev, p, &in, &res), KITH_EBUSY);
+    assert_false(res.match);
+    /* the evaluator is reusable after a budget failure */
+    pql_program *q = compile_ok("xEvent.count() = 200");
+    assert_int_equal(pql_eval(ev, q, &in, &res), 0);
+    assert_true(res.match);
+    pql_program_free(p);
+    pql_program_free(q);
+    pql_evaluator_free(ev);
+    json_decref(ev_json);
+}
+
+static void test_scratch_budget(void **state)
+{
+    (void)state;
+    pql_program *p = compile_ok("xEvent.eventType.distinct().count() = 2");
+    json_t *ev_json = many_events(100, 1715000000000LL);
+    pql_limits lim = {.max_scratch = 50};
+    pql_evaluator *ev = pql_evaluator_new(&lim);
+    pql_input in = {.events = ev_json, .now_ms = 1715169600000LL};
+    pql_result res;
+    assert_int_equal(pql_eval(ev, p, &in, &res), KITH_EBUSY);
+    pql_evaluator_free(ev);
+    ev = pql_evaluator_new(NULL);
+    assert_int_equal(pql_eval(ev, p, &in, &res), 0);
+    assert_true(res.match);
+    pql_evaluator_free(ev);
+    pql_program_free(p);
+    json_decref(ev_json);
+}
+
+static void test_explain_and_deps(void **state)
+{
+    (void)state;
+    pql_program *p =
+        compile_ok("xEvent[eventType = \"advertising.impressions\" and timestamp occurs "
+                   "<= 30 minutes before now]._acme.campaignId.distinct().count() >= 3");
+    kith_buf b = {0};
+    pql_explain(p, &b);
+    kith_buf_append(&b, "", 1);
+    assert_non_null(strstr(b.data, "FILTER"));
+    assert_non_null(strstr(b.data, "OCCURS"));
+    assert_non_null(strstr(b.data, "linear"));
+    assert_non_null(strstr(b.data, "DISTINCT"));
+    kith_buf_free(&b);
+    const pql_deps *d = pql_program_deps(p);
+    assert_int_equal(d->n_event_types, 1);
+    assert_string_equal(d->event_types[0], "advertising.impressions");
+    assert_int_equal(d->lookback_ms, 30 * 60000);
+    assert_true(d->reads_events);
+    assert_true(d->uses_now);
+    assert_int_equal(d->mode, PQL_MODE_STREAMING);
+    assert_int_equal(d->n_event_fields, 3);
+    pql_program_free(p);
+}
+
+static void test_too_large(void **state)
+{
+    (void)state;
+    size_t n = 70000;
+    char *s = malloc(n);
+    memset(s, '(', n);
+    pql_program *p;
+    pql_error err;
+    assert_int_equal(pql_compile(s, n, NULL, &p, &err), KITH_ETOOLARGE);
+    assert_null(p);
+    assert_int_not_equal(pql_compile(s, 200, NULL, &p, &err), 0);
+    assert_null(p);
+    free(s);
+}
+
+static void test_many_evaluations_share_a_program(void **state)
+{
+    (void)state;
+    pql_program *p = compile_ok("xEvent[eventType = \"commerce.purchases\"].count() > 10");
+    pql_evaluator *a = pql_evaluator_new(NULL), *b = pql_evaluator_new(NULL);
+    json_t *e1 = many_events(30, 1715000000000LL), *e2 = many_events(10, 1715000000000LL);
+    pql_input i1 = {.events = e1, .now_ms = 1715169600000LL},
+              i2 = {.events = e2, .now_ms = 1715169600000LL};
+    pql_result r;
+    for (int k = 0; k < 100; k++) {
+        assert_int_equal(pql_eval(a, p, &i1, &r), 0);
+        assert_true(r.match);
+        assert_int_equal(pql_eval(b, p, &i2, &r), 0);
+        assert_false(r.match);
+    }
+    pql_evaluator_free(a);
+    pql_evaluator_free(b);
+    json_decref(e1);
+    json_decref(e2);
+    pql_program_free(p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_step_budget),
+        cmocka_unit_test(test_scratch_budget),
+        cmocka_unit_test(test_explain_and_deps),
+        cmocka_unit_test(test_too_large),
+        cmocka_unit_test(test_many_evaluations_share_a_program),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
