@@ -67,12 +67,13 @@ extern const schema_limits SCHEMA_LIMITS_DEFAULT; /* 20, 1024, 20, 64 */
  * long, int, short, byte, date, date-time, double), format (date, date-time, email, uri,
  * uri-reference; others are accepted and not checked), enum, minimum, maximum, exclusiveMinimum,
  * exclusiveMaximum (number or draft-04 boolean), minLength, maxLength (code points), pattern (POSIX
- * extended regex, searched not anchored; \d and \D are accepted as [0-9] and [^0-9]), required,
- * properties, additionalProperties (bool or schema), items, minItems, maxItems, meta:labels (kept,
- * not enforced), allOf, $ref, title, description. Other keywords are ignored. Objects are closed
- * unless "additionalProperties" allows more or "meta:xdmType" is "map". A plain "integer" has the
- * range of an XDM long (+-2^53-1). Nesting is limited to SCHEMA_LIMITS_DEFAULT.max_depth levels and
- * the expansion to SCHEMA_MAX_NODES steps.
+ * extended regex run by kith's own engine, searched not anchored; '.' is one code point; \d \D \w
+ * \W \s \S accepted; back-references, \b \< \> and collating elements rejected; at most 2048
+ * states once counts are expanded), required, properties, additionalProperties (bool or schema),
+ * items, minItems, maxItems, meta:labels (kept, not enforced), allOf, $ref, title, description.
+ * Other keywords are ignored. Objects are closed unless "additionalProperties" allows more or
+ * "meta:xdmType" is "map". A plain "integer" has the range of an XDM long (+-2^53-1). Nesting is
+ * limited to SCHEMA_LIMITS_DEFAULT.max_depth levels and the expansion to SCHEMA_MAX_NODES steps.
  *
  * def and errors are borrowed. Returns 0 and *out (returns owned; free with schema_free), or
  * KITH_EINVAL after appending {"path", "message"} objects to errors, where path is the JSON pointer

@@ -27,7 +27,6 @@ const schema_limits SCHEMA_LIMITS_DEFAULT = {20, 1024, 20, 64};
                          */
 #define MAX_REF_HOPS 32 /* $ref / allOf indirections without descending into a field */
 #define MAX_PATTERN_LEN 1024
-#define MAX_PATTERN_SIZE 10000          /* elements regcomp builds for a pattern (pattern_size) */
 #define XDM_LONG_MAX 9007199254740991.0 /* 2^53 - 1: the XDM long range */
 
 /* Shared helpers ------------------------------------------------------------------------------ */
@@ -161,147 +160,8 @@ char *schema_arena_strdup(kith_schema *s, const char *str)
 
 /* Patterns ------------------------------------------------------------------------------------ */
 
-/* Estimates how costly a pattern is for glibc's regcomp. It copies the operand of '+' once and that
- * of {n,m} m times ({n,} n + 1 times), so stacked or nested quantifiers grow the pattern
- * exponentially ("a+++++..."); and when the repeated operand can match the empty string, its
- * epsilon-closure work grows about tenfold per nesting level ("((((a*)+)+)+)+"), which the extra
- * factor for such operands stands for. The estimate errs upwards. */
-#define NULLABLE_REPEAT_FACTOR 16
-
-struct pattern_group {
-    double size;      /* everything in the group so far */
-    bool alt_null;    /* the current alternative, without the pending operand, matches "" */
-    bool any_null;    /* an earlier alternative matches "" */
-    bool pending;     /* an operand that a quantifier may still apply to */
-    bool pend_null;   /* it matches "" */
-    double pend_size; /* its size */
-};
-
-static void pattern_operand(struct pattern_group *g, double size, bool nullable)
-{
-    if (g->pending) g->alt_null = g->alt_null && g->pend_null;
-    g->pending = true;
-    g->pend_null = nullable;
-    g->pend_size = size;
-    g->size += size;
-}
-
-/* Applies a quantifier that copies the pending operand k times and may make it optional. */
-static void pattern_repeat(struct pattern_group *g, double k, bool optional)
-{
-    if (!g->pending) { /* nothing to repeat: a literal to the engines that accept it */
-        pattern_operand(g, 1, false);
-        return;
-    }
-    if (g->pend_null) k *= NULLABLE_REPEAT_FACTOR;
-    if (k > 1) {
-        g->size += g->pend_size * (k - 1);
-        g->pend_size *= k;
-    }
-    g->pend_null = g->pend_null || optional;
-}
-
-static double pattern_size(const char *p)
-{
-    struct pattern_group group[66];
-    int depth = 0;
-    memset(&group[0], 0, sizeof group[0]);
-    group[0].alt_null = true;
-    while (*p) {
-        struct pattern_group *g = &group[depth];
-        char c = *p++;
-        switch (c) {
-        case '\\':
-            if (*p) p++;
-            pattern_operand(g, 1, false);
-            break;
-        case '[':
-            if (*p == '^') p++;
-            if (*p == ']') p++;
-            while (*p && *p != ']') {
-                if (p[0] == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
-                    char kind = p[1];
-                    const char *e = p + 2;
-                    while (*e && !(e[0] == kind && e[1] == ']'))
-                        e++;
-                    p = *e ? e + 2 : e;
-                } else {
-                    p++;
-                }
-            }
-            if (*p) p++;
-            pattern_operand(g, 1, false);
-            break;
-        case '^':
-        case '$':
-            pattern_operand(g, 1, true);
-            break;
-        case '(':
-            if (depth >= 64) return INFINITY;
-            if (g->pending) g->alt_null = g->alt_null && g->pend_null;
-            g->pending = false;
-            memset(&group[++depth], 0, sizeof group[0]);
-            group[depth].alt_null = true;
-            break;
-        case ')':
-            if (depth == 0) {
-                pattern_operand(g, 1, false);
-                break;
-            }
-            if (g->pending) g->alt_null = g->alt_null && g->pend_null;
-            depth--;
-            pattern_operand(&group[depth], g->size, g->any_null || g->alt_null);
-            break;
-        case '|':
-            if (g->pending) g->alt_null = g->alt_null && g->pend_null;
-            g->any_null = g->any_null || g->alt_null;
-            g->alt_null = true;
-            g->pending = false;
-            break;
-        case '*':
-        case '?':
-            pattern_repeat(g, 1, true);
-            break;
-        case '+':
-            pattern_repeat(g, 2, false);
-            break;
-        case '{': {
-            double n = 0, m;
-            const char *q = p;
-            while (*q >= '0' && *q <= '9')
-                n = n * 10 + (*q++ - '0');
-            if (*q == ',') {
-                q++;
-                if (*q >= '0' && *q <= '9')
-                    for (m = 0; *q >= '0' && *q <= '9'; q++)
-                        m = m * 10 + (*q - '0');
-                else
-                    m = n + 1;
-            } else {
-                m = n;
-            }
-            if (*q != '}' || q == p) { /* not a bound: a literal '{' */
-                pattern_operand(g, 1, false);
-                break;
-            }
-            p = q + 1;
-            pattern_repeat(g, m > 1 ? m : 1, n == 0);
-            break;
-        }
-        default:
-            pattern_operand(g, 1, false);
-            break;
-        }
-    }
-    double total = 0;
-    for (int i = 0; i <= depth; i++)
-        total += group[i].size;
-    return total;
-}
-
 /* Rewrites the ECMA-isms \d and \D that XDM patterns use into POSIX classes, and rejects what would
- * make matching slow or compiling memory-hungry: back-references, counts above 1000 and patterns
- * that expand too much (pattern_size). Returns a
+ * make no sense for the engine (regex.c): back-references and counts above 1000. Returns a
  * malloc'd pattern, or NULL with why. */
 static char *pattern_translate(const char *src, const char **why)
 {
@@ -358,31 +218,19 @@ static char *pattern_translate(const char *src, const char **why)
         kith_buf_append(&b, &c, 1);
     }
     kith_buf_append(&b, "", 1);
-    if (pattern_size(b.data) > MAX_PATTERN_SIZE) {
-        *why = "pattern is too complex: it expands to more than 10000 elements (stacked or nested "
-               "repetitions?)";
-        kith_buf_free(&b);
-        return NULL;
-    }
     return b.data;
 }
 
-/* Compiles src into re; returns 0, or nonzero with a message in why[cap]. */
-static int pattern_compile(const char *src, regex_t *re, char *why, size_t cap)
+/* Checks src, and compiles it into s's arena into *out unless s is NULL. Returns 0, or
+ * KITH_EINVAL with a reason in *why. */
+static int pattern_compile(kith_schema *s, const char *src, const char **why,
+                           const schema_regex **out)
 {
-    const char *reason = NULL;
-    char *pat = pattern_translate(src, &reason);
-    if (!pat) {
-        snprintf(why, cap, "%s", reason);
-        return -1;
-    }
-    int rc = regcomp(re, pat, REG_EXTENDED | REG_NOSUB);
+    char *pat = pattern_translate(src, why);
+    int rc = pat ? schema_regex_check(pat, why) : KITH_EINVAL;
+    if (rc == 0 && s) *out = schema_regex_compile(s, pat);
     free(pat);
-    if (rc) {
-        regerror(rc, re, why, cap);
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 /* Expansion ----------------------------------------------------------------------------------- */
@@ -690,38 +538,27 @@ static const char *pattern_check(expand_ctx *c, const char *src)
     if (!c->patterns) c->patterns = json_object();
     const json_t *known = json_object_get(c->patterns, src);
     if (!known) {
-        regex_t re;
-        char why[200] = "";
-        if (pattern_compile(src, &re, why, sizeof why) == 0) regfree(&re);
+        const char *why = "";
+        if (pattern_compile(NULL, src, &why, NULL) == 0) why = "";
         json_object_set_new(c->patterns, src, json_string(why));
         known = json_object_get(c->patterns, src);
     }
     return json_string_value(known);
 }
 
-/* The compiled forms of a pattern that pattern_check accepted, shared by every field using it:
- * glibc's regex_t, and the fast matcher when the pattern is within its subset. */
-static regex_t *pattern_get(kith_schema *s, const char *src, const schema_regex **nfa)
+/* The compiled form of a pattern that pattern_check accepted, shared by every field using it. */
+static const schema_regex *pattern_get(kith_schema *s, const char *src)
 {
-    for (size_t i = 0; i < s->nregexes; i++)
-        if (strcmp(s->pattern_srcs[i], src) == 0) {
-            *nfa = s->nfas[i];
-            return s->regexes[i];
-        }
-    regex_t *re = schema_arena_alloc(s, sizeof *re);
-    char why[200];
-    if (pattern_compile(src, re, why, sizeof why)) return NULL;
-    const char *reason;
-    char *translated = pattern_translate(src, &reason);
-    *nfa = translated ? schema_regex_compile(s, translated) : NULL;
-    free(translated);
-    size_t n = s->nregexes + 1;
-    s->regexes = kith_xrealloc(s->regexes, n * sizeof *s->regexes);
-    s->nfas = kith_xrealloc(s->nfas, n * sizeof *s->nfas);
+    for (size_t i = 0; i < s->npatterns; i++)
+        if (strcmp(s->pattern_srcs[i], src) == 0) return s->patterns[i];
+    const char *why;
+    const schema_regex *re = NULL;
+    if (pattern_compile(s, src, &why, &re) || !re) return NULL;
+    size_t n = s->npatterns + 1;
+    s->patterns = kith_xrealloc(s->patterns, n * sizeof *s->patterns);
     s->pattern_srcs = kith_xrealloc(s->pattern_srcs, n * sizeof *s->pattern_srcs);
-    s->pattern_srcs[s->nregexes] = schema_arena_strdup(s, src);
-    s->nfas[s->nregexes] = *nfa;
-    s->regexes[s->nregexes++] = re;
+    s->pattern_srcs[s->npatterns] = schema_arena_strdup(s, src);
+    s->patterns[s->npatterns++] = re;
     return re;
 }
 
@@ -1128,7 +965,7 @@ static schema_node *build_node(expand_ctx *c, kith_schema *s, json_t *n)
             if (node->min_len > node->max_len) berr(c, n, "minLength is greater than maxLength");
         }
         if ((v = json_object_get(n, "pattern")) &&
-            (node->pattern = pattern_get(s, json_string_value(v), &node->nfa)))
+            (node->pattern = pattern_get(s, json_string_value(v))))
             node->pattern_src = schema_arena_strdup(s, json_string_value(v));
     } else if (strcmp(type, "integer") == 0) {
         static const struct {
@@ -1309,11 +1146,8 @@ json_t *schema_expand_builtin(const schema_builtin *b)
 void schema_free(kith_schema *s)
 {
     if (!s) return;
-    for (size_t i = 0; i < s->nregexes; i++)
-        regfree(s->regexes[i]);
-    free(s->regexes);
+    free(s->patterns);
     free(s->pattern_srcs);
-    free(s->nfas);
     while (s->arena) {
         struct schema_arena_chunk *next = s->arena->next;
         free(s->arena);

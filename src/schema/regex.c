@@ -1,21 +1,26 @@
-/* A small matcher for the patterns schemas use, so that validation neither allocates nor takes
- * glibc regexec's per-pattern lock (which would serialise every ingest thread on a hot field).
+/* The pattern engine: POSIX extended regular expressions for "pattern" keywords.
  *
- * The pattern (already through pattern_translate, and accepted by regcomp) is parsed as POSIX ERE
- * into a tree, compiled into a Thompson NFA and run as a Pike VM without captures: only "is there a
- * match anywhere" is asked, so leftmost-longest rules do not matter and the run is O(n * states)
- * with fixed-size state lists on the stack. '.' and bracket expressions consume one UTF-8 code
- * point; POSIX classes ([:alpha:]...) and \w \s are ASCII, as in the C locale.
+ * glibc's regex is not used: regexec takes a per-pattern lock (every ingest thread would queue on a
+ * hot field) and allocates on each call, and regcomp's time and memory explode on short hostile
+ * patterns ("(a*)+++++...", deeply nested empty groups), which anyone who may post a schema could
+ * send. Here a pattern (after pattern_translate) is parsed into a tree, compiled into a Thompson
+ * NFA of at most REGEX_MAX_STATES states, and run as a Pike VM without captures: only "is there a
+ * match anywhere" is asked, so leftmost-longest rules do not matter, compiling is linear in the
+ * states and matching is O(length * states) with fixed-size state lists on the stack.
  *
- * Anything outside the subset (back-references, word boundaries, collating elements, more than
- * REGEX_MAX_STATES states after expanding counted repetitions) makes schema_regex_compile return
- * NULL and the caller keeps glibc's regex for that pattern. */
+ * Supported: literals, '.', bracket expressions with ranges, negation, [:classes:] and (as in ECMA
+ * patterns, which is what schema authors write) \d \w \s and escaped punctuation, anchors ^ $
+ * anywhere, groups, alternation, * + ? {n} {n,} {n,m}, and the GNU escapes \w \W \s \S. '.' and
+ * bracket expressions consume one UTF-8 code point; classes and \w \s are ASCII, as in the C
+ * locale. Not supported, and rejected with a reason: back-references, word boundaries (\b \< \>),
+ * other letter escapes, collating elements and equivalence classes. The unit tests and the fuzz
+ * target check that matching agrees with glibc's on ASCII text. */
 #include "schema_int.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define REGEX_MAX_STATES 1024
+#define REGEX_MAX_STATES 2048
 #define REGEX_MAX_NODES 4096
 
 enum op { OP_CHAR, OP_ANY, OP_CLASS, OP_BOL, OP_EOL, OP_SPLIT, OP_JMP, OP_MATCH };
@@ -53,18 +58,25 @@ struct rnode {
 
 typedef struct rparser {
     const char *p;
-    bool bad; /* outside the subset */
+    bool bad;        /* invalid or outside the subset */
+    const char *why; /* the first reason */
     struct rnode nodes[REGEX_MAX_NODES];
     int nnodes;
     struct rclass *classes;
     uint32_t nclasses;
-    kith_schema *s;
+    kith_schema *s; /* NULL when only checking */
 } rparser;
+
+static void rbad(rparser *r, const char *why)
+{
+    if (!r->bad) r->why = why;
+    r->bad = true;
+}
 
 static int rnode_new(rparser *r, uint8_t kind)
 {
     if (r->nnodes >= REGEX_MAX_NODES) {
-        r->bad = true;
+        rbad(r, "pattern is too long");
         return 0;
     }
     struct rnode *n = &r->nodes[r->nnodes];
@@ -91,7 +103,7 @@ static void class_add(rparser *r, struct rclass *k, uint32_t lo, uint32_t hi)
 {
     for (uint32_t c = lo; c <= hi && c < 128; c++)
         k->ascii[c / 32] |= 1u << (c % 32);
-    if (hi >= 128) {
+    if (hi >= 128 && r->s) {
         if (lo < 128) lo = 128;
         uint32_t(*grown)[2] = schema_arena_alloc(r->s, (k->nranges + 1) * sizeof *grown);
         if (k->nranges) memcpy(grown, k->ranges, k->nranges * sizeof *grown);
@@ -158,7 +170,7 @@ static int parse_bracket(rparser *r)
     while (*r->p && (first || *r->p != ']')) {
         first = false;
         if (r->p[0] == '[' && (r->p[1] == '.' || r->p[1] == '=')) {
-            r->bad = true; /* collating elements and equivalence classes */
+            rbad(r, "collating elements and equivalence classes ([. .], [= =]) are not supported");
             return n;
         }
         if (r->p[0] == '[' && r->p[1] == ':') {
@@ -166,35 +178,51 @@ static int parse_bracket(rparser *r)
             char name[16];
             size_t len = end ? (size_t)(end - r->p - 2) : sizeof name;
             if (len >= sizeof name) {
-                r->bad = true;
+                rbad(r, "unterminated or unknown [:class:] in a bracket expression");
                 return n;
             }
             memcpy(name, r->p + 2, len);
             name[len] = '\0';
             if (!class_add_named(r, k, name)) {
-                r->bad = true;
+                rbad(r, "unknown [:class:] (alpha, digit, alnum, upper, lower, space, blank, "
+                        "xdigit, punct, cntrl, print, graph)");
                 return n;
             }
             r->p = end + 2;
             continue;
         }
+        if (r->p[0] == '\\' && r->p[1]) {
+            /* ECMA-style escapes, as schema authors write them ([\w.-]); POSIX would read a
+             * literal backslash. */
+            char e = r->p[1];
+            if (e == 'w' || e == 's' || e == 'd') {
+                class_add_named(r, k, e == 'w' ? "word" : e == 's' ? "space" : "digit");
+                r->p += 2;
+                continue;
+            }
+            if ((e >= '0' && e <= '9') || (e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z')) {
+                rbad(r, "inside [...] only \\d \\w \\s and escaped punctuation are supported");
+                return n;
+            }
+            r->p++;
+        }
         uint32_t lo = utf8_next(&r->p), hi = lo;
         if (r->p[0] == '-' && r->p[1] && r->p[1] != ']') {
             r->p++;
             if (r->p[0] == '[') {
-                r->bad = true;
+                rbad(r, "a range cannot end with a [:class:]");
                 return n;
             }
             hi = utf8_next(&r->p);
             if (hi < lo) {
-                r->bad = true;
+                rbad(r, "a range in a bracket expression runs backwards (as in [z-a])");
                 return n;
             }
         }
         class_add(r, k, lo, hi);
     }
     if (*r->p != ']') {
-        r->bad = true;
+        rbad(r, "unterminated bracket expression (a '[' without its ']')");
         return n;
     }
     r->p++;
@@ -212,7 +240,7 @@ static int parse_atom(rparser *r, int depth)
         r->p++;
         n = parse_alt(r, depth + 1);
         if (*r->p != ')')
-            r->bad = true;
+            rbad(r, "unbalanced parentheses (a '(' without its ')')");
         else
             r->p++;
         return n;
@@ -230,6 +258,11 @@ static int parse_atom(rparser *r, int depth)
         return rnode_new(r, R_EOL);
     case '\\': {
         char e = r->p[1];
+        if (!e) {
+            r->p++;
+            rbad(r, "a pattern cannot end with a lone backslash");
+            return 0;
+        }
         r->p += 2;
         if (e == 'w' || e == 'W' || e == 's' || e == 'S') {
             struct rclass *k;
@@ -239,9 +272,10 @@ static int parse_atom(rparser *r, int depth)
             return n;
         }
         /* Escaped punctuation is literal; other escapes (\b, \<, \1...) are GNU-specific. */
-        if (!e || (e >= '0' && e <= '9') || (e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z') ||
+        if ((e >= '0' && e <= '9') || (e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z') ||
             (unsigned char)e >= 0x80 || e == '<' || e == '>' || e == '`' || e == '\'') {
-            r->bad = true;
+            rbad(r, "back-references, word boundaries (\\b, \\<, \\>) and escapes other than \\d "
+                    "\\D \\w \\W \\s \\S and escaped punctuation are not supported");
             return 0;
         }
         n = rnode_new(r, R_CHAR);
@@ -252,7 +286,7 @@ static int parse_atom(rparser *r, int depth)
     case '+':
     case '?':
     case '{':
-        r->bad = true; /* a quantifier with nothing to repeat */
+        rbad(r, "a quantifier (*, +, ?, {n,m}) has nothing to repeat");
         return 0;
     default:
         n = rnode_new(r, R_CHAR);
@@ -284,7 +318,8 @@ static int parse_repeat(rparser *r, int depth)
         } else if (q == '{') {
             r->p++;
             if (!parse_int(r, &min)) {
-                r->bad = true;
+                rbad(r, "'{' must start a repetition count such as {2}, {2,} or {2,5}; write \\{ "
+                        "for a literal brace");
                 return n;
             }
             max = min;
@@ -292,12 +327,12 @@ static int parse_repeat(rparser *r, int depth)
                 r->p++;
                 max = -1;
                 if (*r->p != '}' && !parse_int(r, &max)) {
-                    r->bad = true;
+                    rbad(r, "invalid repetition count (use {n}, {n,} or {n,m})");
                     return n;
                 }
             }
             if (*r->p != '}' || (max >= 0 && max < min)) {
-                r->bad = true;
+                rbad(r, "invalid repetition count (use {n}, {n,} or {n,m} with n <= m)");
                 return n;
             }
             r->p++;
@@ -305,7 +340,7 @@ static int parse_repeat(rparser *r, int depth)
             return n;
         }
         if (r->nodes[n].kind == R_BOL || r->nodes[n].kind == R_EOL) {
-            r->bad = true; /* "^*": engines disagree on what it means */
+            rbad(r, "a quantifier cannot apply to ^ or $");
             return n;
         }
         int rep = rnode_new(r, R_REPEAT);
@@ -336,7 +371,7 @@ static int parse_cat(rparser *r, int depth)
 static int parse_alt(rparser *r, int depth)
 {
     if (depth > 64) {
-        r->bad = true;
+        rbad(r, "parentheses nested deeper than 64");
         return 0;
     }
     int n = parse_cat(r, depth);
@@ -409,62 +444,97 @@ static void gen(rgen *g, int idx, int depth)
         g->prog[jmp].x = (uint16_t)g->n;
         break;
     case R_REPEAT: {
-        for (int i = 0; i < n->min && !g->full; i++)
-            gen(g, n->a, depth + 1);
-        if (n->max < 0) {
+        /* X* = L: split(X, end); X; jmp L.  X{n,} = X^(n-1) then L: X; split(L, end).
+         * X{n,m} = X^n then m - n optional copies. Only counted copies duplicate X. */
+        if (n->min == 0 && n->max < 0) {
             split = emit(g, OP_SPLIT, 0);
             g->prog[split].x = (uint16_t)g->n;
             gen(g, n->a, depth + 1);
             jmp = emit(g, OP_JMP, 0);
             g->prog[jmp].x = (uint16_t)split;
             g->prog[split].y = (uint16_t)g->n;
-        } else {
-            /* x{2,4} = x x (x (x)?)? flattened: each optional copy may skip to the end. */
-            int nopt = n->max - n->min;
-            if (nopt > REGEX_MAX_STATES) {
-                g->full = true;
-                return;
-            }
-            uint32_t *splits = kith_xmalloc(((size_t)nopt + 1) * sizeof *splits);
-            for (int i = 0; i < nopt && !g->full; i++) {
-                splits[i] = emit(g, OP_SPLIT, 0);
-                g->prog[splits[i]].x = (uint16_t)g->n;
-                gen(g, n->a, depth + 1);
-            }
-            for (int i = 0; i < nopt && !g->full; i++)
-                g->prog[splits[i]].y = (uint16_t)g->n;
-            free(splits);
+            break;
         }
+        int copies = n->max < 0 ? n->min - 1 : n->min;
+        for (int i = 0; i < copies && !g->full; i++)
+            gen(g, n->a, depth + 1);
+        if (n->max < 0) {
+            uint32_t loop = g->n;
+            gen(g, n->a, depth + 1);
+            split = emit(g, OP_SPLIT, 0);
+            g->prog[split].x = (uint16_t)loop;
+            g->prog[split].y = (uint16_t)g->n;
+            break;
+        }
+        /* x{2,4} = x x (x (x)?)? flattened: each optional copy may skip to the end. */
+        int nopt = n->max - n->min;
+        if (nopt > REGEX_MAX_STATES) {
+            g->full = true;
+            return;
+        }
+        uint32_t *splits = kith_xmalloc(((size_t)nopt + 1) * sizeof *splits);
+        for (int i = 0; i < nopt && !g->full; i++) {
+            splits[i] = emit(g, OP_SPLIT, 0);
+            g->prog[splits[i]].x = (uint16_t)g->n;
+            gen(g, n->a, depth + 1);
+        }
+        for (int i = 0; i < nopt && !g->full; i++)
+            g->prog[splits[i]].y = (uint16_t)g->n;
+        free(splits);
         break;
     }
     }
 }
 
-schema_regex *schema_regex_compile(kith_schema *s, const char *pattern)
+/* Parses and compiles pattern; stores the result in s's arena, or only checks when s is NULL. */
+static int regex_build(kith_schema *s, const char *pattern, const char **why, schema_regex **out)
 {
     rparser *r = kith_xcalloc(1, sizeof *r);
     rgen *g = kith_xcalloc(1, sizeof *g);
-    schema_regex *re = NULL;
+    int rc = KITH_EINVAL;
     r->p = pattern;
     r->s = s;
     int root = parse_alt(r, 0);
-    if (r->bad || *r->p) goto done; /* an unmatched ')' or an unsupported construct */
+    if (!r->bad && *r->p) rbad(r, "unbalanced parentheses (a ')' without its '(')");
+    if (r->bad) {
+        *why = r->why;
+        goto done;
+    }
     g->nodes = r->nodes;
     gen(g, root, 0);
     emit(g, OP_MATCH, 0);
-    if (g->full) goto done;
-    re = schema_arena_alloc(s, sizeof *re);
+    if (g->full) {
+        *why = "pattern is too complex: more than 2048 states once repetitions are expanded "
+               "(prefer maxLength to counts such as .{0,2000})";
+        goto done;
+    }
+    rc = 0;
+    if (!s) goto done;
+    schema_regex *re = schema_arena_alloc(s, sizeof *re);
     re->n = g->n;
     re->prog = schema_arena_alloc(s, g->n * sizeof *re->prog);
     memcpy(re->prog, g->prog, g->n * sizeof *re->prog);
     re->anchored = re->prog[0].op == OP_BOL;
     re->classes = schema_arena_alloc(s, (r->nclasses + 1) * sizeof *re->classes);
     if (r->nclasses) memcpy(re->classes, r->classes, r->nclasses * sizeof *re->classes);
+    *out = re;
 done:
     free(r->classes);
     free(r);
     free(g);
-    return re;
+    return rc;
+}
+
+int schema_regex_check(const char *pattern, const char **why)
+{
+    return regex_build(NULL, pattern, why, NULL);
+}
+
+schema_regex *schema_regex_compile(kith_schema *s, const char *pattern)
+{
+    const char *why;
+    schema_regex *re = NULL;
+    return regex_build(s, pattern, &why, &re) == 0 ? re : NULL;
 }
 
 /* Matching ------------------------------------------------------------------------------------ */

@@ -9,7 +9,6 @@
 #include "kith/base.h"
 #include "kith/schema.h"
 
-#include <regex.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -53,8 +52,7 @@ typedef struct schema_node {
     double range_lo, range_hi; /* the XDM integer type's range */
     uint32_t min_len, max_len; /* code points, when NODE_HAS_LEN */
     uint32_t min_items, max_items;
-    const struct schema_regex *nfa; /* the fast matcher, or NULL: then pattern (glibc) */
-    regex_t *pattern;
+    const struct schema_regex *pattern;
     const char *pattern_src;
     const json_t *enum_values; /* borrowed from the schema's expanded properties */
     const char *enum_text;     /* the enum as compact JSON, for messages */
@@ -83,10 +81,9 @@ struct kith_schema {
     struct schema_descriptor *descs;
     size_t ndescs;
     struct schema_arena_chunk *arena;
-    regex_t **regexes; /* each distinct pattern compiled once */
-    const struct schema_regex **nfas;
+    const struct schema_regex **patterns; /* each distinct pattern compiled once */
     const char **pattern_srcs;
-    size_t nregexes;
+    size_t npatterns;
 };
 
 /* builtin.c ------------------------------------------------------------------------------------ */
@@ -141,9 +138,11 @@ static inline const struct schema_prop *schema_node_find(const schema_node *n, c
     return schema_node_findn(n, key, strlen(key));
 }
 
-/* regex.c: an allocation-free, lock-free matcher for the common subset of POSIX ERE. compile
- * returns NULL (use glibc's regex) for anything outside it; the result lives in s's arena. */
+/* regex.c: the pattern engine (POSIX ERE; allocation-free and lock-free matching). check returns 0
+ * or KITH_EINVAL with a static reason; compile returns NULL exactly when check fails, and the
+ * result lives in s's arena. */
 typedef struct schema_regex schema_regex;
+int schema_regex_check(const char *pattern, const char **why);
 schema_regex *schema_regex_compile(kith_schema *s, const char *pattern);
 /* True when the pattern matches anywhere in s[0..len) (valid UTF-8). */
 bool schema_regex_match(const schema_regex *re, const char *s, size_t len);

@@ -167,9 +167,7 @@ static void check_string(vctx *v, const schema_node *n, const json_t *val)
             verr(v, "must be at most %u character%s long (got %zu)", n->max_len,
                  n->max_len == 1 ? "" : "s", cps);
     }
-    bool matched = n->nfa ? schema_regex_match(n->nfa, s, json_string_length(val))
-                          : !n->pattern || regexec(n->pattern, s, 0, NULL, 0) == 0;
-    if (!matched)
+    if (n->pattern && !schema_regex_match(n->pattern, s, json_string_length(val)))
         verr(v, "does not match pattern \"%s\"", schema_clip(n->pattern_src, buf, sizeof buf));
     int64_t ms;
     switch (n->format) {
