@@ -35,6 +35,7 @@ fuzz: deps
 	@cmake --build build-fuzz -j$(JOBS)
 
 bench: build
+	@KITH_BENCH=1 bash scripts/deps.sh
 	@bash bench/run.sh $(BUILD)
 
 format:

@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # The benchmark harness: `make bench` calls `bench/run.sh BUILD_DIR`.
 #
-# Starts BUILD_DIR/kithd on a temporary data dir and a free loopback port, runs BUILD_DIR/bench/loadgen
-# against it (it creates its own schemas, datasets and inlet), prints the figures and a Markdown row
-# for docs/BENCHMARKS.md, and stops kithd. Nothing outlives the script.
+# The suite, in order, then ONE summary table (machine, commands, figures):
+#  1. ingest + lookups under concurrent ingestion: BUILD_DIR/kithd on a temporary data dir and a free
+#     loopback port, BUILD_DIR/bench/loadgen against it (it creates its own schemas, datasets, inlet);
+#  2. identity operations in process: BUILD_DIR/bench/identity;
+#  3. segmentation: BUILD_DIR/bench/segment when it exists, "n/a (not built)" otherwise;
+#  4. the PostgreSQL 15 comparison: bench/pg/compare.sh (skipped by SMOKE=1 or PG=0, "n/a" when
+#     PostgreSQL 15 is not installed; `make bench` installs it).
+# Nothing outlives the script. The Markdown row for docs/BENCHMARKS.md's history is printed too.
 #
 # Env:
-#   SMOKE=1            a 3-second run with a small population (the test suite uses it)
+#   SMOKE=1            a 3-second run with a small population, no PostgreSQL (the test suite uses it)
 #   CLIENTS, BATCH, DURATION, LOOKUP_CLIENTS, PEOPLE, SEED   override the loadgen parameters
+#   ID_IDENTITIES, ID_LINKS, ID_LOOKUPS                      bench/identity sizes
+#   PG=0; PG_PEOPLE, PG_EVENTS, LOOKUPS                      the PostgreSQL comparison (bench/pg/compare.sh)
 #   KITHD_ARGS         extra kithd options (e.g. a durability mode)
 #   KEEP=1             keep the temporary data dir and kithd log
 set -euo pipefail
@@ -18,8 +25,10 @@ BUILD=${1:-build}
 
 if [ "${SMOKE:-0}" = 1 ]; then
   : "${CLIENTS:=2}" "${BATCH:=50}" "${DURATION:=3}" "${LOOKUP_CLIENTS:=1}" "${PEOPLE:=1000}"
+  : "${ID_IDENTITIES:=2000}" "${ID_LINKS:=200}" "${ID_LOOKUPS:=2000}" "${PG:=0}"
 else
   : "${CLIENTS:=4}" "${BATCH:=100}" "${DURATION:=20}" "${LOOKUP_CLIENTS:=2}" "${PEOPLE:=10000}"
+  : "${ID_IDENTITIES:=200000}" "${ID_LINKS:=20000}" "${ID_LOOKUPS:=200000}" "${PG:=1}"
 fi
 : "${SEED:=1}"
 
@@ -56,9 +65,13 @@ for _ in $(seq 1 150); do
 done
 curl -sf -o /dev/null --max-time 1 "$URL/readyz" || { echo "bench: kithd not ready after 30 s" >&2; exit 1; }
 
+MACHINE="$(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)),\
+ $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo),\
+ $( (. /etc/os-release && echo "$PRETTY_NAME") 2>/dev/null || uname -s), kernel $(uname -r)"
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "== kith bench$([ "${SMOKE:-0}" = 1 ] && echo ' (smoke)') =="
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)," \
-  "$( (. /etc/os-release && echo "$PRETTY_NAME") 2>/dev/null || uname -s), kernel $(uname -r)"
+echo "machine: $MACHINE"
+echo "load average at start: $LOAD0"
 COMMIT=$(git -C "$(dirname "$0")/.." rev-parse --short HEAD 2>/dev/null || echo unknown)
 echo "commit:  $COMMIT"
 echo "kithd:   $BUILD/kithd --data-dir $WORK/data --listen 127.0.0.1:$PORT ${KITHD_ARGS:-}"
@@ -77,13 +90,58 @@ if ! kill -0 "$PID" 2>/dev/null; then
   rc=1
 fi
 
-RESULT=$(grep '^RESULT ' "$WORK/loadgen.out" | tail -1 || true)
-if [ -n "$RESULT" ]; then
-  get() { printf '%s\n' "$RESULT" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+# Stop kithd before the other steps, so they do not share the cores with it.
+kill -TERM "$PID" 2>/dev/null || true
+for _ in $(seq 1 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+
+# ---- 2. identity operations (in process) ----
+ID_CMD="$BUILD/bench/identity --identities $ID_IDENTITIES --links $ID_LINKS --lookups $ID_LOOKUPS"
+if [ -x "$BUILD/bench/identity" ]; then
   echo
+  echo "== identity: $ID_CMD"
+  $ID_CMD --dir "$WORK/identity" | tee "$WORK/identity.out" || { echo "bench: bench/identity failed" >&2; rc=1; }
+fi
+idf() { sed -n "$1" "$WORK/identity.out" 2>/dev/null | head -1; }
+ID_PRELOAD=$(idf 's/^preload .*: \([0-9]*\) records\/s.*/\1 records\/s/p')
+ID_LINK=$(idf 's/^links .*s, \([0-9]*\) link operations\/s.*/\1 links\/s/p')
+ID_LOOK=$(idf 's/^lookup *identity_lookup .*: \([0-9]*\/s\), \([0-9.]* us\) each.*/\1, \2 each/p')
+ID_CACHE=$(idf 's/^lookup *writer cache .*: \([0-9]*\/s\), \([0-9.]* us\) each.*/\1, \2 each/p')
+
+# ---- 3. segmentation ----
+SEG_BATCH="n/a (not built)"
+SEG_STREAM="n/a (not built)"
+if [ -x "$BUILD/bench/segment" ]; then
+  SEG_BATCH="n/a (bench/segment exists; not wired into run.sh yet)"
+  SEG_STREAM=$SEG_BATCH
+fi
+
+# ---- 4. the PostgreSQL comparison ----
+PGRES="$WORK/pg.results"
+: >"$PGRES"
+PG_NOTE=""
+if [ "$PG" = 1 ]; then
+  echo
+  echo "== PostgreSQL comparison: bench/pg/compare.sh $BUILD"
+  set +e
+  bash "$(dirname "$0")/pg/compare.sh" "$BUILD" "$PGRES" | tee "$WORK/pg.out"
+  pgrc=${PIPESTATUS[0]}
+  set -e
+  if [ "$pgrc" = 3 ]; then PG_NOTE="n/a (PostgreSQL 15 not installed)"
+  elif [ "$pgrc" != 0 ]; then PG_NOTE="failed (status $pgrc)"; rc=1; fi
+else
+  PG_NOTE="n/a (skipped: $([ "${SMOKE:-0}" = 1 ] && echo SMOKE=1 || echo PG=0))"
+fi
+pgv() { sed -n "s/^$1=//p" "$PGRES" | tail -1; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
+
+RESULT=$(grep '^RESULT ' "$WORK/loadgen.out" | tail -1 || true)
+get() { printf '%s\n' "$RESULT" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+ms() { awk -v us="$(get "$1")" 'BEGIN { printf "%.2f", us / 1000 }'; }
+if [ -n "$RESULT" ]; then
+  echo
+  echo "history row for docs/BENCHMARKS.md (with the PostgreSQL ratios in the summary below):"
   echo "| date | commit | clients x batch | events/s | req p50 / p99 (ms) | lookups/s | lookup p50 / p99 (ms) | errors |"
   echo "|---|---|---|---|---|---|---|---|"
-  ms() { awk -v us="$(get "$1")" 'BEGIN { printf "%.2f", us / 1000 }'; }
   printf '| %s | %s | %s x %s (+%s lookup) | %s | %s / %s | %s | %s / %s | %s |\n' \
     "$(date -u +%Y-%m-%d)" "$COMMIT" \
     "$CLIENTS" "$BATCH" "$LOOKUP_CLIENTS" "$(get events_per_s)" "$(ms ingest_p50_us)" \
@@ -91,8 +149,49 @@ if [ -n "$RESULT" ]; then
     "$(get errors)"
 fi
 
+row() { printf '| %s | %s | %s | %s |\n' "$1" "$2" "${3:-}" "${4:-}"; }
+echo
+echo "== summary =="
+echo "machine: $MACHINE; load average $LOAD0 at start, $(cut -d' ' -f1-3 /proc/loadavg) at end"
+echo "commit:  $COMMIT, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "commands:"
+echo "  $BUILD/bench/loadgen --url URL --key KEY --setup --clients $CLIENTS --batch $BATCH --duration $DURATION --lookup-clients $LOOKUP_CLIENTS --people $PEOPLE --seed $SEED"
+echo "  $ID_CMD"
+[ "$PG" = 1 ] && echo "  PG_PEOPLE=${PG_PEOPLE:-20000} PG_EVENTS=${PG_EVENTS:-10} SEED=$SEED LOOKUPS=${LOOKUPS:-2000} bench/pg/compare.sh $BUILD"
+echo
+echo "| measure | kith | PostgreSQL 15 | kith / PG |"
+echo "|---|---|---|---|"
+if [ -n "$RESULT" ]; then
+  row "ingest, events/s ($CLIENTS clients x $BATCH, HTTP, sync)" "$(get events_per_s)"
+  row "ingest request latency p50 / p99" "$(ms ingest_p50_us) / $(ms ingest_p99_us) ms"
+  row "lookups/s under ingest ($LOOKUP_CLIENTS clients)" "$(get lookups_per_s)"
+  row "lookup latency p50 / p99 under ingest" "$(ms lookup_p50_us) / $(ms lookup_p99_us) ms"
+  row "ingest errors" "$(get errors)"
+else
+  row "ingest / lookups under ingest" "failed (no RESULT line)"
+fi
+row "identity preload ($ID_IDENTITIES identities)" "${ID_PRELOAD:-n/a}"
+row "identity link operations ($ID_LINKS links)" "${ID_LINK:-n/a}"
+row "identity -> cluster, committed (RocksDB)" "${ID_LOOK:-n/a}"
+row "identity -> cluster, writer cache" "${ID_CACHE:-n/a}"
+row "event -> membership latency (streaming)" "$SEG_STREAM"
+row "batch segmentation time" "$SEG_BATCH"
+if [ -s "$PGRES" ]; then
+  row "comparison load, records+events/s (kith import vs COPY)" "$(pgv kith_load_rate)" "$(pgv pg_load_rate)" "$(ratio "$(pgv kith_load_rate)" "$(pgv pg_load_rate)") (higher: kith faster)"
+  row "comparison identity stitching, s" "online, in load" "$(pgv pg_stitch_s) ($(pgv pg_stitch_rounds) rounds)" "n/a"
+  row "comparison union view build, s" "online, in load" "$(pgv pg_union_s)" "n/a"
+  row "comparison until queryable (load+stitch+union), s" "$(pgv kith_load_s)" "$(pgv pg_total_s)" "$(ratio "$(pgv kith_load_s)" "$(pgv pg_total_s)") (lower: kith faster)"
+  row "comparison lookup by identity p50, ms" "$(pgv kith_lookup_p50_ms)" "$(pgv pg_lookup_p50_ms)" "$(ratio "$(pgv kith_lookup_p50_ms)" "$(pgv pg_lookup_p50_ms)") (lower: kith faster)"
+  row "comparison lookup by identity p99, ms" "$(pgv kith_lookup_p99_ms)" "$(pgv pg_lookup_p99_ms)" "$(ratio "$(pgv kith_lookup_p99_ms)" "$(pgv pg_lookup_p99_ms)") (lower: kith faster)"
+  for k in 1 2 3; do
+    row "comparison segment $k query, ms (members)" "n/a (no segment jobs)" "$(pgv pg_seg${k}_ms) ($(pgv pg_seg${k}_members))" "n/a"
+  done
+else
+  row "PostgreSQL comparison" "$PG_NOTE" "$PG_NOTE" "n/a"
+fi
+
 if [ "$rc" -ne 0 ]; then
-  echo "bench: loadgen failed (status $rc); kithd log: $WORK/kithd.log" >&2
+  echo "bench: a step failed (status $rc); kithd log: $WORK/kithd.log" >&2
   KEEP=1
 fi
 exit "$rc"

@@ -8,6 +8,10 @@ pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
 # Node.js and npm run the real Segment/RudderStack SDKs (tests/blackbox/test_segment_sdks.py); a
 # Node.js that already ships its own npm is kept.
 command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
+# Benchmark-only packages, installed by `make bench` (KITH_BENCH=1), never by `make test`:
+# PostgreSQL 15 for the comparison in bench/pg/.
+BENCH_PKGS=(postgresql-15)
+[ "${KITH_BENCH:-0}" = 1 ] && pkgs+=("${BENCH_PKGS[@]}")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
