@@ -83,6 +83,7 @@ struct cli {
     bool json;
     bool tty;      /* stderr is a terminal: show progress */
     bool no_retry; /* report 429/503 at once instead of waiting for Retry-After */
+    FILE *sink;    /* set around one call: a 2xx body goes there (export) */
     CURL *curl;
 };
 
@@ -110,6 +111,7 @@ static int cmd_schema_list(struct cli *c, const struct args *a);
 static int cmd_dataset_list(struct cli *c, const struct args *a);
 static int cmd_inlet_create(struct cli *c, const struct args *a);
 static int cmd_health(struct cli *c, const struct args *a);
+static int cmd_export(struct cli *c, const struct args *a);
 static int cmd_pql_check(struct cli *c, const struct args *a);
 static int cmd_pql_explain(struct cli *c, const struct args *a);
 static int cmd_pql_eval(struct cli *c, const struct args *a);
@@ -161,6 +163,11 @@ static const struct opt inlet_create_opts[] = {
     {"auth", NULL, "require an API key on the inlet"},
     {NULL, NULL, NULL},
 };
+static const struct opt export_opts[] = {
+    {"dataset", "ID", "dataset to export (required)"},
+    {"output", "FILE", "write to FILE instead of standard output"},
+    {NULL, NULL, NULL},
+};
 static const struct opt pql_check_opts[] = {
     {"server", NULL, "check names and types against the sandbox's union schemas from kithd"},
     {NULL, NULL, NULL},
@@ -184,6 +191,11 @@ static const struct command commands[] = {
      "errors. The exit status is 0 only if every record was written. With --no-wait,\n"
      "prints the batch id and returns; follow it with 'kith batch get ID --wait'.",
      1, 1, import_opts, cmd_import},
+    {NULL, "export", "--dataset ID [--output FILE]", "write every record or event of a dataset as JSON lines",
+     "Streams the dataset's records (profile datasets) or events (event datasets) from kithd as\n"
+     "JSON lines, one XDM entity per line — the format 'kith import' reads, so an export can be\n"
+     "imported into another dataset or another kithd.",
+     0, 0, export_opts, cmd_export},
     {"batch", "get", "ID [--wait] [--timeout SECONDS]", "show the status of an import batch",
      "Prints the batch status, its record counts and every failed line with its errors. The exit\n"
      "status is 0 only if the batch succeeded and every record was written.",
@@ -462,6 +474,9 @@ struct response {
     char *body; /* NUL-terminated; owned */
     size_t len, cap;
     bool too_large;
+    FILE *sink;      /* when set, a 2xx body is written here instead of being kept */
+    uint64_t sunk;   /* bytes written to sink */
+    CURL *handle;
 };
 
 static void response_free(struct response *r)
@@ -474,6 +489,15 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     struct response *r = ud;
     size_t add = size * n;
+    if (r->sink) {
+        long status = 0;
+        curl_easy_getinfo(r->handle, CURLINFO_RESPONSE_CODE, &status);
+        if (status >= 200 && status < 300) {
+            if (fwrite(p, 1, add, r->sink) != add) return 0;
+            r->sunk += add;
+            return add;
+        }
+    }
     if (add > MAX_RESPONSE_BYTES - r->len) {
         r->too_large = true;
         return 0; /* aborts the transfer */
@@ -542,7 +566,9 @@ static int http(struct cli *c, const char *method, const char *path, const char 
                 const char *body, size_t body_len, const char *progress_label, struct response *r)
 {
     memset(r, 0, sizeof r[0]);
+    r->sink = c->sink;
     CURL *h = c->curl;
+    r->handle = h;
     curl_easy_reset(h);
 
     size_t ulen = strlen(c->url);
@@ -1494,6 +1520,39 @@ static int cmd_profile_events(struct cli *c, const struct args *a)
     if (fflush(stdout) != 0 && rc == EXIT_OK) rc = fail("writing the events: %s", strerror(errno));
     free(cursor);
     kith_buf_free(&path);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Export */
+
+static int cmd_export(struct cli *c, const struct args *a)
+{
+    const char *ds = arg_get(a, "dataset");
+    if (!ds || !ds[0]) return usage_error(a->cmd, "--dataset ID is required");
+    const char *out = arg_get(a, "output");
+    FILE *f = stdout;
+    if (out && out[0] && !(f = fopen(out, "w"))) return fail("cannot write %s: %s", out, strerror(errno));
+    kith_buf path = {0};
+    kith_buf_printf(&path, "/data/foundation/catalog/dataSets/");
+    for (const char *p = ds; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (isalnum(ch) || ch == '-' || ch == '_' || ch == '.') kith_buf_append(&path, p, 1);
+        else kith_buf_printf(&path, "%%%02X", ch);
+    }
+    kith_buf_puts(&path, "/export");
+    struct response r;
+    c->sink = f;
+    int rc = http(c, "GET", path.data, NULL, NULL, 0, NULL, &r) ? EXIT_FAIL : EXIT_OK;
+    c->sink = NULL;
+    kith_buf_free(&path);
+    if (rc == EXIT_OK && !http_ok(&r)) rc = print_problem("export", &r);
+    bool to_stdout = f == stdout;
+    if (!to_stdout && fclose(f) != 0 && rc == EXIT_OK) rc = fail("writing %s: %s", out, strerror(errno));
+    if (to_stdout && fflush(stdout) != 0 && rc == EXIT_OK)
+        rc = fail("writing the export: %s", strerror(errno));
+    if (rc == EXIT_OK && c->tty) fprintf(stderr, "exported %llu bytes\n", (unsigned long long)r.sunk);
+    response_free(&r);
     return rc;
 }
 

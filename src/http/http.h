@@ -68,6 +68,11 @@ struct kith_req {
     int retry_after;   /* seconds, 0 = none */
     char location[512];
     bool cors; /* browser endpoints: CORS headers echoing Origin (credentialed) */
+    /* A streamed response body (instead of json/raw): MHD pulls it in chunks; stream_free releases
+     * stream_cls when the response is done. */
+    ssize_t (*stream)(void *cls, uint64_t pos, char *buf, size_t max);
+    void *stream_cls;
+    void (*stream_free)(void *cls);
     /* async */
     int state;
     int (*submit)(kith_req *r);

@@ -76,6 +76,7 @@ static const char components_json[] =
     "\"files\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}},\"metrics\":{\"type\":\"object\",\"properties\":{\"recordsRead\":{\"type\":\"integer\"},"
     "\"recordsWritten\":{\"type\":\"integer\"},\"recordsFailed\":{\"type\":\"integer\"}}},\"errors\":{\"type\":\"array\",\"items\":{\"type\":\"object\"}}}},"
     "\"BatchStatusMap\":{\"type\":\"object\",\"additionalProperties\":{\"$ref\":\"#/components/schemas/ImportBatch\"}},"
+    "\"JsonLines\":{\"type\":\"string\",\"contentMediaType\":\"application/x-ndjson\",\"description\":\"one JSON entity per line\"},"
     "\"BinaryFile\":{\"type\":\"string\",\"contentMediaType\":\"application/octet-stream\"},"
     "\"ConnectionCreate\":{\"type\":\"object\",\"required\":[\"name\"],\"properties\":{\"name\":{\"type\":\"string\"},\"type\":{\"type\":\"string\"},"
     "\"authenticationRequired\":{\"type\":\"boolean\"},\"auth\":{\"type\":\"object\"},\"profileDataset\":{\"type\":\"string\"},\"eventDataset\":{\"type\":\"string\"},"
@@ -200,6 +201,7 @@ static json_t *media(const char *component)
 {
     const char *type = strcmp(component, "MetricsText") == 0   ? "text/plain"
                        : strcmp(component, "BinaryFile") == 0 ? "application/octet-stream"
+                       : strcmp(component, "JsonLines") == 0  ? "application/x-ndjson"
                                                               : "application/json";
     return json_pack("{s:{s:o}}", type, "schema", ref(component));
 }

@@ -312,9 +312,18 @@ static enum MHD_Result send_response(kith_req *r)
         r->raw.data = NULL;
         r->raw.len = r->raw.cap = 0;
     }
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, text ? text : (char *)"", text ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-    if (len || r->json) MHD_add_response_header(resp, "Content-Type", ctype);
+    struct MHD_Response *resp;
+    if (r->stream) {
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, r->stream, r->stream_cls,
+                                                 r->stream_free);
+        r->stream = NULL; /* the response owns stream_cls now */
+        r->stream_cls = NULL;
+        MHD_add_response_header(resp, "Content-Type", ctype);
+    } else {
+        resp = MHD_create_response_from_buffer(len, text ? text : (char *)"",
+                                               text ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+        if (len || r->json) MHD_add_response_header(resp, "Content-Type", ctype);
+    }
     if (r->retry_after > 0) {
         char ra[16];
         snprintf(ra, sizeof ra, "%d", r->retry_after);
@@ -483,6 +492,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (r->json) json_decref(r->json);
     r->json = NULL;
     if (r->cleanup) r->cleanup(r);
+    if (r->stream_cls && r->stream_free) r->stream_free(r->stream_cls);
     for (int i = 0; i < HTTP_MAX_PARAMS; i++) free(r->params[i]);
     for (size_t i = 0; i < r->nq; i++) free(r->qname[i]), free(r->qval[i]);
     free(r->path);
