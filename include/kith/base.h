@@ -67,6 +67,10 @@ int kith_random(void *buf, size_t n);
 /* Writes 2*n lowercase hex characters of data plus a NUL into out. */
 void kith_hex(const void *data, size_t n, char *out);
 
+/* Makes s valid UTF-8 in place: a truncated sequence at the end is cut, any other invalid byte
+ * becomes '?'. For messages that quote input and were cut to a buffer. Returns s. */
+char *kith_utf8_sanitize(char *s);
+
 /* malloc/strdup that abort on out-of-memory (for small, bounded allocations only). */
 void *kith_xmalloc(size_t n);
 void *kith_xcalloc(size_t n, size_t sz);

@@ -290,3 +290,32 @@ void kith_buf_free(kith_buf *b)
     b->data = NULL;
     b->len = b->cap = 0;
 }
+
+char *kith_utf8_sanitize(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        unsigned char c = *p;
+        size_t n = c < 0x80 ? 1 : (c >= 0xc2 && c <= 0xdf) ? 2 : (c >= 0xe0 && c <= 0xef) ? 3
+                                 : (c >= 0xf0 && c <= 0xf4) ? 4 : 0;
+        size_t have = 1;
+        while (n > 1 && have < n && (p[have] & 0xc0) == 0x80) have++;
+        if (n == 0 || have < n) {
+            if (n > 1 && p[have] == 0) { /* cut short by truncation at the end */
+                *p = 0;
+                break;
+            }
+            *p++ = '?';
+            continue;
+        }
+        uint32_t cp = n == 1 ? c : (uint32_t)(c & (0x7f >> n));
+        for (size_t i = 1; i < n; i++) cp = cp << 6 | (p[i] & 0x3f);
+        if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+            (n == 4 && (cp < 0x10000 || cp > 0x10ffff))) {
+            *p++ = '?';
+            continue;
+        }
+        p += n;
+    }
+    return s;
+}

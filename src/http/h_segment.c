@@ -248,7 +248,8 @@ static void seg_entity_errors(seg_ctx *c, json_t *perr, const char *prefix, bool
         const char *m = json_string_value(json_object_get(e, "message"));
         char msg[700];
         snprintf(msg, sizeof msg, "%s: %s (XDM %s)", message, m ? m : "invalid", p ? p : "");
-        json_array_append_new(c->errors, json_pack("{s:s, s:s}", "path", path, "message", msg));
+        json_array_append_new(c->errors, json_pack("{s:s, s:s}", "path", kith_utf8_sanitize(path),
+                                                   "message", kith_utf8_sanitize(msg)));
     }
 }
 
@@ -532,7 +533,11 @@ static int seg_setup_fn(void *ctx, store_batch *b)
 
 static void err_add(json_t *errors, const char *path, const char *msg)
 {
-    json_array_append_new(errors, json_pack("{s:s, s:s}", "path", path, "message", msg));
+    char p2[512], m2[1024];
+    snprintf(p2, sizeof p2, "%s", path);
+    snprintf(m2, sizeof m2, "%s", msg);
+    json_array_append_new(errors, json_pack("{s:s, s:s}", "path", kith_utf8_sanitize(p2), "message",
+                                            kith_utf8_sanitize(m2)));
 }
 
 /* An existing dataset of the sandbox whose schema has class cls; appends an error otherwise. */

@@ -74,6 +74,7 @@ __attribute__((format(printf, 5, 0))) static void problem_v(kith_req *r, int sta
 {
     char detail[1024];
     vsnprintf(detail, sizeof detail, fmt, ap);
+    kith_utf8_sanitize(detail); /* details quote input and may be cut inside a UTF-8 sequence */
     char type[128];
     snprintf(type, sizeof type, "https://kith.dev/problems/%s", problem_slug(status));
     json_t *p = json_pack("{s:s, s:s, s:i, s:s}", "type", type, "title", title, "status", status,

@@ -28,7 +28,11 @@ static void add_error(json_t *errors, const char *path, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    json_array_append_new(errors, json_pack("{s:s, s:s}", "path", path, "message", msg));
+    char p2[512];
+    snprintf(p2, sizeof p2, "%s", path);
+    /* Messages quote input and may have been cut inside a UTF-8 sequence. */
+    json_array_append_new(errors, json_pack("{s:s, s:s}", "path", kith_utf8_sanitize(p2), "message",
+                                            kith_utf8_sanitize(msg)));
 }
 
 /* Values that identify nobody; AEP blocks them from the graph. */

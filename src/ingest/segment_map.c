@@ -43,7 +43,9 @@ static void add_error(json_t *errors, const char *prefix, const char *field, con
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     snprintf(path, sizeof path, "%s%s", prefix, field);
-    json_array_append_new(errors, json_pack("{s:s, s:s}", "path", path, "message", msg));
+    /* Both quote input and may have been cut inside a UTF-8 sequence. */
+    json_array_append_new(errors, json_pack("{s:s, s:s}", "path", kith_utf8_sanitize(path), "message",
+                                            kith_utf8_sanitize(msg)));
 }
 
 const char *segment_id_field(const json_t *msg, const char *key, char *buf, size_t cap)

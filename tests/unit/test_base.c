@@ -81,12 +81,24 @@ static void test_errors(void **state)
     assert_string_equal(kith_strerror(KITH_ETOOLARGE), "Payload Too Large");
 }
 
+static void test_utf8_sanitize(void **state)
+{
+    char a[] = "caf\xc3\xa9";
+    assert_string_equal(kith_utf8_sanitize(a), "caf\xc3\xa9");
+    char b[] = "cut \xe6\x97"; /* a 3-byte sequence cut after 2 bytes */
+    assert_string_equal(kith_utf8_sanitize(b), "cut ");
+    char c[] = "bad \xff byte \xc0\xaf";
+    assert_string_equal(kith_utf8_sanitize(c), "bad ? byte ??");
+    char d[] = "surrogate \xed\xa0\x80.";
+    assert_string_equal(kith_utf8_sanitize(d), "surrogate ???.");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_time_parse),  cmocka_unit_test(test_date_parse),
         cmocka_unit_test(test_time_format_roundtrip), cmocka_unit_test(test_buf_and_hex),
-        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_errors),      cmocka_unit_test(test_utf8_sanitize),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
