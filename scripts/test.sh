@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc)}
-FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+FUZZ_RUNS=${FUZZ_RUNS:-300000}   # per target, with a fixed seed: the same run every time
+FUZZ_SECONDS=${FUZZ_SECONDS:-60} # and a time cap
 
 bash scripts/deps.sh
 
@@ -24,7 +25,7 @@ cmake --build build-asan -j"$JOBS" -- --no-print-directory >/dev/null
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
    ctest --output-on-failure -j"$JOBS" --timeout 600) | tee -a "$LOG"
 
-echo "== fuzz targets (${FUZZ_SECONDS}s each)"
+echo "== fuzz targets (${FUZZ_RUNS} runs each, seed 1, at most ${FUZZ_SECONDS}s)"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DKITH_FUZZ=ON \
   -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined" >/dev/null
 cmake --build build-fuzz -j"$JOBS" -- --no-print-directory >/dev/null
@@ -38,7 +39,8 @@ for f in build-fuzz/fuzz_*; do
   dirs=("build-fuzz/corpus-$name")
   [ -d "$corpus" ] && dirs+=("$corpus")
   echo "-- $name"
-  "$f" -max_total_time="$FUZZ_SECONDS" -max_len=8192 -timeout=10 "${dirs[@]}" 2>&1 | tail -n 3
+  "$f" -seed=1 -runs="$FUZZ_RUNS" -max_total_time="$FUZZ_SECONDS" -max_len=8192 -timeout=10 \
+    "${dirs[@]}" 2>&1 | tail -n 3
   fuzzers=$((fuzzers + 1))
 done
 # One closing line for the whole run: ctest tests of both builds plus the fuzz runs.
