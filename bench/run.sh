@@ -109,10 +109,9 @@ ID_CACHE=$(idf 's/^lookup *writer cache .*: \([0-9]*\/s\), \([0-9.]* us\) each.*
 
 # ---- 3. segmentation ----
 SEG_BATCH="n/a (not built)"
-SEG_STREAM="n/a (not built)"
+SEG_STREAM="n/a (measured by the PostgreSQL comparison step only)"
 if [ -x "$BUILD/bench/segment" ]; then
   SEG_BATCH="n/a (bench/segment exists; not wired into run.sh yet)"
-  SEG_STREAM=$SEG_BATCH
 fi
 
 # ---- 4. the PostgreSQL comparison ----
@@ -174,6 +173,9 @@ row "identity preload ($ID_IDENTITIES identities)" "${ID_PRELOAD:-n/a}"
 row "identity link operations ($ID_LINKS links)" "${ID_LINK:-n/a}"
 row "identity -> cluster, committed (RocksDB)" "${ID_LOOK:-n/a}"
 row "identity -> cluster, writer cache" "${ID_CACHE:-n/a}"
+if [ -n "$(pgv kith_ev2mem_p50_ms)" ]; then
+  SEG_STREAM="p50 $(pgv kith_ev2mem_p50_ms) / max $(pgv kith_ev2mem_max_ms) ms ($(pgv kith_ev2mem_samples) events, segment 1, bench/pg/kith_segments.py)"
+fi
 row "event -> membership latency (streaming)" "$SEG_STREAM"
 row "batch segmentation time" "$SEG_BATCH"
 if [ -s "$PGRES" ]; then
@@ -184,7 +186,7 @@ if [ -s "$PGRES" ]; then
   row "comparison lookup by identity p50, ms" "$(pgv kith_lookup_p50_ms)" "$(pgv pg_lookup_p50_ms)" "$(ratio "$(pgv kith_lookup_p50_ms)" "$(pgv pg_lookup_p50_ms)") (lower: kith faster)"
   row "comparison lookup by identity p99, ms" "$(pgv kith_lookup_p99_ms)" "$(pgv pg_lookup_p99_ms)" "$(ratio "$(pgv kith_lookup_p99_ms)" "$(pgv pg_lookup_p99_ms)") (lower: kith faster)"
   for k in 1 2 3; do
-    row "comparison segment $k query, ms (members)" "n/a (no segment jobs)" "$(pgv pg_seg${k}_ms) ($(pgv pg_seg${k}_members))" "n/a"
+    row "comparison segment $k query, ms (members)" "n/a: no segment jobs ($(pgv kith_seg${k}_members) streaming members)" "$(pgv pg_seg${k}_ms) ($(pgv pg_seg${k}_members))" "n/a"
   done
 else
   row "PostgreSQL comparison" "$PG_NOTE" "$PG_NOTE" "n/a"

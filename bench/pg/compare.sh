@@ -66,10 +66,14 @@ N_ALL=$((N_CRM + N_LOY + N_EV))
 # The lookup keys: LOOKUPS random linked identities of CRM customers (any namespace), same for both.
 python3 - "$WORK/pop/truth.jsonl" "$LOOKUPS" "$SEED" >"$WORK/keys.tsv" <<'PY'
 import json, random, sys
+# kith's default blocked emails (src/identity/rules.c) are not identities on either side.
+blocked = {"test@test.com", "test@example.com", "user@example.com", "email@email.com",
+           "noemail@noemail.com", "no@email.com", "none@none.com", "not-specified", "user_null", "na@na.com"}
 ids = []
 for t in map(json.loads, open(sys.argv[1])):
     if t.get("hasCrm"):
-        ids += [(i["namespace"], i["id"]) for i in t["identities"] if i.get("linked", True)]
+        ids += [(i["namespace"], i["id"]) for i in t["identities"]
+                if i.get("linked", True) and not (i["namespace"] == "Email" and i["id"].lower() in blocked)]
 r = random.Random(int(sys.argv[3]))
 for ns, i in (r.choice(ids) for _ in range(int(sys.argv[2]))):
     print(f"{ns}\t{i}")
@@ -94,14 +98,18 @@ SEGS=(
   'xEvent[eventType = "advertising.impressions" and _acme.campaignId in ["c-101", "c-102", "c-103", "c-104", "c-105"] and timestamp occurs <= 30 minutes before now]._acme.campaignId.distinct().count() >= 3'
 )
 n=0
+SEG_IDS=()
 for s in "${SEGS[@]}"; do
   n=$((n + 1))
   body=$(python3 -c 'import json, sys; print(json.dumps({"name": "bench-seg-" + sys.argv[2], "schema": {"name": "_xdm.context.profile"}, "expression": {"type": "PQL", "format": "pql/text", "value": sys.argv[1]}}))' "$s" "$n")
-  curl -sf -o /dev/null -X POST -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
-    --data-binary "$body" "$URL/data/core/ups/segment/definitions" ||
-    echo "pg-compare: kith: segment $n not created" >&2
+  id=$(curl -sf -X POST -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+    --data-binary "$body" "$URL/data/core/ups/segment/definitions" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])') ||
+    { echo "pg-compare: kith: segment $n not created" >&2; id=none; }
+  SEG_IDS+=("$id")
 done
-KITH=("$BUILD/kith" --url "$URL" --key "$KEY")
+# A stuck import fails the run instead of hanging it (IMPORT_TIMEOUT seconds per file).
+KITH=(timeout "${IMPORT_TIMEOUT:-900}" "$BUILD/kith" --url "$URL" --key "$KEY")
 echo "pg-compare: kith: loading $N_ALL records and events" >&2
 t0=$(now)
 "${KITH[@]}" import --dataset "$DATASET_CRM" "$WORK/pop/profiles-crm.jsonl" >"$WORK/kimport.log"
@@ -122,6 +130,11 @@ awk '{ print $2 * 1000 }' "$WORK/kith-lat.txt" >"$WORK/kith-ms.txt"
 res kith_lookup_p50_ms "$(pct "$WORK/kith-ms.txt" 50)"
 res kith_lookup_p99_ms "$(pct "$WORK/kith-ms.txt" 99)"
 res kith_lookup_miss "$(awk '$1 != 200' "$WORK/kith-lat.txt" | wc -l)"
+# Streaming segment members after the load, and event -> membership latency (kith_segments.py).
+python3 "$HERE/kith_segments.py" "$URL" "$KEY" "$INLET" "$SCHEMA_EVENT" "$DATASET_WEB" \
+  "$WORK/pop/truth.jsonl" "${SEG_IDS[@]}" "${EV2MEM_SAMPLES:-20}" >"$WORK/kseg.out" ||
+  echo "pg-compare: kith_segments.py failed" >&2
+while IFS='=' read -r k v; do res "$k" "$v"; done <"$WORK/kseg.out"
 kill -TERM "$KPID"; wait "$KPID" 2>/dev/null || true; KPID=
 
 # ---- PostgreSQL 15 -------------------------------------------------------------------------------
@@ -183,7 +196,9 @@ printf '%-46s | %14s | %14s | %s\n' "lookup by identity p50, ms (lower is better
 printf '%-46s | %14s | %14s | %s\n' "lookup by identity p99, ms (lower is better)" "$R_kith_lookup_p99_ms" "$R_pg_lookup_p99_ms" "$(ratio "$R_kith_lookup_p99_ms" "$R_pg_lookup_p99_ms")"
 printf '%-46s | %14s | %14s | %s\n' "lookups answered 404 / no union row" "$R_kith_lookup_miss" "$R_pg_lookup_miss" ""
 for k in 1 2 3; do
-  eval "ms=\$R_pg_seg${k}_ms; mem=\$R_pg_seg${k}_members"
-  printf '%-46s | %14s | %14s | %s\n' "segment $k batch query, ms (members)" "n/a (no jobs)" "$ms ($mem)" "n/a"
+  eval "ms=\$R_pg_seg${k}_ms; mem=\$R_pg_seg${k}_members; km=\${R_kith_seg${k}_members:-?}"
+  printf '%-46s | %14s | %14s | %s\n' "segment $k batch query, ms (members)" "n/a ($km)" "$ms ($mem)" "n/a"
 done
+echo "kith: members = streaming memberships after the load (no batch jobs yet), read by looking up all CRM customers (${R_kith_membership_scan_s:-?} s)"
+echo "kith: event -> membership (segment 1) p50 ${R_kith_ev2mem_p50_ms:-n/a} ms, max ${R_kith_ev2mem_max_ms:-n/a} ms over ${R_kith_ev2mem_samples:-0} events"
 echo "PG stitching: $R_pg_stitch_rounds label-propagation rounds, $R_pg_clusters clusters"

@@ -1,11 +1,18 @@
 -- Identity stitching by hand: extract identities, link the identities of each record, and find the
 -- connected components by label propagation (a plpgsql loop until no label changes).
+-- Same linking rule as kith's defaults: no unique namespace, the generic junk values and kith's
+-- blocked junk emails never become identities. Not mirrored: kith's --max-graph (50 identities per
+-- graph; this population's graphs stay far below it).
 BEGIN;
 INSERT INTO ident (ns, id)
   SELECT DISTINCT m.key, x->>'id'
   FROM (SELECT doc FROM fragments UNION ALL SELECT doc FROM events) r,
        jsonb_each(r.doc->'identityMap') m, jsonb_array_elements(m.value) x
-  WHERE coalesce(x->>'id', '') NOT IN ('', 'null', 'anonymous', 'invalid', 'undefined', 'unknown');
+  WHERE coalesce(x->>'id', '') NOT IN ('', 'null', 'anonymous', 'invalid', 'undefined', 'unknown')
+    -- kith's default blocked emails (src/identity/rules.c), so both sides link the same pairs
+    AND NOT (m.key = 'Email' AND lower(x->>'id') IN ('test@test.com', 'test@example.com',
+             'user@example.com', 'email@email.com', 'noemail@noemail.com', 'no@email.com',
+             'none@none.com', 'not-specified', 'user_null', 'na@na.com'));
 ANALYZE ident;
 INSERT INTO rec_ident (kind, rid, nid)
   SELECT 'f', f.fid, i.nid FROM fragments f, jsonb_each(f.doc->'identityMap') m,

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""kith side of the segment comparison (bench/pg/compare.sh calls it after the load).
+
+  kith_segments.py URL KEY INLET EVENT_SCHEMA_ID WEB_DATASET_ID TRUTH.jsonl SEG1 SEG2 SEG3 [SAMPLES]
+
+1. Membership: looks every CRM customer up by CRMID and counts the distinct profiles (clusters) whose
+   segmentMembership.ups.<segment>.status is "realized", per segment; these are the streaming
+   segments' members after the load, to set beside PostgreSQL's counts (kith has no batch segment
+   jobs yet, so there is no query time to compare).
+2. Event -> membership latency (segment 1, sum of purchases > 10000): for SAMPLES customers not in it,
+   POST one purchase of 20,000 to the streaming inlet, then poll the profile until the membership is
+   realized; the time from sending the event to seeing the membership.
+Prints key=value lines."""
+import http.client
+import json
+import random
+import sys
+import time
+import urllib.parse
+import uuid
+
+url, key, inlet, schema, dataset, truth = sys.argv[1:7]
+segs = sys.argv[7:10]
+samples = int(sys.argv[10]) if len(sys.argv) > 10 else 20
+u = urllib.parse.urlparse(url)
+conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+auth = {"Authorization": "Bearer " + key}
+
+
+def profile(crm):
+    q = urllib.parse.urlencode({"schema.name": "_xdm.context.profile", "entityId": crm, "entityIdNS": "CRMID"})
+    conn.request("GET", "/data/core/ups/access/entities?" + q, headers=auth)
+    r = conn.getresponse()
+    body = r.read()
+    return json.loads(body) if r.status == 200 else {}
+
+
+def members(doc):
+    out = {}
+    for xid, p in doc.items():
+        ups = (p.get("entity", {}).get("segmentMembership", {}) or {}).get("ups", {}) or {}
+        out[xid] = {s for s in segs if (ups.get(s) or {}).get("status") == "realized"}
+    return out
+
+
+crms = [t["crmId"] for t in map(json.loads, open(truth)) if t.get("hasCrm")]
+t0 = time.monotonic()
+seen = {}
+for c in crms:
+    seen.update(members(profile(c)))
+scan = time.monotonic() - t0
+for k, s in enumerate(segs, 1):
+    print(f"kith_seg{k}_members={sum(1 for m in seen.values() if s in m)}")
+print(f"kith_membership_scan_s={scan:.3f}")
+print(f"kith_profiles_scanned={len(seen)}")
+
+rng = random.Random(1)
+lat = []
+for c in rng.sample(crms, min(samples, len(crms))):
+    if any(segs[0] in m for m in members(profile(c)).values()):
+        continue
+    ent = {"_id": str(uuid.uuid4()), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+           "eventType": "commerce.purchases",
+           "identityMap": {"CRMID": [{"id": c, "authenticatedState": "authenticated"}]},
+           "commerce": {"order": {"priceTotal": 20000.0, "currencyCode": "USD"}, "purchases": {"value": 1}}}
+    ref = {"id": schema, "contentType": "application/vnd.adobe.xed-full+json;version=1"}
+    env = {"header": {"schemaRef": ref, "datasetId": dataset, "source": {"name": "bench"}},
+           "body": {"xdmMeta": {"schemaRef": ref}, "xdmEntity": ent}}
+    t = time.monotonic()
+    conn.request("POST", "/collection/" + inlet, body=json.dumps(env),
+                 headers=dict(auth, **{"Content-Type": "application/json"}))
+    r = conn.getresponse()
+    r.read()
+    if r.status // 100 != 2:
+        print(f"kith_membership_error=HTTP {r.status}", file=sys.stderr)
+        break
+    while time.monotonic() - t < 10:
+        if any(segs[0] in m for m in members(profile(c)).values()):
+            lat.append((time.monotonic() - t) * 1000)
+            break
+lat.sort()
+if lat:
+    print(f"kith_ev2mem_p50_ms={lat[len(lat) // 2]:.2f}")
+    print(f"kith_ev2mem_max_ms={lat[-1]:.2f}")
+print(f"kith_ev2mem_samples={len(lat)}")
