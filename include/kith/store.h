@@ -28,7 +28,7 @@ typedef struct store_batch store_batch;
 typedef struct store_iter store_iter;
 
 typedef struct store_options {
-    size_t block_cache_bytes; /* 0 → 256 MiB */
+    size_t block_cache_bytes; /* 0 → 1 GiB (profiles, identities and memberships stay in memory) */
     bool sync;                /* WAL fsync on every commit (default true: an ack is durable) */
 } store_options;
 

@@ -43,7 +43,7 @@ int store_open(const char *dir, const store_options *opt, kith_store **out, char
     rocksdb_options_increase_parallelism(st->opts, 2);
     rocksdb_options_set_max_background_jobs(st->opts, 2);
     st->cache = rocksdb_cache_create_lru(opt && opt->block_cache_bytes ? opt->block_cache_bytes
-                                                                       : (size_t)256 << 20);
+                                                                       : (size_t)1 << 30);
     st->table = rocksdb_block_based_options_create();
     rocksdb_block_based_options_set_block_cache(st->table, st->cache);
     rocksdb_block_based_options_set_filter_policy(st->table, rocksdb_filterpolicy_create_bloom(10));
