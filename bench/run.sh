@@ -179,12 +179,12 @@ fi
 row "event -> membership latency (streaming)" "$SEG_STREAM"
 row "batch segmentation time" "$SEG_BATCH"
 if [ -s "$PGRES" ]; then
-  row "comparison load, records+events/s (kith import vs COPY)" "$(pgv kith_load_rate)" "$(pgv pg_load_rate)" "$(ratio "$(pgv kith_load_rate)" "$(pgv pg_load_rate)") (higher: kith faster)"
+  row "comparison load, records+events/s (kith import vs COPY)" "$(pgv kith_load_rate)" "$(pgv pg_load_rate)" "$(ratio "$(pgv kith_load_rate)" "$(pgv pg_load_rate)") (> 1: kith faster)"
   row "comparison identity stitching, s" "online, in load" "$(pgv pg_stitch_s) ($(pgv pg_stitch_rounds) rounds)" "n/a"
   row "comparison union view build, s" "online, in load" "$(pgv pg_union_s)" "n/a"
-  row "comparison until queryable (load+stitch+union), s" "$(pgv kith_load_s)" "$(pgv pg_total_s)" "$(ratio "$(pgv kith_load_s)" "$(pgv pg_total_s)") (lower: kith faster)"
-  row "comparison lookup by identity p50, ms" "$(pgv kith_lookup_p50_ms)" "$(pgv pg_lookup_p50_ms)" "$(ratio "$(pgv kith_lookup_p50_ms)" "$(pgv pg_lookup_p50_ms)") (lower: kith faster)"
-  row "comparison lookup by identity p99, ms" "$(pgv kith_lookup_p99_ms)" "$(pgv pg_lookup_p99_ms)" "$(ratio "$(pgv kith_lookup_p99_ms)" "$(pgv pg_lookup_p99_ms)") (lower: kith faster)"
+  row "comparison until queryable (load+stitch+union), s" "$(pgv kith_load_s)" "$(pgv pg_total_s)" "$(ratio "$(pgv kith_load_s)" "$(pgv pg_total_s)") (< 1: kith faster)"
+  row "comparison lookup by identity p50, ms" "$(pgv kith_lookup_p50_ms)" "$(pgv pg_lookup_p50_ms)" "$(ratio "$(pgv kith_lookup_p50_ms)" "$(pgv pg_lookup_p50_ms)") (< 1: kith faster)"
+  row "comparison lookup by identity p99, ms" "$(pgv kith_lookup_p99_ms)" "$(pgv pg_lookup_p99_ms)" "$(ratio "$(pgv kith_lookup_p99_ms)" "$(pgv pg_lookup_p99_ms)") (< 1: kith faster)"
   for k in 1 2 3; do
     row "comparison segment $k query, ms (members)" "n/a: no segment jobs ($(pgv kith_seg${k}_members) streaming members)" "$(pgv pg_seg${k}_ms) ($(pgv pg_seg${k}_members))" "n/a"
   done
