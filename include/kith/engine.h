@@ -22,6 +22,7 @@ typedef struct kith_limits {
     size_t batch_messages;  /* messages per /collection/batch request (5000) */
     int graph_max;          /* identities per cluster (50) */
     size_t queue_max;       /* messages waiting for the apply thread (200000) */
+    size_t cache_bytes;     /* RocksDB block cache (0: 1 GiB) */
 } kith_limits;
 extern const kith_limits KITH_LIMITS_DEFAULT;
 

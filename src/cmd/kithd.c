@@ -45,6 +45,7 @@ static const struct option long_opts[] = {
     {"max-batch", required_argument, 0, 'B'},  {"max-identities", required_argument, 0, 'I'},
     {"max-graph", required_argument, 0, 'G'},  {"queue", required_argument, 0, 'Q'},
     {"connections", required_argument, 0, 'C'}, {"log-level", required_argument, 0, 'L'},
+    {"cache-mb", required_argument, 0, 'M'},
     {"config", required_argument, 0, 'c'},     {"help", no_argument, 0, 'h'},
     {"version", no_argument, 0, 'V'},          {0, 0, 0, 0}};
 
@@ -64,6 +65,7 @@ static void usage(FILE *f)
             "  --max-identities N    identities per record (default 20)\n"
             "  --max-graph N         identities per identity graph (default 50)\n"
             "  --queue N             messages waiting for the writer before 429 (default 200000)\n"
+            "  --cache-mb N          RocksDB block cache in MiB (default 1024)\n"
             "  --log-level LEVEL     debug, info, warn, error (default info)\n"
             "  --config FILE         read options from FILE: one \"name = value\" per line,\n"
             "                        names as the long options without dashes\n"
@@ -101,6 +103,10 @@ static int apply_option(options *o, int c, const char *arg)
     case 'I': return parse_size(arg, &v) && v <= 64 ? (o->lim.max_identities = (int)v, 0) : -1;
     case 'G': return parse_size(arg, &v) && v >= 2 && v <= 10000 ? (o->lim.graph_max = (int)v, 0) : -1;
     case 'Q': return parse_size(arg, &o->lim.queue_max) ? 0 : -1;
+    case 'M':
+        if (!parse_size(arg, &v) || v < 8 || v > (1u << 20)) return -1;
+        o->lim.cache_bytes = v << 20;
+        return 0;
     case 'L':
         if (strcmp(arg, "debug") && strcmp(arg, "info") && strcmp(arg, "warn") && strcmp(arg, "error"))
             return -1;

@@ -99,7 +99,7 @@ int engine_open(const char *data_dir, const kith_limits *lim, const char *admin_
     snprintf(e->data_dir, sizeof e->data_dir, "%s", data_dir);
     char path[4200];
     snprintf(path, sizeof path, "%s/db", data_dir);
-    store_options so = {.sync = sync};
+    store_options so = {.sync = sync, .block_cache_bytes = e->lim.cache_bytes};
     int rc = store_open(path, &so, &e->store, errmsg);
     if (rc) {
         free(e);
