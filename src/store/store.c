@@ -55,6 +55,10 @@ int store_open(const char *dir, const store_options *opt, kith_store **out, char
         st->cf_opts[i] = rocksdb_options_create_copy(st->opts);
         rocksdb_options_set_block_based_table_factory(st->cf_opts[i], st->table);
         rocksdb_options_set_compression(st->cf_opts[i], rocksdb_lz4_compression);
+        /* Most point reads on the write path miss (a new identity, a new event id): a bloom filter
+         * over the memtable's whole keys answers those without walking the skip list. */
+        rocksdb_options_set_memtable_prefix_bloom_size_ratio(st->cf_opts[i], 0.05);
+        rocksdb_options_set_memtable_whole_key_filtering(st->cf_opts[i], 1);
         names[i] = i < STORE_CF_COUNT ? cf_names[i] : "default";
         cfo[i] = st->cf_opts[i];
     }
