@@ -84,6 +84,7 @@ chmod a+r "$WORK/keys.tsv"
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 URL="http://127.0.0.1:$PORT"
 KEY="bench-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
+echo "$KEY" >"$WORK/admin-key"  # for KEEP=1 post-mortems: restart kithd on $WORK/kith with it
 KITH_ADMIN_KEY=$KEY "$BUILD/kithd" --data-dir "$WORK/kith" --listen "127.0.0.1:$PORT" >"$WORK/kithd.log" 2>&1 &
 KPID=$!
 for _ in $(seq 1 150); do
@@ -131,7 +132,7 @@ res kith_lookup_p50_ms "$(pct "$WORK/kith-ms.txt" 50)"
 res kith_lookup_p99_ms "$(pct "$WORK/kith-ms.txt" 99)"
 res kith_lookup_miss "$(awk '$1 != 200' "$WORK/kith-lat.txt" | wc -l)"
 # Streaming segment members after the load, and event -> membership latency (kith_segments.py).
-python3 "$HERE/kith_segments.py" "$URL" "$KEY" "$INLET" "$SCHEMA_EVENT" "$DATASET_WEB" \
+KITH_SEG_MEMBERS="$WORK/kith-members.tsv" python3 "$HERE/kith_segments.py" "$URL" "$KEY" "$INLET" "$SCHEMA_EVENT" "$DATASET_WEB" \
   "$WORK/pop/truth.jsonl" "${SEG_IDS[@]}" "${EV2MEM_SAMPLES:-20}" >"$WORK/kseg.out" ||
   echo "pg-compare: kith_segments.py failed" >&2
 while IFS='=' read -r k v; do res "$k" "$v"; done <"$WORK/kseg.out"
@@ -180,6 +181,13 @@ for k in 1 2 3; do
   res "pg_seg${k}_ms" "$(awk -v k=$k '$0 == "SEG " k { on = 1; next } on && /^Time:/ { print $2; on = 0 }' "$WORK/segments.out" | sort -g | head -1)"
   res "pg_seg${k}_members" "$(awk -v k=$k '$0 == "SEG " k { on = 1; next } on && /^[0-9]+$/ { print; exit }' "$WORK/segments.out")"
 done
+# Cross-check: CRMIDs in each segment on both sides (kith: profiles looked up by CRMID; PostgreSQL: the
+# CRMIDs of the qualifying clusters).
+"${PSQL[@]}" -f "$HERE/segment_members.sql" | sort >"$WORK/pg-members.tsv"
+for k in 1 2 3; do
+  res "seg${k}_kith_only" "$(comm -23 <(awk -v k=$k '$1 == k' "$WORK/kith-members.tsv" | sort) <(awk -v k=$k '$1 == k' "$WORK/pg-members.tsv") | wc -l)"
+  res "seg${k}_pg_only" "$(comm -13 <(awk -v k=$k '$1 == k' "$WORK/kith-members.tsv" | sort) <(awk -v k=$k '$1 == k' "$WORK/pg-members.tsv") | wc -l)"
+done
 res pg_total_s "$(awk -v a="$R_pg_load_s" -v b="$R_pg_stitch_s" -v c="$R_pg_union_s" 'BEGIN { printf "%.3f", a + b + c }')"
 
 # ---- the table -----------------------------------------------------------------------------------
@@ -201,4 +209,5 @@ for k in 1 2 3; do
 done
 echo "kith: members = streaming memberships after the load (no batch jobs yet), read by looking up all CRM customers (${R_kith_membership_scan_s:-?} s)"
 echo "kith: event -> membership (segment 1) p50 ${R_kith_ev2mem_p50_ms:-n/a} ms, max ${R_kith_ev2mem_max_ms:-n/a} ms over ${R_kith_ev2mem_samples:-0} events"
+echo "member CRMIDs only in kith / only in PostgreSQL: segment 1 $R_seg1_kith_only / $R_seg1_pg_only, segment 2 $R_seg2_kith_only / $R_seg2_pg_only, segment 3 $R_seg3_kith_only / $R_seg3_pg_only"
 echo "PG stitching: $R_pg_stitch_rounds label-propagation rounds, $R_pg_clusters clusters"

@@ -4,15 +4,16 @@
   kith_segments.py URL KEY INLET EVENT_SCHEMA_ID WEB_DATASET_ID TRUTH.jsonl SEG1 SEG2 SEG3 [SAMPLES]
 
 1. Membership: looks every CRM customer up by CRMID and counts the distinct profiles (clusters) whose
-   segmentMembership.ups.<segment>.status is "realized", per segment; these are the streaming
+   segmentMembership.ups.<segment>.status is "realized" or "existing", per segment; these are the streaming
    segments' members after the load, to set beside PostgreSQL's counts (kith has no batch segment
    jobs yet, so there is no query time to compare).
 2. Event -> membership latency (segment 1, sum of purchases > 10000): for SAMPLES customers not in it,
    POST one purchase of 20,000 to the streaming inlet, then poll the profile until the membership is
-   realized; the time from sending the event to seeing the membership.
+   realized (or existing); the time from sending the event to seeing the membership.
 Prints key=value lines."""
 import http.client
 import json
+import os
 import random
 import sys
 import time
@@ -39,16 +40,23 @@ def members(doc):
     out = {}
     for xid, p in doc.items():
         ups = (p.get("entity", {}).get("segmentMembership", {}) or {}).get("ups", {}) or {}
-        out[xid] = {s for s in segs if (ups.get(s) or {}).get("status") == "realized"}
+        # "realized" on entering, "existing" while staying in (AEP's statuses); "exited" is out.
+        out[xid] = {s for s in segs if (ups.get(s) or {}).get("status") in ("realized", "existing")}
     return out
 
 
 crms = [t["crmId"] for t in map(json.loads, open(truth)) if t.get("hasCrm")]
 t0 = time.monotonic()
 seen = {}
+by_crm = []  # (segment number, CRMID) of every realized membership, for the cross-check
 for c in crms:
-    seen.update(members(profile(c)))
+    m = members(profile(c))
+    seen.update(m)
+    by_crm += [(k, c) for k, s in enumerate(segs, 1) if any(s in v for v in m.values())]
 scan = time.monotonic() - t0
+if os.environ.get("KITH_SEG_MEMBERS"):
+    with open(os.environ["KITH_SEG_MEMBERS"], "w") as f:
+        f.writelines(f"{k}\t{c}\n" for k, c in sorted(by_crm))
 for k, s in enumerate(segs, 1):
     print(f"kith_seg{k}_members={sum(1 for m in seen.values() if s in m)}")
 print(f"kith_membership_scan_s={scan:.3f}")
