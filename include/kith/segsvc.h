@@ -64,6 +64,17 @@ int segsvc_flush_group(kith_engine *e, store_batch *b);
 /* Any thread: {"ups": {id: {status, lastQualificationTime}}} of a cluster (owned), NULL if none. */
 json_t *segsvc_membership(kith_engine *e, uint32_t sb, uint64_t cluster);
 
+/* Preview and estimate of an unsaved expression (svc_preview.c): evaluates text over the sandbox's
+ * committed profiles (all of them up to 100,000, else a sample of 100,000) on the calling thread and
+ * keeps the answers in memory under a new id (id_out: 33 bytes). 0, or the compile error. */
+int segsvc_preview(kith_engine *e, uint32_t sb, const char *text, int64_t now, char *id_out,
+                   pql_error *err);
+/* Any thread: compiles text as a definition of sandbox sb would be (union schemas, segment ids). */
+int segsvc_compile(kith_engine *e, uint32_t sb, const char *text, pql_program **out, pql_error *err);
+/* The kept preview (estimate = false) or estimate answer (owned), or NULL when unknown. */
+json_t *segsvc_preview_get(uint32_t sb, const char *id, bool estimate);
+void segsvc_preview_free_all(void);
+
 /* Counters. */
 typedef struct segsvc_stats {
     uint64_t evaluations, realized, exited, timers_fired, timers_set;

@@ -140,6 +140,16 @@ static const char components_json[] =
     "\"SegmentDefinitionBulkGet\":{\"type\":\"object\",\"properties\":{\"results\":{\"type\":\"object\",\"additionalProperties\":{\"$ref\":\"#/components/schemas/SegmentDefinition\"}}}},"
     "\"SegmentConversion\":{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},\"expression\":{\"$ref\":\"#/components/schemas/PqlExpression\"},"
     "\"targetFormat\":{\"enum\":[\"pql/text\",\"pql/json\"]}}},"
+    "\"PreviewRequest\":{\"type\":\"object\",\"required\":[\"predicateExpression\"],\"properties\":{\"predicateExpression\":{\"type\":\"string\"},"
+    "\"predicateType\":{\"const\":\"pql/text\"},\"predicateModel\":{\"const\":\"_xdm.context.profile\"},\"graphType\":{\"type\":\"string\"}}},"
+    "\"PreviewCreated\":{\"type\":\"object\",\"required\":[\"previewId\",\"state\"],\"properties\":{\"previewId\":{\"type\":\"string\"},"
+    "\"state\":{\"type\":\"string\"},\"previewQueryId\":{\"type\":\"string\"},\"previewQueryStatus\":{\"type\":\"string\"},\"previewExecutionId\":{\"type\":\"integer\"}}},"
+    "\"Preview\":{\"type\":\"object\",\"properties\":{\"results\":{\"type\":\"array\",\"items\":{\"type\":\"object\"}},\"state\":{\"type\":\"string\"},"
+    "\"page\":{\"type\":\"object\"},\"links\":{\"type\":\"object\"}}},"
+    "\"Estimate\":{\"type\":\"object\",\"properties\":{\"estimatedSize\":{\"type\":\"integer\"},\"numRowsToRead\":{\"type\":\"integer\"},"
+    "\"estimatedNamespaceDistribution\":{\"type\":\"array\",\"items\":{\"type\":\"object\"}},\"state\":{\"type\":\"string\"},"
+    "\"profilesReadSoFar\":{\"type\":\"integer\"},\"profilesMatchedSoFar\":{\"type\":\"integer\"},\"totalRows\":{\"type\":\"integer\"},"
+    "\"standardError\":{\"type\":\"number\"},\"confidenceInterval\":{\"type\":\"string\"}}},"
     "\"MergePolicyBulkGet\":{\"type\":\"object\",\"properties\":{\"results\":{\"type\":\"object\",\"additionalProperties\":{\"$ref\":\"#/components/schemas/MergePolicy\"}}}}"
     "}";
 

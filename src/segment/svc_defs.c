@@ -111,6 +111,16 @@ static int compile_for(struct segsvc *s, uint32_t sb, const char *self, const ch
     return rc;
 }
 
+/* Any thread: compiles text for sandbox sb against its union schemas and definitions (previews). */
+int segsvc_compile(kith_engine *e, uint32_t sb, const char *text, pql_program **out, pql_error *err)
+{
+    struct segsvc *s = svc_of(e);
+    pthread_rwlock_rdlock(&s->lock);
+    int rc = compile_for(s, sb, NULL, text, out, err);
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
+}
+
 /* --- store --- */
 
 static void meta_key(store_key *k, uint32_t sb, const char *id)

@@ -73,6 +73,7 @@ void segsvc_free(kith_engine *e)
     if (!s) return;
     segsvc_stop(e);
     svc_defs_free(s);
+    segsvc_preview_free_all();
     pending_clear(s);
     free(s->pend);
     free(s->pnext);
