@@ -185,6 +185,7 @@ if [ -s "$PGRES" ]; then
   row "comparison until queryable (load+stitch+union), s" "$(pgv kith_load_s)" "$(pgv pg_total_s)" "$(ratio "$(pgv kith_load_s)" "$(pgv pg_total_s)") (< 1: kith faster)"
   row "comparison lookup by identity p50, ms" "$(pgv kith_lookup_p50_ms)" "$(pgv pg_lookup_p50_ms)" "$(ratio "$(pgv kith_lookup_p50_ms)" "$(pgv pg_lookup_p50_ms)") (< 1: kith faster)"
   row "comparison lookup by identity p99, ms" "$(pgv kith_lookup_p99_ms)" "$(pgv pg_lookup_p99_ms)" "$(ratio "$(pgv kith_lookup_p99_ms)" "$(pgv pg_lookup_p99_ms)") (< 1: kith faster)"
+  row "comparison segment members: CRMIDs only in kith / only in PG" "segments 1-3: $(pgv seg1_kith_only) / $(pgv seg1_pg_only), $(pgv seg2_kith_only) / $(pgv seg2_pg_only), $(pgv seg3_kith_only) / $(pgv seg3_pg_only)" "" "0 / 0 = same members"
   for k in 1 2 3; do
     row "comparison segment $k query, ms (members)" "n/a: no segment jobs ($(pgv kith_seg${k}_members) streaming members)" "$(pgv pg_seg${k}_ms) ($(pgv pg_seg${k}_members))" "n/a"
   done
