@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2154  # the R_* variables are assigned by res() through eval
 # The PostgreSQL comparison: bench/pg/compare.sh BUILD_DIR [RESULTS_FILE]
 #
 # Generates one population with bench/gen (same seed, same bytes for both sides), then
@@ -173,7 +174,7 @@ res pg_lookup_p50_ms "$(pct "$WORK/pg-ms.txt" 50)"
 res pg_lookup_p99_ms "$(pct "$WORK/pg-ms.txt" 99)"
 res pg_lookup_miss "$("${PSQL[@]}" -c "SELECT count(*) FROM lookup_keys k LEFT JOIN ident i ON i.ns = k.ns AND i.id = k.id LEFT JOIN profile_union u ON u.cluster = i.label WHERE u.cluster IS NULL")"
 # Segments: best of 3 runs each.
-for run in 1 2 3; do
+for _ in 1 2 3; do
   "$PGBIN/psql" -h "$SOCK" -U postgres -X -t -A -v ON_ERROR_STOP=1 postgres \
     -c '\timing on' -f "$HERE/segments.sql" 2>&1
 done >"$WORK/segments.out"
