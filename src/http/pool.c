@@ -2,6 +2,9 @@
 #include "pool.h"
 
 #include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdbool.h>
 #include <stdlib.h>
 
@@ -27,6 +30,9 @@ static void *worker(void *arg)
 {
     kith_pool *p = arg;
     pthread_setname_np(pthread_self(), "kith-ingest");
+    /* Parsing batches is throughput work: the HTTP threads (profile reads) preempt it. Failure to
+     * lower the priority only loses that preference. */
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
     for (;;) {
         pthread_mutex_lock(&p->mu);
         while (!p->head && !p->stopping) pthread_cond_wait(&p->cv, &p->mu);
