@@ -10,6 +10,7 @@ static const char *cf_names[STORE_CF_COUNT] = {"meta",    "ident",   "node",  "c
 
 struct kith_store {
     rocksdb_t *db;
+    rocksdb_env_t *env;
     rocksdb_options_t *opts;
     rocksdb_cache_t *cache;
     rocksdb_block_based_table_options_t *table;
@@ -38,6 +39,12 @@ int store_open(const char *dir, const store_options *opt, kith_store **out, char
     kith_store *st = kith_xcalloc(1, sizeof *st);
     char *err = NULL;
     st->opts = rocksdb_options_create();
+    /* Flushes and compactions run below the request threads: on two cores a profile read or the
+     * writer should not wait behind a compaction (they still get the CPU when it is idle). */
+    st->env = rocksdb_create_default_env();
+    rocksdb_env_lower_thread_pool_cpu_priority(st->env);
+    rocksdb_env_lower_high_priority_thread_pool_cpu_priority(st->env);
+    rocksdb_options_set_env(st->opts, st->env);
     rocksdb_options_set_create_if_missing(st->opts, 1);
     rocksdb_options_set_create_missing_column_families(st->opts, 1);
     rocksdb_options_increase_parallelism(st->opts, 2);
@@ -95,6 +102,7 @@ void store_close(kith_store *st)
     if (st->table) rocksdb_block_based_options_destroy(st->table);
     if (st->cache) rocksdb_cache_destroy(st->cache);
     rocksdb_options_destroy(st->opts);
+    if (st->env) rocksdb_env_destroy(st->env);
     free(st);
 }
 
