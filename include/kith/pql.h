@@ -125,10 +125,4 @@ int pql_eval(pql_evaluator *ev, const pql_program *p, const pql_input *in, pql_r
 int pql_eval_value(pql_evaluator *ev, const pql_program *p, const pql_input *in, pql_result *res,
                    json_t **value);
 
-/* pql/json (AEP's AST form). pql_to_json returns the owned AST of a compiled program's text
- * (NULL on failure); pql_from_json turns such an AST back into PQL text (owned string, free()),
- * or NULL with err->message set. */
-json_t *pql_to_json(const char *text, size_t len, pql_error *err);
-char *pql_from_json(const json_t *ast, pql_error *err);
-
 #endif

@@ -1,4 +1,4 @@
-/* Segment definitions: /data/core/ups/segment/definitions and /segment/conversion (aep-spec 4.1,
+/* Segment definitions: /data/core/ups/segment/definitions (aep-spec 4.1,
  * 4.2). Storage, compilation and evaluationInfo live in src/segment/svc_defs.c; this file checks
  * requests and shapes answers. Every change runs on the apply thread. */
 #include <stdio.h>
@@ -213,64 +213,3 @@ int h_segdef_bulk_get(kith_req *r)
     return 0;
 }
 
-/* Converts an expression between pql/text and pql/json. Body: a definition-like object with
- * "expression" {type, format, value} and optional "targetFormat" (default: the other one). */
-int h_segdef_conversion(kith_req *r)
-{
-    json_t *body = http_body_json(r);
-    if (!body) return 0;
-    json_t *ex = json_object_get(body, "expression");
-    const char *fmt = json_string_value(json_object_get(ex, "format"));
-    json_t *val = json_object_get(ex, "value");
-    pql_error err = {0};
-    if (!json_is_object(ex) || !fmt) {
-        http_problem(r, 400, "Bad Request",
-                     json_pack("[{s:s, s:s}]", "path", "/expression", "message",
-                               "{\"type\": \"PQL\", \"format\", \"value\"}"),
-                     "the body needs an expression with a format and a value");
-    } else if (strcmp(fmt, "pql/text") == 0 && json_is_string(val)) {
-        json_t *ast = pql_to_json(json_string_value(val), json_string_length(val), &err);
-        if (!ast && err.line == 0)
-            http_problem(r, 501, "Not Implemented", NULL, "%s", err.message);
-        else if (!ast)
-            http_problem(r, 400, "Invalid expression",
-                         json_pack("[{s:s, s:s, s:i, s:i}]", "path", "/expression/value", "message",
-                                   err.message, "line", err.line, "column", err.column),
-                         "line %d, column %d: %s", err.line, err.column, err.message);
-        else {
-            json_t *out = json_deep_copy(body);
-            json_object_set_new(
-                out, "expression",
-                json_pack("{s:s, s:s, s:o}", "type", "PQL", "format", "pql/json", "value", ast));
-            json_object_del(out, "targetFormat");
-            http_json(r, 200, out);
-        }
-    } else if (strcmp(fmt, "pql/json") == 0 && val) {
-        json_t *ast =
-            json_is_string(val) ? json_loads(json_string_value(val), 0, NULL) : json_incref(val);
-        char *text = ast ? pql_from_json(ast, &err) : NULL;
-        json_decref(ast);
-        if (!text)
-            http_problem(r, 400, "Invalid expression",
-                         json_pack("[{s:s, s:s}]", "path", "/expression/value", "message",
-                                   err.message[0] ? err.message : "a pql/json tree"),
-                         "the pql/json expression cannot be converted: %s",
-                         err.message[0] ? err.message : "not a pql/json tree");
-        else {
-            json_t *out = json_deep_copy(body);
-            json_object_set_new(
-                out, "expression",
-                json_pack("{s:s, s:s, s:s}", "type", "PQL", "format", "pql/text", "value", text));
-            json_object_del(out, "targetFormat");
-            free(text);
-            http_json(r, 200, out);
-        }
-    } else {
-        http_problem(r, 400, "Bad Request",
-                     json_pack("[{s:s, s:s}]", "path", "/expression/format", "message",
-                               "\"pql/text\" (string value) or \"pql/json\""),
-                     "unsupported expression format");
-    }
-    json_decref(body);
-    return 0;
-}

@@ -138,8 +138,6 @@ static const char components_json[] =
     "\"page\":{\"type\":\"object\"},\"link\":{\"type\":\"object\"}}},"
     "\"BulkGetRequest\":{\"type\":\"object\",\"required\":[\"ids\"],\"properties\":{\"ids\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\"}}}}}},"
     "\"SegmentDefinitionBulkGet\":{\"type\":\"object\",\"properties\":{\"results\":{\"type\":\"object\",\"additionalProperties\":{\"$ref\":\"#/components/schemas/SegmentDefinition\"}}}},"
-    "\"SegmentConversion\":{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},\"expression\":{\"$ref\":\"#/components/schemas/PqlExpression\"},"
-    "\"targetFormat\":{\"enum\":[\"pql/text\",\"pql/json\"]}}},"
     "\"PreviewRequest\":{\"type\":\"object\",\"required\":[\"predicateExpression\"],\"properties\":{\"predicateExpression\":{\"type\":\"string\"},"
     "\"predicateType\":{\"const\":\"pql/text\"},\"predicateModel\":{\"const\":\"_xdm.context.profile\"},\"graphType\":{\"type\":\"string\"}}},"
     "\"PreviewCreated\":{\"type\":\"object\",\"required\":[\"previewId\",\"state\"],\"properties\":{\"previewId\":{\"type\":\"string\"},"

@@ -222,14 +222,8 @@ int segdef_put(kith_engine *e, store_batch *b, uint32_t sb, const char *id, cons
     } else if (!etype || strcmp(etype, "PQL") != 0) {
         add_err(errors, "/expression/type", "\"PQL\"");
     } else if (efmt && strcmp(efmt, "pql/json") == 0) {
-        json_t *ast = json_is_string(eval) ? json_loads(json_string_value(eval), 0, NULL)
-                                           : json_incref((json_t *)eval);
-        pql_error perr = {0};
-        if (ast) text = pql_from_json(ast, &perr);
-        json_decref(ast);
-        if (!text)
-            add_err(errors, "/expression/value",
-                    perr.message[0] ? perr.message : "a pql/json expression tree");
+        add_err(errors, "/expression/format",
+                "\"pql/text\" (kith does not read the pql/json tree form yet)");
     } else if (efmt && strcmp(efmt, "pql/text") != 0) {
         add_err(errors, "/expression/format", "\"pql/text\" or \"pql/json\"");
     } else if (!json_is_string(eval) || json_string_length(eval) == 0) {

@@ -1,5 +1,5 @@
 """Segment service (issue 5; aep-spec 4.1, 4.2, 4.5, 4.8; API.md section 6): definitions CRUD,
-bulk-get, conversion, errors naming line and column, evaluationInfo decided by kith; streaming
+bulk-get, pql/json refused clearly, errors naming line and column, evaluationInfo decided by kith; streaming
 membership of the seed's three segments over HTTP, a profile leaving a time window with no new event
 (timers), segments of segments, identity merges."""
 
@@ -101,18 +101,11 @@ class SegmentTest(kt.KithTestCase):
         self.create('_acme.tier = "gold"', name=name)
         self.assertProblem(self.admin.post(DEFS, definition('_acme.tier = "gold"', name=name)), 409)
 
-    def test_conversion(self):
-        r = self.admin.post("/data/core/ups/segment/conversion",
-                            {"expression": {"type": "PQL", "format": "pql/text", "value": BIG}})
-        if r.status == 501:
-            self.skipTest("the PQL library does not convert to pql/json yet")
-        self.assertStatus(r, 200)
-        self.assertEqual(r.json["expression"]["format"], "pql/json")
-        back = self.admin.post("/data/core/ups/segment/conversion", r.json)
-        self.assertStatus(back, 200)
-        self.assertEqual(back.json["expression"]["format"], "pql/text")
-        d = self.create(back.json["expression"]["value"])
-        self.assertTrue(d["evaluationInfo"]["continuous"]["enabled"])
+    def test_pql_json_is_refused_clearly(self):
+        body = definition('_acme.tier = "gold"')
+        body["expression"] = {"type": "PQL", "format": "pql/json", "value": "{}"}
+        r = self.admin.post(DEFS, body)
+        self.assertErrorPath(r, "/expression/format")
 
     # --- streaming --------------------------------------------------------------------------------
 
@@ -218,11 +211,6 @@ class SegmentTest(kt.KithTestCase):
         self.fx.ingest_record({"_acme": {"crmId": crm},
                                "identityMap": kt.idmap(("CRMID", crm), ("Email", email))})
         self.assertEqual(self.status(crm, big), "realized")
-
-    def test_bad_conversion(self):
-        r = self.admin.post("/data/core/ups/segment/conversion",
-                            {"expression": {"type": "PQL", "format": "pql/text", "value": "a = "}})
-        self.assertProblem(r, 400, 501)
 
 
 class SegmentRestartTest(kt.KithTestCase):
