@@ -33,7 +33,7 @@ void segsvc_free(kith_engine *e);
 /* The outcome of storing a definition. */
 typedef struct segdef_result {
     int status;       /* HTTP status to answer with */
-    char detail[400]; /* what went wrong */
+    char detail[768]; /* what went wrong */
     json_t *errors;   /* [{path, message, line?, column?}] (owned) or NULL */
     json_t *doc;      /* the stored definition (owned) on success */
 } segdef_result;
