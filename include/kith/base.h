@@ -37,6 +37,9 @@ char *kith_time_format(int64_t ms, char *buf, size_t cap);
 /* Logging to stderr: one line per call, "ts level module: message". */
 enum kith_log_level { KITH_LOG_DEBUG, KITH_LOG_INFO, KITH_LOG_WARN, KITH_LOG_ERROR };
 void kith_log_set_level(enum kith_log_level lvl);
+/* false: "ts level module: message" lines (default); true: one JSON object per line
+ * {"ts","level","module","msg"}. */
+void kith_log_set_json(bool json);
 void kith_log(enum kith_log_level lvl, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -149,6 +149,12 @@ char *kith_time_format(int64_t ms, char *buf, size_t cap)
 }
 
 static enum kith_log_level log_level = KITH_LOG_INFO;
+static bool log_json;
+
+void kith_log_set_json(bool json)
+{
+    log_json = json;
+}
 
 void kith_log_set_level(enum kith_log_level lvl)
 {
@@ -165,7 +171,22 @@ void kith_log(enum kith_log_level lvl, const char *module, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s %s %s: %s\n", ts, names[lvl], module, line);
+    if (!log_json) {
+        fprintf(stderr, "%s %s %s: %s\n", ts, names[lvl], module, line);
+        return;
+    }
+    /* JSON: escape the message (module names are plain). */
+    char esc[4200];
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)line; *p && o + 8 < sizeof esc; p++) {
+        if (*p == '"' || *p == '\\') esc[o++] = '\\', esc[o++] = (char)*p;
+        else if (*p < 0x20) o += (size_t)snprintf(esc + o, sizeof esc - o, "\\u%04x", *p);
+        else esc[o++] = (char)*p;
+    }
+    esc[o] = 0;
+    kith_utf8_sanitize(esc);
+    fprintf(stderr, "{\"ts\":\"%s\",\"level\":\"%s\",\"module\":\"%s\",\"msg\":\"%s\"}\n", ts,
+            names[lvl], module, esc);
 }
 
 uint64_t kith_hash64(const void *data, size_t len, uint64_t seed)

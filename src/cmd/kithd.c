@@ -45,7 +45,7 @@ static const struct option long_opts[] = {
     {"max-batch", required_argument, 0, 'B'},  {"max-identities", required_argument, 0, 'I'},
     {"max-graph", required_argument, 0, 'G'},  {"queue", required_argument, 0, 'Q'},
     {"connections", required_argument, 0, 'C'}, {"log-level", required_argument, 0, 'L'},
-    {"cache-mb", required_argument, 0, 'M'},
+    {"cache-mb", required_argument, 0, 'M'},    {"log-format", required_argument, 0, 'J'},
     {"config", required_argument, 0, 'c'},     {"help", no_argument, 0, 'h'},
     {"version", no_argument, 0, 'V'},          {0, 0, 0, 0}};
 
@@ -67,6 +67,7 @@ static void usage(FILE *f)
             "  --queue N             messages waiting for the writer before 429 (default 200000)\n"
             "  --cache-mb N          RocksDB block cache in MiB (default 1024)\n"
             "  --log-level LEVEL     debug, info, warn, error (default info)\n"
+            "  --log-format FORMAT   text (default) or json (one object per line on stderr)\n"
             "  --config FILE         read options from FILE: one \"name = value\" per line,\n"
             "                        names as the long options without dashes\n"
             "  --help, --version\n"
@@ -103,6 +104,11 @@ static int apply_option(options *o, int c, const char *arg)
     case 'I': return parse_size(arg, &v) && v <= 64 ? (o->lim.max_identities = (int)v, 0) : -1;
     case 'G': return parse_size(arg, &v) && v >= 2 && v <= 10000 ? (o->lim.graph_max = (int)v, 0) : -1;
     case 'Q': return parse_size(arg, &o->lim.queue_max) ? 0 : -1;
+    case 'J':
+        if (strcmp(arg, "text") == 0) kith_log_set_json(false);
+        else if (strcmp(arg, "json") == 0) kith_log_set_json(true);
+        else return -1;
+        return 0;
     case 'M':
         if (!parse_size(arg, &v) || v < 8 || v > (1u << 20)) return -1;
         o->lim.cache_bytes = v << 20;
