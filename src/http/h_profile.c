@@ -259,6 +259,15 @@ static int get_events(kith_req *r)
     return 0;
 }
 
+/* The profile named by entityId/entityIdNS and the merge policy of mergePolicyId, from the query
+ * (GET and DELETE of a profile). 0, or the problem is set on r. */
+static int resolve_entity_query(kith_req *r, const char *id, const char *ns, uint32_t *nsid,
+                                char *value, size_t *len, merge_policy *policy)
+{
+    if (resolve_identity(r, id, ns, "entityId", nsid, value, len) != 0) return -1;
+    return resolve_policy(r, http_query(r, "mergePolicyId"), policy);
+}
+
 int h_entities_get(kith_req *r)
 {
     const char *schema = http_query(r, "schema.name");
@@ -278,9 +287,8 @@ int h_entities_get(kith_req *r)
     char value[KITH_XID_MAX];
     uint32_t nsid;
     size_t len;
-    if (resolve_identity(r, id, ns, "entityId", &nsid, value, &len) != 0) return 0;
     merge_policy policy;
-    if (resolve_policy(r, http_query(r, "mergePolicyId"), &policy) != 0) return 0;
+    if (resolve_entity_query(r, id, ns, &nsid, value, &len, &policy) != 0) return 0;
     int err = 0;
     json_t *out = profile_lookup_policy(r->e, r->sandbox_id, nsid, value, len,
                                         http_query(r, "fields"), &policy, &err);
@@ -541,9 +549,8 @@ int h_entities_delete(kith_req *r)
     char value[KITH_XID_MAX];
     uint32_t nsid;
     size_t len;
-    if (resolve_identity(r, id, ns, "entityId", &nsid, value, &len) != 0) return 0;
     merge_policy policy;
-    if (resolve_policy(r, http_query(r, "mergePolicyId"), &policy) != 0) return 0;
+    if (resolve_entity_query(r, id, ns, &nsid, value, &len, &policy) != 0) return 0;
     struct profile_del c = {r->e, r->sandbox_id, nsid, value, len, policy.graph == MP_GRAPH_NONE,
                             0};
     merge_policy_clear(&policy);
