@@ -43,6 +43,13 @@ int apply_start(kith_store *st, size_t max_weight, apply_group_fn group_fn, void
 /* fn(arg) runs on the apply thread whenever writes are undone (a savepoint rollback or a failed group),
  * so that caches of the writer can be dropped. */
 void apply_set_reset(kith_apply *a, void (*fn)(void *), void *arg);
+/* Post-commit publication (e.g. the membership change stream): after each group's commit
+ * sealed(arg, rc) runs on the apply thread (rc: the commit's result) and returns a token (or NULL);
+ * once the group is durable — or failed — durable(arg, token, rc) runs on the syncer thread, after
+ * the group's operations were answered; rc 0 means the group is durable and acknowledged. It must
+ * not block. Set before data flows. */
+void apply_set_publish(kith_apply *a, void *(*sealed)(void *arg, int rc),
+                       void (*durable)(void *arg, void *token, int rc), void *arg);
 /* Drains the queue, commits, stops the thread. */
 void apply_stop(kith_apply *a);
 

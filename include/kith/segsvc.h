@@ -13,6 +13,7 @@
 #define KITH_SEGSVC_H
 
 #include <jansson.h>
+#include <sys/types.h>
 
 #include "kith/engine.h"
 #include "kith/pql.h"
@@ -74,6 +75,49 @@ int segsvc_compile(kith_engine *e, uint32_t sb, const char *text, pql_program **
 /* The kept preview (estimate = false) or estimate answer (owned), or NULL when unknown. */
 json_t *segsvc_preview_get(uint32_t sb, const char *id, bool estimate);
 void segsvc_preview_free_all(void);
+
+/* The membership change stream (svc_feed.c; GET /data/core/ups/stream/memberships): every
+ * realized and exited change, published once its group is durable and acknowledged, never for
+ * work that was rolled back. A subscriber sees the changes of one sandbox (optionally of some
+ * segments only) through a bounded queue: one that falls further behind is dropped with a final
+ * "dropped" event. The last SEGFEED_REPLAY changes are kept for Last-Event-ID. */
+#define SEGFEED_MAX_SUBSCRIBERS 64
+#define SEGFEED_REPLAY 4096
+#define SEGFEED_QUEUE_DEFAULT 1024
+#define SEGFEED_QUEUE_MAX 4096
+#define SEGFEED_HEARTBEAT_MS 15000
+#define SEGFEED_MAX_FILTER 100
+
+typedef struct segfeed_sub segfeed_sub;
+typedef struct segfeed_opts {
+    uint32_t sb;
+    const char (*segments)[SEGDEF_ID_LEN + 1]; /* borrowed (copied); NULL: every segment */
+    size_t nsegments;
+    size_t queue_max;          /* changes buffered before the subscriber is dropped (0: default) */
+    int heartbeat_ms;          /* 0: SEGFEED_HEARTBEAT_MS */
+    const char *last_event_id; /* borrowed; NULL or "": live changes only */
+    /* Called with the hub's lock held, on any thread, when a subscriber that waits (its reader
+     * called suspend) has something to send; must not block. */
+    void (*wake)(void *arg);
+    void *wake_arg;
+} segfeed_opts;
+/* Any thread: 0 and *out (owned; segfeed_unsubscribe), KITH_EBUSY (too many subscribers) or
+ * KITH_ESHUTDOWN. */
+int segfeed_subscribe(kith_engine *e, const segfeed_opts *o, segfeed_sub **out);
+/* The reader (one thread at a time per subscriber): copies up to max bytes of frames into buf and
+ * returns how many; 0 when there is nothing to send now, after calling suspend(arg) under the
+ * hub's lock (so the next wake comes after it); -1 at the end of the stream (dropped, shutdown). */
+ssize_t segfeed_read(segfeed_sub *s, char *buf, size_t max, void (*suspend)(void *), void *arg);
+void segfeed_unsubscribe(segfeed_sub *s);
+/* Ends every stream (server shutdown); later subscriptions are refused. */
+void segfeed_shutdown(kith_engine *e);
+void segfeed_get_stats(kith_engine *e, uint64_t *published, uint64_t *dropped,
+                       size_t *subscribers);
+
+/* Apply-hook glue (engine.c, apply_set_publish): the group's changes after its commit, then
+ * published (rc 0) or dropped once the group is durable or failed. */
+void *segsvc_group_sealed(kith_engine *e, int rc);
+void segsvc_group_durable(kith_engine *e, void *token, int rc);
 
 /* Counters. */
 typedef struct segsvc_stats {

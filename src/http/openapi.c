@@ -77,6 +77,7 @@ static const char components_json[] =
     "\"recordsWritten\":{\"type\":\"integer\"},\"recordsFailed\":{\"type\":\"integer\"}}},\"errors\":{\"type\":\"array\",\"items\":{\"type\":\"object\"}}}},"
     "\"BatchStatusMap\":{\"type\":\"object\",\"additionalProperties\":{\"$ref\":\"#/components/schemas/ImportBatch\"}},"
     "\"JsonLines\":{\"type\":\"string\",\"contentMediaType\":\"application/x-ndjson\",\"description\":\"one JSON entity per line\"},"
+    "\"MembershipEventStream\":{\"type\":\"string\",\"contentMediaType\":\"text/event-stream\",\"description\":\"server-sent events: 'membership' events whose data is {segmentId, status (realized|exited), lastQualificationTime, clusterId, identity}; 'gap' and 'dropped' events; heartbeat comments\"},"
     "\"BinaryFile\":{\"type\":\"string\",\"contentMediaType\":\"application/octet-stream\"},"
     "\"ConnectionCreate\":{\"type\":\"object\",\"required\":[\"name\"],\"properties\":{\"name\":{\"type\":\"string\"},\"type\":{\"type\":\"string\"},"
     "\"authenticationRequired\":{\"type\":\"boolean\"},\"auth\":{\"type\":\"object\"},\"profileDataset\":{\"type\":\"string\"},\"eventDataset\":{\"type\":\"string\"},"
@@ -210,6 +211,7 @@ static json_t *media(const char *component)
     const char *type = strcmp(component, "MetricsText") == 0   ? "text/plain"
                        : strcmp(component, "BinaryFile") == 0 ? "application/octet-stream"
                        : strcmp(component, "JsonLines") == 0  ? "application/x-ndjson"
+                       : strcmp(component, "MembershipEventStream") == 0 ? "text/event-stream"
                                                               : "application/json";
     return json_pack("{s:{s:o}}", type, "schema", ref(component));
 }

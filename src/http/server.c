@@ -12,6 +12,7 @@
 #include <zlib.h>
 
 #include "http.h"
+#include "kith/segsvc.h"
 #include "metrics.h"
 #include "pool.h"
 
@@ -320,6 +321,8 @@ static enum MHD_Result send_response(kith_req *r)
         r->stream = NULL; /* the response owns stream_cls now */
         r->stream_cls = NULL;
         MHD_add_response_header(resp, "Content-Type", ctype);
+        if (strcmp(ctype, "text/event-stream") == 0)
+            MHD_add_response_header(resp, "Cache-Control", "no-cache");
     } else {
         resp = MHD_create_response_from_buffer(len, text ? text : (char *)"",
                                                text ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
@@ -570,6 +573,7 @@ void http_stop(kith_server *s, int wait_ms)
 {
     if (!s) return;
     MHD_quiesce_daemon(s->d);
+    segfeed_shutdown(s->e); /* change streams never end by themselves */
     for (int waited = 0; atomic_load(&s->inflight) > 0 && waited < wait_ms; waited += 10)
         usleep(10000);
     MHD_stop_daemon(s->d);

@@ -9,6 +9,7 @@
 typedef struct group {
     apply_op *first;
     store_blind *blind;
+    void *token; /* from the sealed hook, for the durable hook */
     int rc;
     struct group *next;
 } group;
@@ -29,6 +30,9 @@ struct kith_apply {
     void *group_arg;
     void (*reset_fn)(void *);
     void *reset_arg;
+    void *(*sealed_fn)(void *, int);
+    void (*durable_fn)(void *, void *, int);
+    void *publish_arg;
     apply_stats stats;
 };
 
@@ -38,6 +42,14 @@ void apply_set_reset(kith_apply *a, void (*fn)(void *), void *arg)
     a->reset_arg = arg;
 }
 
+void apply_set_publish(kith_apply *a, void *(*sealed)(void *arg, int rc),
+                       void (*durable)(void *arg, void *token, int rc), void *arg)
+{
+    a->sealed_fn = sealed;
+    a->durable_fn = durable;
+    a->publish_arg = arg;
+}
+
 static void rollback(kith_apply *a)
 {
     store_batch_rollback(a->batch);
@@ -45,11 +57,12 @@ static void rollback(kith_apply *a)
 }
 
 /* Hands a written group (a NULL-terminated list of operations) to the syncer. */
-static void to_syncer(kith_apply *a, apply_op *first, store_blind *blind, int rc)
+static void to_syncer(kith_apply *a, apply_op *first, store_blind *blind, void *token, int rc)
 {
     group *g = kith_xcalloc(1, sizeof *g);
     g->first = first;
     g->blind = blind;
+    g->token = token;
     g->rc = rc;
     pthread_mutex_lock(&a->mu);
     if (a->stail) a->stail->next = g;
@@ -117,7 +130,8 @@ static void run_group(kith_apply *a, apply_op *ops)
             store_blind_free(blind);
             blind = NULL;
         }
-        to_syncer(a, start, blind, rc);
+        void *token = a->sealed_fn ? a->sealed_fn(a->publish_arg, rc) : NULL;
+        to_syncer(a, start, blind, token, rc);
         start = end;
     }
 }
@@ -172,6 +186,7 @@ static void *syncer_main(void *arg)
                 pthread_mutex_unlock(&a->mu);
                 op = next;
             }
+            if (a->durable_fn) a->durable_fn(a->publish_arg, g->token, g->rc ? g->rc : rc);
             free(g);
             g = gnext;
         }

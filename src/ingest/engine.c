@@ -33,6 +33,17 @@ static int group_flush(void *arg, store_batch *b)
     return rc ? rc : segsvc_flush_group(e, b);
 }
 
+/* The segment service's change stream: collected per group, published once durable. */
+static void *group_sealed(void *arg, int rc)
+{
+    return segsvc_group_sealed(arg, rc);
+}
+
+static void group_durable(void *arg, void *token, int rc)
+{
+    segsvc_group_durable(arg, token, rc);
+}
+
 /* Apply thread: a rollback or a failed group invalidates what the caches remember. */
 static void engine_reset(void *arg)
 {
@@ -118,6 +129,7 @@ int engine_open(const char *data_dir, const kith_limits *lim, const char *admin_
         return rc;
     }
     apply_set_reset(e->apply, engine_reset, e);
+    apply_set_publish(e->apply, group_sealed, group_durable, e);
     /* First start of a data dir: create prod and the bootstrap admin key. */
     catalog_rdlock(e->cat);
     int nkeys = count_keys(e->cat);

@@ -19,6 +19,20 @@ typedef struct segdef {
 } segdef;
 
 struct pending_ev;
+struct segfeed;
+
+/* A realized or exited change of one group, published on the change stream once the group is
+ * durable (svc_feed.c). */
+struct seg_change {
+    uint32_t sb;
+    uint64_t cluster;
+    char seg[SEGDEF_ID_LEN + 1];
+    int status;
+    int64_t lqt;
+    uint32_t ns;  /* an identity of the profile (the cluster's first member) */
+    char *value;  /* owned, may be NULL */
+    size_t len;
+};
 
 struct segsvc {
     kith_engine *e;
@@ -39,6 +53,9 @@ struct segsvc {
     int32_t *pnext;
     size_t pbuckets;
     int64_t last_prune;
+    struct seg_change *chg; /* the group's membership changes, for the change stream */
+    size_t nchg, capchg;
+    struct segfeed *feed;
     /* timer thread */
     pthread_t timer;
     pthread_mutex_t mu;
@@ -58,6 +75,12 @@ int svc_defs_load(struct segsvc *s);
 void svc_defs_free(struct segsvc *s);
 /* The definitions of a sandbox, apply thread (no lock needed there). */
 segdef *svc_def_find(struct segsvc *s, uint32_t sb, const char *id);
+
+/* svc_feed.c */
+void svc_feed_init(struct segsvc *s);
+void svc_feed_free(struct segsvc *s);
+/* Syncer thread: publishes the changes of a durable group (borrowed). */
+void segfeed_publish_frames(kith_engine *e, struct seg_change *v, size_t n);
 
 /* svc_stream.c */
 void svc_membership_drop_segment(kith_engine *e, store_batch *b, uint32_t sb, const char *id);

@@ -39,6 +39,7 @@ int segsvc_init(kith_engine *e)
     s->pbuckets = 1u << 14;
     s->phead = kith_xcalloc(s->pbuckets, sizeof *s->phead);
     memset(s->phead, 0xff, s->pbuckets * sizeof *s->phead);
+    svc_feed_init(s);
     e->segsvc = s;
     svc_defs_load(s);
     engine_on_cluster_change(e, on_cluster_change, e);
@@ -58,6 +59,12 @@ void segsvc_stop(kith_engine *e)
     s->timer_started = false;
 }
 
+static void changes_clear(struct seg_change *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i].value);
+}
+
 static void pending_clear(struct segsvc *s)
 {
     for (size_t i = 0; i < s->npend; i++) {
@@ -72,7 +79,10 @@ void segsvc_free(kith_engine *e)
     struct segsvc *s = e ? svc_of(e) : NULL;
     if (!s) return;
     segsvc_stop(e);
+    svc_feed_free(s);
     svc_defs_free(s);
+    changes_clear(s->chg, s->nchg);
+    free(s->chg);
     segsvc_preview_free_all();
     pending_clear(s);
     free(s->pend);
@@ -457,6 +467,62 @@ static bool wants(const segdef *d, unsigned what)
     return dp->reads_events || dp->n_segments > 0;
 }
 
+/* Remembers a realized or exited change for the change stream (published once durable). */
+static void note_change(struct segsvc *s, uint32_t sb, uint64_t cluster, const char *seg,
+                        int status, int64_t lqt, const cluster_members *m)
+{
+    if (s->nchg == s->capchg) {
+        s->capchg = s->capchg ? s->capchg * 2 : 64;
+        s->chg = kith_xrealloc(s->chg, s->capchg * sizeof *s->chg);
+    }
+    struct seg_change *c = &s->chg[s->nchg++];
+    memset(c, 0, sizeof *c);
+    c->sb = sb;
+    c->cluster = cluster;
+    memcpy(c->seg, seg, SEGDEF_ID_LEN);
+    c->status = status;
+    c->lqt = lqt;
+    if (m && m->n) {
+        c->ns = m->v[0].ns;
+        c->value = kith_xmalloc(m->v[0].len + 1);
+        memcpy(c->value, m->v[0].value, m->v[0].len);
+        c->value[m->v[0].len] = 0;
+        c->len = m->v[0].len;
+    }
+}
+
+struct change_token {
+    struct seg_change *v;
+    size_t n;
+};
+
+void *segsvc_group_sealed(kith_engine *e, int rc)
+{
+    struct segsvc *s = svc_of(e);
+    if (!s || s->nchg == 0) return NULL;
+    if (rc != 0) { /* the group was not written: its changes never happened */
+        changes_clear(s->chg, s->nchg);
+        s->nchg = 0;
+        return NULL;
+    }
+    struct change_token *t = kith_xmalloc(sizeof *t);
+    t->v = s->chg;
+    t->n = s->nchg;
+    s->chg = NULL;
+    s->nchg = s->capchg = 0;
+    return t;
+}
+
+void segsvc_group_durable(kith_engine *e, void *token, int rc)
+{
+    struct change_token *t = token;
+    if (!t) return;
+    if (rc == 0) segfeed_publish_frames(e, t->v, t->n);
+    changes_clear(t->v, t->n);
+    free(t->v);
+    free(t);
+}
+
 /* Re-evaluates the streaming segments of one cluster that what concerns. */
 static int eval_cluster(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t cluster,
                         unsigned what, int64_t now)
@@ -518,6 +584,7 @@ static int eval_cluster(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t 
                 st.status = SEG_REALIZED;
                 st.lqt = now;
                 s->realized++;
+                note_change(s, sb, cluster, d->id, SEG_REALIZED, now, &m);
             } else if (old.status == SEG_REALIZED && !(what & SEGSVC_TOUCH_TIMER)) {
                 st.status = SEG_EXISTING;
             }
@@ -525,6 +592,7 @@ static int eval_cluster(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t 
             st.status = SEG_EXITED;
             st.lqt = now;
             s->exited++;
+            note_change(s, sb, cluster, d->id, SEG_EXITED, now, &m);
         }
         st.due = res.next_change_ms == PQL_NEVER ? 0 : res.next_change_ms;
         if (st.due && st.due <= now) st.due = now + 1;
