@@ -216,6 +216,10 @@ json_t *profile_lookup_policy(kith_engine *e, uint32_t sandbox, uint32_t ns, con
 void segsvc_note_apply(kith_engine *e, uint32_t sb, uint64_t cluster, uint64_t identity,
                        bool is_event, int64_t ts, const char *event_id, const char *json, size_t len);
 json_t *segsvc_membership(kith_engine *e, uint32_t sb, uint64_t cluster);
+/* Apply thread, in an exclusive operation (a profile or dataset delete): data of cluster was
+ * deleted in this batch; its streaming segments are re-evaluated at the end of the group over what
+ * the batch leaves, so the profile exits the segments it no longer qualifies for. */
+void segsvc_note_delete(kith_engine *e, uint32_t sb, uint64_t cluster);
 
 /* Event property filter "path op value" (op: = != < <= > >=). */
 enum { EVF_EQ, EVF_NE, EVF_LT, EVF_LE, EVF_GT, EVF_GE };

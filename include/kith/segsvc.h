@@ -57,7 +57,10 @@ bool segdef_find_name(kith_engine *e, uint32_t sb, const char *name, char *out);
 
 /* Apply thread: marks a cluster for re-evaluation at the end of the group (what: SEGSVC_TOUCH_*).
  */
-enum { SEGSVC_TOUCH_PROFILE = 1, SEGSVC_TOUCH_EVENT = 2, SEGSVC_TOUCH_TIMER = 4 };
+/* DELETE: data was deleted in this (exclusive) group: everything is re-evaluated, reading events
+ * through the batch. */
+enum { SEGSVC_TOUCH_PROFILE = 1, SEGSVC_TOUCH_EVENT = 2, SEGSVC_TOUCH_TIMER = 4,
+       SEGSVC_TOUCH_DELETE = 8 };
 void segsvc_touch(kith_engine *e, uint32_t sb, uint64_t cluster, unsigned what);
 /* Apply thread, end of group: re-evaluates the touched clusters. */
 int segsvc_flush_group(kith_engine *e, store_batch *b);

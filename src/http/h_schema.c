@@ -21,8 +21,28 @@ struct cp_put {
     const char *id;
 };
 
+/* The cluster of an identity id (committed data), or 0. */
+static uint64_t cluster_of_identity(kith_engine *e, uint32_t sb, const uint8_t *id_be)
+{
+    store_key nk;
+    skey_init(&nk, sb);
+    skey_bytes(&nk, id_be, 8);
+    kith_buf nv = {0};
+    uint64_t cl = 0;
+    if (store_get(e->store, STORE_CF_NODE, nk.b, nk.n, &nv) == 0 && nv.len >= 6) {
+        const uint8_t *p = (const uint8_t *)nv.data;
+        size_t len = (size_t)p[4] << 8 | p[5];
+        uint64_t id;
+        if (6 + len > nv.len ||
+            identity_lookup(e, sb, kith_get_be32(p), (const char *)p + 6, len, &id, &cl) != 0)
+            cl = 0;
+    }
+    kith_buf_free(&nv);
+    return cl;
+}
+
 /* Removes every fragment and event of a dataset in a sandbox and marks the clusters they belonged to
- * for recomputation. Runs exclusive on the apply thread. */
+ * for recomputation (union views, streaming memberships). Runs exclusive on the apply thread. */
 static int purge_dataset(kith_engine *e, store_batch *b, uint32_t sb, const char *dataset)
 {
     uint8_t prefix[4];
@@ -33,20 +53,11 @@ static int purge_dataset(kith_engine *e, store_batch *b, uint32_t sb, const char
         const uint8_t *k = store_iter_key(it, &kl);
         if (kl != 4 + 8 + KITH_ID_LEN || memcmp(k + 12, dataset, KITH_ID_LEN) != 0) continue;
         store_batch_delete(b, STORE_CF_FRAG, k, kl);
-        /* identity id → node (ns, value) → cluster */
-        store_key nk;
-        skey_init(&nk, sb);
-        skey_bytes(&nk, k + 4, 8);
-        kith_buf nv = {0};
-        if (store_get(e->store, STORE_CF_NODE, nk.b, nk.n, &nv) == 0 && nv.len >= 6) {
-            const uint8_t *p = (const uint8_t *)nv.data;
-            size_t len = (size_t)p[4] << 8 | p[5];
-            uint64_t id, cl;
-            if (6 + len <= nv.len &&
-                identity_lookup(e, sb, kith_get_be32(p), (const char *)p + 6, len, &id, &cl) == 0)
-                profile_mark_dirty(e, sb, cl);
+        uint64_t cl = cluster_of_identity(e, sb, k + 4);
+        if (cl) {
+            profile_mark_dirty(e, sb, cl);
+            segsvc_note_delete(e, sb, cl);
         }
-        kith_buf_free(&nv);
     }
     store_iter_free(it);
     /* The dataset's event ids: resending them after the delete stores them again. */
@@ -56,12 +67,21 @@ static int purge_dataset(kith_engine *e, store_batch *b, uint32_t sb, const char
     int drc = store_delete_prefix(e->store, STORE_CF_DEDUP, dk.b, dk.n);
     if (drc) return drc;
     it = store_iter_new(e->store, NULL, STORE_CF_EVENT, prefix, 4);
+    uint8_t last_owner[8] = {0};
+    bool have_owner = false;
     for (; store_iter_valid(it); store_iter_next(it)) {
         size_t kl, vl;
         const uint8_t *k = store_iter_key(it, &kl);
         const uint8_t *v = store_iter_value(it, &vl);
-        if (vl >= 8 + KITH_ID_LEN && memcmp(v + 8, dataset, KITH_ID_LEN) == 0)
+        if (vl >= 8 + KITH_ID_LEN && kl >= 12 && memcmp(v + 8, dataset, KITH_ID_LEN) == 0) {
             store_batch_delete(b, STORE_CF_EVENT, k, kl);
+            if (!have_owner || memcmp(last_owner, k + 4, 8) != 0) { /* once per identity */
+                memcpy(last_owner, k + 4, 8);
+                have_owner = true;
+                uint64_t cl = cluster_of_identity(e, sb, k + 4);
+                if (cl) segsvc_note_delete(e, sb, cl);
+            }
+        }
     }
     store_iter_free(it);
     return 0;

@@ -727,6 +727,7 @@ int profile_delete(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t cl
     }
     cluster_members_free(&m);
     profile_mark_dirty(e, sandbox, cluster);
+    segsvc_note_delete(e, sandbox, cluster); /* memberships follow (src/segment/svc_stream.c) */
     if (deleted) *deleted = n;
     return 0;
 }
@@ -749,6 +750,7 @@ int profile_delete_identity(kith_engine *e, store_batch *b, uint32_t sandbox, ui
         store_iter_free(it);
     }
     profile_mark_dirty(e, sandbox, cluster);
+    segsvc_note_delete(e, sandbox, cluster);
     if (deleted) *deleted = n;
     return 0;
 }

@@ -199,6 +199,29 @@ void segsvc_note_apply(kith_engine *e, uint32_t sb, uint64_t cluster, uint64_t i
     s->phead[bk] = (int32_t)i;
 }
 
+void segsvc_note_delete(kith_engine *e, uint32_t sb, uint64_t cluster)
+{
+    struct segsvc *s = svc_of(e);
+    if (!s || !sandbox_has_streaming(s, sb)) return;
+    /* A delete runs exclusive, after the blind appends of every earlier group were written: the
+     * recent events kept in memory are all in the store, where the delete sees (and removes) them.
+     * Keeping them here would bring deleted events back into later evaluations. */
+    size_t k = 0;
+    for (size_t i = 0; i < s->npend; i++) {
+        if (s->pend[i].sb == sb) {
+            free(s->pend[i].event_id);
+            free(s->pend[i].json);
+        } else {
+            s->pend[k++] = s->pend[i];
+        }
+    }
+    if (k != s->npend) {
+        s->npend = k;
+        pending_rebuild(s);
+    }
+    segsvc_touch(e, sb, cluster, SEGSVC_TOUCH_DELETE);
+}
+
 static int on_cluster_change(void *arg, store_batch *b, const cluster_change *v, size_t n)
 {
     kith_engine *e = arg;
@@ -380,10 +403,11 @@ static int ev_cmp(const void *a, const void *b)
     return strcmp(x->id, y->id);
 }
 
-/* The events of a cluster's members at or after since (ms; INT64_MIN = all), committed plus those
- * appended recently, sorted by timestamp, as a JSON array (owned). */
-static json_t *cluster_events(struct segsvc *s, uint32_t sb, const cluster_members *m,
-                              int64_t since)
+/* The events of a cluster's members at or after since (ms; INT64_MIN = all), committed (or read
+ * through batch b when not NULL: a delete in this group hides them) plus those appended recently,
+ * sorted by timestamp, as a JSON array (owned). */
+static json_t *cluster_events(struct segsvc *s, store_batch *b, uint32_t sb,
+                              const cluster_members *m, int64_t since)
 {
     kith_engine *e = s->e;
     struct ev_item *v = NULL;
@@ -393,7 +417,7 @@ static json_t *cluster_events(struct segsvc *s, uint32_t sb, const cluster_membe
         skey_init(&k, sb);
         skey_u64(&k, m->v[i].id);
         size_t plen = k.n;
-        store_iter *it = store_iter_new(e->store, NULL, STORE_CF_EVENT, k.b, plen);
+        store_iter *it = store_iter_new(e->store, b, STORE_CF_EVENT, k.b, plen);
         if (since != INT64_MIN) {
             skey_u64(&k, (uint64_t)since + TS_BIAS);
             store_iter_seek(it, k.b, k.n);
@@ -463,7 +487,7 @@ static bool wants(const segdef *d, unsigned what)
 {
     if (!d->prog || d->mode == PQL_MODE_BATCH) return false;
     const pql_deps *dp = pql_program_deps(d->prog);
-    if (what & (SEGSVC_TOUCH_PROFILE | SEGSVC_TOUCH_TIMER)) return true;
+    if (what & (SEGSVC_TOUCH_PROFILE | SEGSVC_TOUCH_TIMER | SEGSVC_TOUCH_DELETE)) return true;
     return dp->reads_events || dp->n_segments > 0;
 }
 
@@ -563,7 +587,7 @@ static int eval_cluster(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t 
         /* A day of slack: calendar-relative windows (today, this month) reach a little further
          * back than their nominal length. */
         int64_t since = lookback < 0 ? INT64_MIN : now - lookback - 86400000LL * 2;
-        evs = cluster_events(s, sb, &m, since);
+        evs = cluster_events(s, (what & SEGSVC_TOUCH_DELETE) ? b : NULL, sb, &m, since);
     }
     struct inseg_ctx ic = {e, b, sb, cluster};
     pql_input in = {
