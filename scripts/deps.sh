@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
       librocksdb-dev libmicrohttpd-dev libjansson-dev zlib1g-dev libssl-dev
-      libcurl4-openssl-dev libcmocka-dev curl python3 ${KITH_EXTRA_PKGS:-})
+      libcurl4-openssl-dev libcmocka-dev curl python3 faketime ${KITH_EXTRA_PKGS:-})
+# faketime: tests/blackbox/test_computed_attributes.py runs kithd on a faked clock (values ageing out).
 # Node.js and npm run the real Segment/RudderStack SDKs (tests/blackbox/test_segment_sdks.py); a
 # Node.js that already ships its own npm is kept.
 command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)

@@ -49,6 +49,7 @@ struct kith_engine {
     struct ident_state *ident;  /* identity graph: linking rules, cluster-change subscribers */
     struct mpolicy_cache *_Atomic mpol; /* merge policies (src/profile/mergepolicy.c), loaded lazily */
     struct segsvc *segsvc; /* segment service (src/segment/svc_*.c, kith/segsvc.h) */
+    struct ca_svc *ca;     /* computed attributes (src/ca/, kith/ca.h) */
 };
 
 /* Opens the store in data_dir, loads the catalog, creates the prod sandbox and the bootstrap admin key

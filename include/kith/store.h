@@ -20,6 +20,7 @@ enum store_cf {
     STORE_CF_SEGIDX,  /* sandbox, segment id, cluster id → membership */
     STORE_CF_TIMER,   /* sandbox, due time, cluster id, segment id */
     STORE_CF_DEDUP,   /* sandbox, message id → first seen */
+    STORE_CF_CA,      /* sandbox, cluster id → computed attribute state (kith/ca.h) */
     STORE_CF_COUNT
 };
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "kith/ca.h"
 
 /* Resolves (entityId, entityIdNS) — or an XID alone — to a namespace id and value. 0, or a problem
  * is set on r. value must hold KITH_XID_MAX bytes. */
@@ -268,6 +269,24 @@ static int resolve_entity_query(kith_req *r, const char *id, const char *ns, uin
     return resolve_policy(r, http_query(r, "mergePolicyId"), policy);
 }
 
+/* withCA=true: the computed attributes (src/ca/) at `_computed` in the entity of each profile of
+ * out, read at this instant. */
+static void attach_ca(kith_req *r, json_t *out, uint32_t nsid, const char *value, size_t len)
+{
+    uint64_t id, cluster;
+    if (identity_lookup(r->e, r->sandbox_id, nsid, value, len, &id, &cluster) != 0) return;
+    json_t *v = ca_values(r->e, NULL, r->sandbox_id, cluster, kith_now_ms(), NULL);
+    if (!v) return;
+    const char *k;
+    json_t *prof;
+    json_object_foreach(out, k, prof)
+    {
+        json_t *ent = json_object_get(prof, "entity");
+        if (json_is_object(ent)) json_object_set(ent, "_computed", v);
+    }
+    json_decref(v);
+}
+
 int h_entities_get(kith_req *r)
 {
     const char *schema = http_query(r, "schema.name");
@@ -284,6 +303,11 @@ int h_entities_get(kith_req *r)
     }
     const char *id = http_query(r, "entityId");
     const char *ns = http_query(r, "entityIdNS");
+    const char *wca = http_query(r, "withCA");
+    if (wca && strcmp(wca, "true") != 0 && strcmp(wca, "false") != 0) {
+        http_problem(r, 400, "Bad Request", NULL, "withCA must be true or false");
+        return 0;
+    }
     char value[KITH_XID_MAX];
     uint32_t nsid;
     size_t len;
@@ -293,6 +317,7 @@ int h_entities_get(kith_req *r)
     json_t *out = profile_lookup_policy(r->e, r->sandbox_id, nsid, value, len,
                                         http_query(r, "fields"), &policy, &err);
     merge_policy_clear(&policy);
+    if (out && wca && strcmp(wca, "true") == 0) attach_ca(r, out, nsid, value, len);
     if (!out) {
         if (err == KITH_ENOTFOUND)
             not_found(r, id, ns);
@@ -447,6 +472,7 @@ int h_entities_post(kith_req *r)
     kith_buf fields = {0};
     merge_policy policy = {0};
     json_t *f = json_object_get(body, "fields"), *mp = json_object_get(body, "mergePolicyId");
+    json_t *wca = json_object_get(body, "withCA");
     size_t i;
     json_t *v;
     if (!json_is_object(body) || !schema ||
@@ -464,6 +490,10 @@ int h_entities_post(kith_req *r)
     if (mp && !json_is_string(mp)) {
         bad_body(r, "/mergePolicyId", "a merge policy id (string)",
                  "mergePolicyId must be a string");
+        goto done;
+    }
+    if (wca && !json_is_boolean(wca)) {
+        bad_body(r, "/withCA", "true or false", "withCA must be a boolean");
         goto done;
     }
     if (f && !json_is_array(f) && !json_is_string(f)) {
@@ -496,6 +526,7 @@ int h_entities_post(kith_req *r)
                                                &policy, &err)
                        : NULL;
         if (p) {
+            if (json_is_true(wca)) attach_ca(r, p, nsid, value, len);
             json_object_update(out, p);
             json_decref(p);
         } else {
@@ -532,8 +563,11 @@ static int profile_del_fn(void *ctx, store_batch *b)
     uint64_t id, cluster;
     int rc = identity_lookup(c->e, c->sandbox, c->ns, c->value, c->len, &id, &cluster);
     if (rc) return rc;
-    if (c->only_identity)
+    if (c->only_identity) {
+        ca_identity_events_deleted(c->e, b, c->sandbox, id, NULL); /* computed attributes */
         return profile_delete_identity(c->e, b, c->sandbox, id, cluster, &c->deleted);
+    }
+    ca_profile_deleted(c->e, b, c->sandbox, cluster);
     return profile_delete(c->e, b, c->sandbox, cluster, &c->deleted);
 }
 

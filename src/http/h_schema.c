@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "kith/ca.h"
 #include "jsonpatch.h"
 #include "kith/schema.h"
 
@@ -80,6 +81,7 @@ static int purge_dataset(kith_engine *e, store_batch *b, uint32_t sb, const char
                 have_owner = true;
                 uint64_t cl = cluster_of_identity(e, sb, k + 4);
                 if (cl) segsvc_note_delete(e, sb, cl);
+                ca_identity_events_deleted(e, b, sb, kith_get_be64(k + 4), dataset); /* src/ca/ */
             }
         }
     }

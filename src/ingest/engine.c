@@ -9,6 +9,7 @@
 
 #include "kith/engine.h"
 #include "../identity/cache.h"
+#include "kith/ca.h"
 #include "kith/segsvc.h"
 
 const kith_limits KITH_LIMITS_DEFAULT = {
@@ -30,6 +31,7 @@ static int group_flush(void *arg, store_batch *b)
     catalog_flush_seq(e->cat, b);
     int rc = profile_flush_dirty(e, b);
     if (rc == 0) rc = identity_flush_group(e, b);
+    if (rc == 0) rc = ca_flush_group(e, b);
     return rc ? rc : segsvc_flush_group(e, b);
 }
 
@@ -161,6 +163,7 @@ int engine_open(const char *data_dir, const kith_limits *lim, const char *admin_
         engine_close(e);
         return rc;
     }
+    ca_init(e); /* before segsvc_init: segments may read _computed.<name> */
     segsvc_init(e);
     *out = e;
     return 0;
@@ -170,12 +173,14 @@ void engine_close(kith_engine *e)
 {
     if (!e) return;
     segsvc_stop(e);
+    ca_stop(e);
     apply_stop(e->apply);
     catalog_free(e->cat);
     store_close(e->store);
     profile_dirty_free(e);
     identity_state_free(e);
     segsvc_free(e);
+    ca_free(e);
     ident_cache_free(e->icache);
     ident_cache_free(e->ecache);
     free(e);

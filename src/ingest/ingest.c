@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "kith/ca.h"
 #include "kith/schema.h"
 
 void ingest_msg_clear(ingest_msg *m)
@@ -254,9 +255,12 @@ int ingest_apply_msg(kith_engine *e, store_batch *b, ingest_msg *m)
         int under = identity_event_primary(e, m->sandbox, m->ids, m->nids, primary);
         rc = profile_put_event(e, b, m->sandbox, ids[under], m->dataset, m->ts, m->event_id,
                                m->received, m->json, m->json_len);
-        if (rc == 0) /* streaming segmentation (src/segment/svc_stream.c) */
+        if (rc == 0) { /* streaming segmentation (src/segment/svc_stream.c), computed attributes */
             segsvc_note_apply(e, m->sandbox, cluster, ids[under], true, m->ts, m->event_id,
                               m->json, m->json_len);
+            ca_note_event(e, b, m->sandbox, cluster, ids[under], m->dataset, m->ts, m->event_id,
+                          m->json, m->json_len);
+        }
         atomic_fetch_add(&e->m.events_ingested, 1);
     } else if (m->to_profile) {
         rc = profile_put_fragment(e, b, m->sandbox, ids[primary], m->dataset, m->ts, m->received,

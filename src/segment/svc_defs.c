@@ -6,6 +6,7 @@
 
 #include "kith/jalloc.h"
 #include "kith/schema.h"
+#include "kith/ca.h"
 #include "svc_int.h"
 
 const char *seg_status_name(int status)
@@ -102,6 +103,7 @@ static int compile_for(struct segsvc *s, uint32_t sb, const char *self, const ch
     json_t *prof = union_of(e, sb, SCHEMA_CLASS_PROFILE);
     json_t *ev = union_of(e, sb, SCHEMA_CLASS_EVENT);
     catalog_unlock(e->cat);
+    ca_schema_augment(e, sb, prof); /* _computed.<name> (src/ca/) */
     struct mode_ctx mc = {s, sb, self};
     pql_env env = {
         .profile_schema = prof, .event_schema = ev, .segment_mode = segment_mode_cb, .arg = &mc};

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kith/ca.h"
 #include "kith/kjson.h"
 #include "kith/segsvc.h"
 
@@ -118,7 +119,10 @@ int segsvc_preview(kith_engine *e, uint32_t sb, const char *text, int64_t now, c
         kith_buf_free(&pv);
         json_t *evs = events ? cluster_events_committed(e, sb, &m) : NULL;
         struct inseg ic = {e, sb, cluster};
-        pql_input in = {.profile = json_object_get(view, "entity"), .events = evs, .now_ms = now,
+        json_t *entity = json_object_get(view, "entity"), *own = NULL;
+        if (!entity) entity = own = json_object();
+        ca_attach(e, NULL, sb, cluster, now, entity); /* _computed.<name> (src/ca/) */
+        pql_input in = {.profile = entity, .events = evs, .now_ms = now,
                         .in_segment = in_segment, .arg = &ic};
         pql_result res;
         read++;
@@ -148,6 +152,7 @@ int segsvc_preview(kith_engine *e, uint32_t sb, const char *text, int64_t now, c
             }
         }
         json_decref(view);
+        json_decref(own);
         json_decref(evs);
         cluster_members_free(&m);
     }

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "kith/jalloc.h"
+#include "kith/ca.h"
 #include "svc_int.h"
 
 #define TS_BIAS 0x8000000000000000ull
@@ -483,6 +484,15 @@ static bool in_segment_cb(void *arg, const char *id)
     return st.status == SEG_REALIZED || st.status == SEG_EXISTING;
 }
 
+/* The program reads computed attributes (whose values also change as events age out). */
+static bool reads_computed(const pql_deps *dp)
+{
+    for (size_t i = 0; i < dp->n_fields; i++)
+        if (!strncmp(dp->fields[i], "_computed", 9) && (!dp->fields[i][9] || dp->fields[i][9] == '.'))
+            return true;
+    return false;
+}
+
 static bool wants(const segdef *d, unsigned what)
 {
     if (!d->prog || d->mode == PQL_MODE_BATCH) return false;
@@ -552,13 +562,14 @@ static int eval_cluster(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t 
                         unsigned what, int64_t now)
 {
     kith_engine *e = s->e;
-    bool any = false, events = false;
+    bool any = false, events = false, computed = false;
     int64_t lookback = 0;
     for (size_t i = 0; i < s->n; i++) {
         segdef *d = s->v[i];
         if (d->sb != sb || !wants(d, what)) continue;
         any = true;
         const pql_deps *dp = pql_program_deps(d->prog);
+        if (reads_computed(dp)) computed = true;
         if (dp->reads_events) {
             events = true;
             if (dp->lookback_ms < 0 || lookback < 0)
@@ -583,6 +594,12 @@ static int eval_cluster(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t 
         json_decref(view);
     }
     kith_buf_free(&pv);
+    int64_t ca_next = INT64_MAX; /* the next instant a computed attribute ages */
+    json_t *cav = computed ? ca_values(e, b, sb, cluster, now, &ca_next) : NULL;
+    if (cav) {
+        if (!profile) profile = json_object();
+        json_object_set_new(profile, "_computed", cav);
+    }
     if (events) {
         /* A day of slack: calendar-relative windows (today, this month) reach a little further
          * back than their nominal length. */
@@ -602,6 +619,8 @@ static int eval_cluster(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t 
             kith_log(KITH_LOG_WARN, "segment", "segment %s: evaluation budget exceeded", d->id);
             continue;
         }
+        if (ca_next < res.next_change_ms && reads_computed(pql_program_deps(d->prog)))
+            res.next_change_ms = ca_next;
         seg_state old = state_get(e, b, sb, d->id, cluster), st = old;
         if (res.match) {
             if (old.status == SEG_NONE || old.status == SEG_EXITED) {

@@ -6,7 +6,8 @@
 #include <string.h>
 
 static const char *cf_names[STORE_CF_COUNT] = {"meta",    "ident",   "node",  "cluster", "frag",
-                                               "event",   "profile", "segidx", "timer",  "dedup"};
+                                               "event",   "profile", "segidx", "timer",  "dedup",
+                                               "ca"};
 
 struct kith_store {
     rocksdb_t *db;
