@@ -7,14 +7,13 @@
  * 2. links: M new ECIDs, each linked to a random existing person (a merge of a new singleton into a
  *    cluster: ident, node, cluster and history writes), 1,000 per writer operation, WAL sync off;
  * 3. lookups: identity → cluster, L random existing identities, through identity_lookup (any
- * thread, committed data: RocksDB) and through the writer's cache (ident_cache_get). Prints the
+ * thread, committed data: RocksDB) and through the writer's cache (identity_writer_lookup). Prints the
  * figures and the command that reproduces them. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../src/identity/cache.h"
 #include "kith/engine.h"
 
 #define GROUP 1000
@@ -145,17 +144,14 @@ int main(int argc, char **argv)
     for (uint64_t i = 0; i < lookups; i++) {
         char crm[32];
         int n = snprintf(crm, sizeof crm, "crm-%llu", (unsigned long long)(rnd(&s) % people));
-        store_key k;
-        skey_init(&k, 1);
-        skey_u32(&k, 8);
-        skey_bytes(&k, crm, (size_t)n);
-        found += ident_cache_get(e->icache, k.b, k.n) != NULL;
+        uint64_t id, cl;
+        found += identity_writer_lookup(e, 1, 8, crm, (size_t)n, &id, &cl) == 0;
     }
     dt = (double)(kith_mono_ns() - t0) / 1e9;
-    printf("lookup    writer cache (ident_cache_get): %llu in %.2f s: %.0f/s, %.3f us each (%llu "
-           "hits; cache holds %zu)\n",
+    printf("lookup    writer cache (identity_writer_lookup): %llu in %.2f s: %.0f/s, %.3f us each "
+           "(%llu hits)\n",
            (unsigned long long)lookups, dt, lookups / dt, dt * 1e6 / lookups,
-           (unsigned long long)found, ident_cache_size(e->icache));
+           (unsigned long long)found);
     printf("command   build/bench/identity --identities %llu --links %llu --lookups %llu\n",
            (unsigned long long)identities, (unsigned long long)links, (unsigned long long)lookups);
     engine_close(e);

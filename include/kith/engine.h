@@ -23,6 +23,7 @@ typedef struct kith_limits {
     int graph_max;          /* identities per cluster (50) */
     size_t queue_max;       /* messages waiting for the apply thread (200000) */
     size_t cache_bytes;     /* RocksDB block cache (0: 1 GiB) */
+    size_t ident_cache_bytes; /* the writer's identity graph cache (0: 2 GiB) */
 } kith_limits;
 extern const kith_limits KITH_LIMITS_DEFAULT;
 
@@ -44,8 +45,6 @@ struct kith_engine {
     kith_metrics m;
     struct engine_dirty *dirty; /* apply thread: clusters whose union view must be recomputed */
     int64_t last_stamp;         /* apply thread: last fragment write stamp (µs, increasing) */
-    struct ident_cache *icache; /* apply thread: identities seen (see src/identity/cache.h) */
-    struct ident_cache *ecache; /* apply thread: edges seen */
     struct ident_state *ident;  /* identity graph: linking rules, cluster-change subscribers */
     struct mpolicy_cache *_Atomic mpol; /* merge policies (src/profile/mergepolicy.c), loaded lazily */
     struct segsvc *segsvc; /* segment service (src/segment/svc_*.c, kith/segsvc.h) */
@@ -148,6 +147,13 @@ int identity_flush_group(kith_engine *e, store_batch *b);
 void identity_state_free(kith_engine *e);
 /* Apply thread: forget cached identities and edges (after a rollback, a failed group, a range delete). */
 void identity_cache_reset(kith_engine *e);
+/* Apply thread, once, with the apply thread's batch: the identity module follows its savepoints, so
+ * that a rolled-back operation leaves no change event and no cached key behind. */
+void identity_attach(kith_engine *e, store_batch *b);
+/* The writer's cached identity → cluster (apply thread, or while it is idle): KITH_ENOTFOUND when the
+ * cache does not hold the identity. */
+int identity_writer_lookup(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *value, size_t len,
+                           uint64_t *id_out, uint64_t *cluster_out);
 /* Any thread: committed lookups. Return 0, KITH_ENOTFOUND or KITH_EIO. */
 int identity_lookup(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *value, size_t len,
                     uint64_t *id_out, uint64_t *cluster_out);

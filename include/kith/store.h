@@ -72,6 +72,17 @@ void store_batch_clear(store_batch *b);
 /* Savepoints: undo everything one failed operation put in the batch. */
 void store_batch_savepoint(store_batch *b);
 void store_batch_rollback(store_batch *b);
+/* Lets the owner of state kept beside a batch (the identity graph's change list and writer cache) follow
+ * it: savepoint after a savepoint is set, rollback after the batch was rolled back to the latest one,
+ * settled when the batch was committed (ok) or cleared (!ok) — every savepoint is gone then. One set
+ * of hooks per batch (NULL removes them); they run on the apply thread. */
+typedef struct store_batch_hooks {
+    void (*savepoint)(void *arg);
+    void (*rollback)(void *arg);
+    void (*settled)(void *arg, bool ok);
+    void *arg;
+} store_batch_hooks;
+void store_batch_set_hooks(store_batch *b, const store_batch_hooks *h);
 
 /* Deletes every key starting with prefix in cf (a range delete written and synced at once). Apply thread
  * only, outside a batch. */

@@ -1,4 +1,5 @@
-/* kith identity cache: open addressing with linear probing over (hash, key) slots. */
+/* kith identity cache: open addressing with linear probing; one allocation per entry (key and value
+ * together) and a 16-byte slot (hash, entry). */
 #include "cache.h"
 
 #include <stdlib.h>
@@ -8,98 +9,138 @@
 
 typedef struct slot {
     uint64_t hash; /* 0 = empty */
-    uint8_t *key;
-    size_t klen;
-    ident_entry v;
+    kv_ent *e;
 } slot;
 
-struct ident_cache {
+struct kv_cache {
     slot *slots;
-    size_t cap, n, max;
+    size_t cap, n, bytes, max_bytes;
+    uint64_t clears;
 };
 
-ident_cache *ident_cache_new(size_t max_entries)
+#define SLOT_MIN 1024
+#define ENT_OVERHEAD 16 /* malloc's own bookkeeping, counted against the bound */
+
+kv_cache *kv_cache_new(size_t max_bytes)
 {
-    ident_cache *c = kith_xcalloc(1, sizeof *c);
-    c->max = max_entries ? max_entries : 1;
-    c->cap = 1024;
+    kv_cache *c = kith_xcalloc(1, sizeof *c);
+    c->max_bytes = max_bytes ? max_bytes : 1;
+    c->cap = SLOT_MIN;
     c->slots = kith_xcalloc(c->cap, sizeof *c->slots);
     return c;
 }
 
-void ident_cache_clear(ident_cache *c)
+void kv_cache_clear(kv_cache *c)
 {
+    if (c->n == 0) return;
     for (size_t i = 0; i < c->cap; i++)
-        if (c->slots[i].hash) free(c->slots[i].key);
-    memset(c->slots, 0, c->cap * sizeof *c->slots);
+        free(c->slots[i].e);
+    if (c->cap > SLOT_MIN) { /* give the memory back */
+        free(c->slots);
+        c->cap = SLOT_MIN;
+        c->slots = kith_xcalloc(c->cap, sizeof *c->slots);
+    } else {
+        memset(c->slots, 0, c->cap * sizeof *c->slots);
+    }
     c->n = 0;
+    c->bytes = 0;
 }
 
-void ident_cache_free(ident_cache *c)
+void kv_cache_free(kv_cache *c)
 {
     if (!c) return;
-    ident_cache_clear(c);
+    kv_cache_clear(c);
     free(c->slots);
     free(c);
 }
 
-static uint64_t hash_of(const void *key, size_t klen)
+static uint64_t hash_of(int cf, const void *key, size_t klen)
 {
-    uint64_t h = kith_hash64(key, klen, 0x9e3779b97f4a7c15ull);
+    uint64_t h = kith_hash64(key, klen, 0x9e3779b97f4a7c15ull + (uint64_t)cf);
     return h ? h : 1;
 }
 
-static slot *find(ident_cache *c, uint64_t h, const void *key, size_t klen)
+static slot *find(kv_cache *c, uint64_t h, int cf, const void *key, size_t klen)
 {
     size_t mask = c->cap - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
         slot *s = &c->slots[i];
         if (!s->hash) return s;
-        if (s->hash == h && s->klen == klen && memcmp(s->key, key, klen) == 0) return s;
+        if (s->hash == h && s->e->cf == cf && s->e->klen == klen &&
+            memcmp(s->e->data, key, klen) == 0)
+            return s;
     }
 }
 
-ident_entry *ident_cache_get(ident_cache *c, const void *key, size_t klen)
+const kv_ent *kv_cache_get(kv_cache *c, int cf, const void *key, size_t klen)
 {
-    slot *s = find(c, hash_of(key, klen), key, klen);
-    return s->hash ? &s->v : NULL;
+    slot *s = find(c, hash_of(cf, key, klen), cf, key, klen);
+    return s->hash ? s->e : NULL;
 }
 
-static void grow(ident_cache *c)
+static void grow(kv_cache *c)
 {
     slot *old = c->slots;
     size_t oldcap = c->cap;
     c->cap *= 2;
     c->slots = kith_xcalloc(c->cap, sizeof *c->slots);
     for (size_t i = 0; i < oldcap; i++)
-        if (old[i].hash) *find(c, old[i].hash, old[i].key, old[i].klen) = old[i];
+        if (old[i].hash) *find(c, old[i].hash, old[i].e->cf, old[i].e->data, old[i].e->klen) = old[i];
     free(old);
 }
 
-void ident_cache_put(ident_cache *c, const void *key, size_t klen, const ident_entry *v)
+static size_t ent_bytes(const kv_ent *e)
 {
-    uint64_t h = hash_of(key, klen);
-    slot *s = find(c, h, key, klen);
-    if (s->hash) {
-        s->v = *v;
-        return;
-    }
-    if (c->n >= c->max) {
-        ident_cache_clear(c);
-        s = find(c, h, key, klen);
-    } else if ((c->n + 1) * 4 > c->cap * 3) {
-        grow(c);
-        s = find(c, h, key, klen);
-    }
-    s->hash = h;
-    s->key = kith_xmalloc(klen);
-    memcpy(s->key, key, klen);
-    s->klen = klen;
-    s->v = *v;
-    c->n++;
+    return sizeof *e + e->klen + e->vlen + ENT_OVERHEAD;
 }
 
-size_t ident_cache_size(const ident_cache *c)
+void kv_cache_put(kv_cache *c, int cf, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    if (!val) vlen = 0;
+    uint64_t h = hash_of(cf, key, klen);
+    slot *s = find(c, h, cf, key, klen);
+    if (!s->hash) {
+        if (c->bytes + c->cap * sizeof *s > c->max_bytes) { /* full: start over */
+            kv_cache_clear(c);
+            c->clears++;
+            s = find(c, h, cf, key, klen);
+        } else if ((c->n + 1) * 4 > c->cap * 3) {
+            grow(c);
+            s = find(c, h, cf, key, klen);
+        }
+    }
+    kv_ent *e = s->hash ? s->e : NULL;
+    if (e && e->vlen == vlen) { /* same size: in place */
+        c->bytes -= ent_bytes(e);
+    } else {
+        if (e) c->bytes -= ent_bytes(e);
+        e = kith_xrealloc(e, sizeof *e + klen + vlen);
+        if (!s->hash) {
+            c->n++;
+            s->hash = h;
+        }
+        s->e = e;
+        e->klen = (uint32_t)klen;
+        e->cf = (uint8_t)cf;
+        memcpy(e->data, key, klen);
+    }
+    e->vlen = (uint32_t)vlen;
+    e->absent = val == NULL;
+    if (val && vlen) memcpy(e->data + klen, val, vlen);
+    c->bytes += ent_bytes(e);
+}
+
+size_t kv_cache_entries(const kv_cache *c)
 {
     return c->n;
+}
+
+size_t kv_cache_bytes(const kv_cache *c)
+{
+    return c->bytes + c->cap * sizeof(slot);
+}
+
+uint64_t kv_cache_clears(const kv_cache *c)
+{
+    return c->clears;
 }

@@ -1,7 +1,11 @@
-/* kith identity cache: the apply thread's memory of identities and edges it has seen, so that the
- * hot path (an event with an ECID already known) costs no store read. Owned by the apply thread;
- * write-through (every ident write updates it) and cleared whenever a batch is rolled back, a group
- * fails or a sandbox is deleted, so it never disagrees with the store. Bounded: when full it is cleared. */
+/* kith identity cache: the apply thread's copy of the identity column families (ident, node,
+ * cluster), so that the writer reads no key of the graph twice. It holds what the store holds — the
+ * committed data plus the group's batch — key by key, including keys known to be absent: every
+ * graph write goes to the batch and to the cache together (write-through), a miss is read through the
+ * batch once. It is dropped whenever the batch is rolled back or cleared and when a sandbox is
+ * deleted, so it never disagrees with the store. Bounded in bytes: when full it is dropped too.
+ * Owned by the apply thread (any other thread only while the apply thread is idle, e.g. a benchmark).
+ */
 #ifndef KITH_IDENTITY_CACHE_H
 #define KITH_IDENTITY_CACHE_H
 
@@ -9,19 +13,29 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct ident_cache ident_cache;
+typedef struct kv_cache kv_cache;
 
-typedef struct ident_entry {
-    uint64_t id, cluster;
-    int64_t first;
-} ident_entry;
+typedef struct kv_ent {
+    uint32_t klen, vlen;
+    uint8_t cf;
+    bool absent;     /* the key is known not to exist */
+    uint8_t data[];  /* key, then value */
+} kv_ent;
 
-ident_cache *ident_cache_new(size_t max_entries);
-void ident_cache_free(ident_cache *c);
-void ident_cache_clear(ident_cache *c);
-/* key borrowed; returns NULL when absent. The pointer is valid until the next put or clear. */
-ident_entry *ident_cache_get(ident_cache *c, const void *key, size_t klen);
-void ident_cache_put(ident_cache *c, const void *key, size_t klen, const ident_entry *v);
-size_t ident_cache_size(const ident_cache *c);
+static inline const uint8_t *kv_val(const kv_ent *e)
+{
+    return e->data + e->klen;
+}
+
+kv_cache *kv_cache_new(size_t max_bytes);
+void kv_cache_free(kv_cache *c);
+void kv_cache_clear(kv_cache *c);
+/* NULL when the cache knows nothing of the key. The entry is valid until the next put or clear. */
+const kv_ent *kv_cache_get(kv_cache *c, int cf, const void *key, size_t klen);
+/* val NULL: the key is absent (deleted or never written). */
+void kv_cache_put(kv_cache *c, int cf, const void *key, size_t klen, const void *val, size_t vlen);
+size_t kv_cache_entries(const kv_cache *c);
+size_t kv_cache_bytes(const kv_cache *c);
+uint64_t kv_cache_clears(const kv_cache *c); /* times it was dropped because it was full */
 
 #endif

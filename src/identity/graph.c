@@ -44,6 +44,103 @@ static void id_key(store_key *k, uint32_t sb, uint64_t id)
     skey_u64(k, id);
 }
 
+/* --- the writer's reads and writes of the graph's keys (ident, node, cluster): through its cache
+ * (cache.h), so a key is read from the store at most once. b NULL: a committed read, any thread. */
+
+#define WCACHE_DEFAULT_BYTES (2ull << 30)
+
+static kv_cache *wcache(kith_engine *e)
+{
+    struct ident_state *s = ident_state_get(e);
+    if (!s->kv)
+        s->kv = kv_cache_new(e->lim.ident_cache_bytes ? e->lim.ident_cache_bytes
+                                                      : WCACHE_DEFAULT_BYTES);
+    return s->kv;
+}
+
+static int gread(kith_engine *e, store_batch *b, int cf, const store_key *k, kith_buf *v)
+{
+    if (!b) return store_get(e->store, cf, k->b, k->n, v);
+    kv_cache *c = wcache(e);
+    const kv_ent *h = kv_cache_get(c, cf, k->b, k->n);
+    if (h) {
+        if (h->absent) return KITH_ENOTFOUND;
+        v->len = 0;
+        kith_buf_append(v, kv_val(h), h->vlen);
+        return 0;
+    }
+    int rc = store_batch_get(e->store, b, cf, k->b, k->n, v);
+    if (rc == 0) kv_cache_put(c, cf, k->b, k->n, v->data, v->len);
+    else if (rc == KITH_ENOTFOUND) kv_cache_put(c, cf, k->b, k->n, NULL, 0);
+    return rc;
+}
+
+static void gput(kith_engine *e, store_batch *b, int cf, const store_key *k, const void *v,
+                 size_t len)
+{
+    store_batch_put(b, cf, k->b, k->n, v, len);
+    kv_cache_put(wcache(e), cf, k->b, k->n, v, len);
+}
+
+static void gdel(kith_engine *e, store_batch *b, int cf, const store_key *k)
+{
+    store_batch_delete(b, cf, k->b, k->n);
+    kv_cache_put(wcache(e), cf, k->b, k->n, NULL, 0);
+}
+
+/* --- following the batch: the group's change list and the cache undo with it --- */
+
+static void hook_savepoint(void *arg)
+{
+    struct ident_state *s = arg;
+    if (s->nmarks == s->capmarks) {
+        s->capmarks = s->capmarks ? s->capmarks * 2 : 64;
+        s->marks = kith_xrealloc(s->marks, s->capmarks * sizeof *s->marks);
+    }
+    s->marks[s->nmarks++] = s->nchg;
+}
+
+static void hook_rollback(void *arg)
+{
+    struct ident_state *s = arg;
+    /* The changes staged since the savepoint were rolled back with the batch: none is published. */
+    size_t keep = s->nmarks ? s->marks[--s->nmarks] : 0;
+    if (keep < s->nchg) s->nchg = keep;
+    if (s->kv) kv_cache_clear(s->kv);
+}
+
+static void hook_settled(void *arg, bool ok)
+{
+    struct ident_state *s = arg;
+    s->nmarks = 0;
+    if (!ok) {
+        s->nchg = 0;
+        if (s->kv) kv_cache_clear(s->kv);
+    }
+}
+
+void identity_attach(kith_engine *e, store_batch *b)
+{
+    struct ident_state *s = ident_state_get(e);
+    store_batch_hooks h = {hook_savepoint, hook_rollback, hook_settled, s};
+    store_batch_set_hooks(b, &h);
+    s->nmarks = 0;
+}
+
+int identity_writer_lookup(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *value,
+                           size_t len, uint64_t *id_out, uint64_t *cluster_out)
+{
+    store_key k;
+    skey_init(&k, sandbox);
+    skey_u32(&k, ns);
+    skey_bytes(&k, value, len);
+    const kv_ent *h = kv_cache_get(wcache(e), STORE_CF_IDENT, k.b, k.n);
+    if (!h || h->absent || h->vlen < 16) return KITH_ENOTFOUND;
+    *id_out = kith_get_be64(kv_val(h));
+    *cluster_out = kith_get_be64(kv_val(h) + 8);
+    return 0;
+}
+
 static int decode_cluster(const kith_buf *v, cluster_members *out)
 {
     const uint8_t *p = (const uint8_t *)v->data, *end = p + v->len;
@@ -91,8 +188,7 @@ int identity_members(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t 
     store_key k;
     id_key(&k, sandbox, cluster);
     kith_buf v = {0};
-    int rc = b ? store_batch_get(e->store, b, STORE_CF_CLUSTER, k.b, k.n, &v)
-               : store_get(e->store, STORE_CF_CLUSTER, k.b, k.n, &v);
+    int rc = gread(e, b, STORE_CF_CLUSTER, &k, &v);
     out->cluster = cluster;
     out->n = 0;
     out->v = NULL;
@@ -106,8 +202,7 @@ int identity_members(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t 
 
 void identity_cache_reset(kith_engine *e)
 {
-    if (e->icache) ident_cache_clear(e->icache);
-    if (e->ecache) ident_cache_clear(e->ecache);
+    if (e->ident && e->ident->kv) kv_cache_clear(e->ident->kv);
 }
 
 /* --- ident entries: [id][cluster][first][last] then the cluster history, newest first --- */
@@ -123,10 +218,6 @@ static void put_ident(kith_engine *e, store_batch *b, uint32_t sb, uint32_t ns, 
 {
     store_key k;
     ident_key(&k, sb, ns, v, len);
-    if (e->icache) {
-        ident_entry ent = {id, cluster, first};
-        ident_cache_put(e->icache, k.b, k.n, &ent);
-    }
     uint8_t val[IDENT_VAL_LEN + HIST_MAX * 16];
     kith_put_be64(val, id);
     kith_put_be64(val + 8, cluster);
@@ -137,7 +228,7 @@ static void put_ident(kith_engine *e, store_batch *b, uint32_t sb, uint32_t ns, 
         kith_put_be64(val + IDENT_VAL_LEN + 16 * i, hist[i].cluster);
         kith_put_be64(val + IDENT_VAL_LEN + 16 * i + 8, (uint64_t)hist[i].ts);
     }
-    store_batch_put(b, STORE_CF_IDENT, k.b, k.n, val, IDENT_VAL_LEN + 16 * nhist);
+    gput(e, b, STORE_CF_IDENT, &k, val, IDENT_VAL_LEN + 16 * nhist);
 }
 
 /* Decodes the history of an ident value; an entry without one has been in its cluster since first.
@@ -166,7 +257,7 @@ static int ident_move(kith_engine *e, store_batch *b, uint32_t sb, uint32_t ns, 
     store_key k;
     ident_key(&k, sb, ns, v, len);
     kith_buf val = {0};
-    int rc = store_batch_get(e->store, b, STORE_CF_IDENT, k.b, k.n, &val);
+    int rc = gread(e, b, STORE_CF_IDENT, &k, &val);
     if (rc == 0 && val.len < IDENT_VAL_LEN) rc = KITH_EIO;
     if (rc == 0) {
         const uint8_t *p = (const uint8_t *)val.data;
@@ -185,27 +276,25 @@ static int get_ident(kith_engine *e, store_batch *b, uint32_t sb, uint32_t ns, c
 {
     store_key k;
     ident_key(&k, sb, ns, v, len);
-    ident_entry *hit = b && e->icache ? ident_cache_get(e->icache, k.b, k.n) : NULL;
-    if (hit) {
-        *id = hit->id;
-        *cluster = hit->cluster;
-        if (first) *first = hit->first;
-        return 0;
+    if (b) { /* the writer: straight from its cache when it is there (no copy) */
+        const kv_ent *h = kv_cache_get(wcache(e), STORE_CF_IDENT, k.b, k.n);
+        if (h && h->absent) return KITH_ENOTFOUND;
+        if (h && h->vlen >= IDENT_VAL_LEN) {
+            const uint8_t *p = kv_val(h);
+            *id = kith_get_be64(p);
+            *cluster = kith_get_be64(p + 8);
+            if (first) *first = (int64_t)kith_get_be64(p + 16);
+            return 0;
+        }
     }
     kith_buf val = {0};
-    int rc = b ? store_batch_get(e->store, b, STORE_CF_IDENT, k.b, k.n, &val)
-               : store_get(e->store, STORE_CF_IDENT, k.b, k.n, &val);
+    int rc = gread(e, b, STORE_CF_IDENT, &k, &val);
     if (rc == 0 && val.len < IDENT_VAL_LEN) rc = KITH_EIO;
     if (rc == 0) {
         const uint8_t *p = (const uint8_t *)val.data;
         *id = kith_get_be64(p);
         *cluster = kith_get_be64(p + 8);
-        int64_t f = (int64_t)kith_get_be64(p + 16);
-        if (first) *first = f;
-        if (b && e->icache) {
-            ident_entry ent = {*id, *cluster, f};
-            ident_cache_put(e->icache, k.b, k.n, &ent);
-        }
+        if (first) *first = (int64_t)kith_get_be64(p + 16);
     }
     kith_buf_free(&val);
     return rc;
@@ -366,8 +455,7 @@ static int node_load(kith_engine *e, store_batch *b, uint32_t sb, uint64_t id, g
     kith_buf v = {0};
     memset(n, 0, sizeof *n);
     n->id = id;
-    int rc = b ? store_batch_get(e->store, b, STORE_CF_NODE, k.b, k.n, &v)
-               : store_get(e->store, STORE_CF_NODE, k.b, k.n, &v);
+    int rc = gread(e, b, STORE_CF_NODE, &k, &v);
     if (rc == 0) rc = node_decode((const uint8_t *)v.data, v.len, n);
     kith_buf_free(&v);
     if (rc) {
@@ -377,13 +465,13 @@ static int node_load(kith_engine *e, store_batch *b, uint32_t sb, uint64_t id, g
     return rc;
 }
 
-static void node_save(store_batch *b, uint32_t sb, gnode *n)
+static void node_save(kith_engine *e, store_batch *b, uint32_t sb, gnode *n)
 {
     store_key k;
     id_key(&k, sb, n->id);
     kith_buf v = {0};
     node_encode(n, &v);
-    store_batch_put(b, STORE_CF_NODE, k.b, k.n, v.data, v.len);
+    gput(e, b, STORE_CF_NODE, &k, v.data, v.len);
     kith_buf_free(&v);
     n->dirty = false;
 }
@@ -450,22 +538,38 @@ static int64_t node_seen(const gnode *n)
     return t;
 }
 
-/* Edge cache: [sb][min id][max id] → known edge, with the last-seen stamp written. */
-static void edge_key(store_key *k, uint32_t sb, uint64_t a, uint64_t c)
+/* The writer's hot check (a returning visitor): is the edge hub—other known, and was its last-seen
+ * written less than EDGE_REFRESH_US before now_us? Reads the cached node record in place. */
+static bool edge_fresh(kith_engine *e, store_batch *b, uint32_t sb, uint64_t hub, uint64_t other,
+                       int64_t now_us)
 {
-    skey_init(k, sb);
-    skey_u64(k, a < c ? a : c);
-    skey_u64(k, a < c ? c : a);
-}
-
-static void ecache_set(kith_engine *e, uint32_t sb, uint64_t a, uint64_t c, bool present,
-                       int64_t last)
-{
-    if (!e->ecache) return;
     store_key k;
-    edge_key(&k, sb, a, c);
-    ident_entry v = {present ? 1 : 0, 0, last};
-    ident_cache_put(e->ecache, k.b, k.n, &v);
+    id_key(&k, sb, hub);
+    const kv_ent *h = kv_cache_get(wcache(e), STORE_CF_NODE, k.b, k.n);
+    if (!h) {
+        kith_buf v = {0};
+        gread(e, b, STORE_CF_NODE, &k, &v);
+        kith_buf_free(&v);
+        h = kv_cache_get(wcache(e), STORE_CF_NODE, k.b, k.n);
+    }
+    if (!h || h->absent || h->vlen < 8) return false;
+    const uint8_t *p = kv_val(h), *end = p + h->vlen;
+    size_t len = (size_t)p[4] << 8 | p[5];
+    if (6 + len + 2 > h->vlen) return false;
+    p += 6 + len;
+    unsigned cnt = (unsigned)p[0] << 8 | p[1];
+    p += 2;
+    if (!(cnt & 0x8000)) return false; /* v1 record: take the slow path, which rewrites it */
+    cnt &= 0x7fff;
+    for (unsigned i = 0; i < cnt; i++) {
+        if (end - p < 24 + KITH_ID_LEN + 1) return false;
+        uint64_t o = kith_get_be64(p);
+        int64_t last = (int64_t)kith_get_be64(p + 16);
+        size_t rl = p[24 + KITH_ID_LEN];
+        if (o == other) return now_us - last <= EDGE_REFRESH_US;
+        p += 24 + KITH_ID_LEN + 1 + rl;
+    }
+    return false;
 }
 
 /* --- clusters --- */
@@ -477,7 +581,7 @@ static int put_cluster(kith_engine *e, store_batch *b, uint32_t sb, cluster_memb
     kith_buf v = {0};
     m->version++;
     encode_cluster(m, &v);
-    store_batch_put(b, STORE_CF_CLUSTER, k.b, k.n, v.data, v.len);
+    gput(e, b, STORE_CF_CLUSTER, &k, v.data, v.len);
     kith_buf_free(&v);
     return 0;
 }
@@ -486,7 +590,7 @@ static void drop_cluster(kith_engine *e, store_batch *b, uint32_t sb, uint64_t c
 {
     store_key k;
     id_key(&k, sb, cluster);
-    store_batch_delete(b, STORE_CF_CLUSTER, k.b, k.n);
+    gdel(e, b, STORE_CF_CLUSTER, &k);
     profile_drop_view(e, b, sb, cluster);
 }
 
@@ -605,7 +709,6 @@ static void graph_cut(kith_engine *e, uint32_t sb, gnode *a, gnode *c, int rule,
 {
     node_unlink(a, c->id, rule, rule_ns, stamp);
     node_unlink(c, a->id, rule, rule_ns, stamp);
-    ecache_set(e, sb, a->id, c->id, false, 0);
     atomic_fetch_add(&e->m.links_refused, 1);
 }
 
@@ -822,7 +925,7 @@ static int graph_commit(kith_engine *e, store_batch *b, uint32_t sb, graph *g, c
             identity_changed(e, sb, g->old[o].cluster, reasons | CLUSTER_MERGED | CLUSTER_GONE_BIT);
         }
     for (size_t i = 0; i < nn && rc == 0; i++)
-        if (g->n[i].dirty) node_save(b, sb, &g->n[i]);
+        if (g->n[i].dirty) node_save(e, b, sb, &g->n[i]);
     free(changed);
     free(merged);
     free(origin_in);
@@ -837,36 +940,6 @@ static int graph_commit(kith_engine *e, store_batch *b, uint32_t sb, graph *g, c
     return rc;
 }
 
-/* Merges clusters that satisfy the rules as they are (the common case): union by size, only the
- * ident entries of the smaller clusters are rewritten. */
-static int merge_fast(kith_engine *e, store_batch *b, uint32_t sb, cluster_members *cl, size_t k,
-                      int64_t now)
-{
-    size_t big = 0;
-    for (size_t i = 1; i < k; i++)
-        if (cl[i].n > cl[big].n) big = i;
-    cluster_members *into = &cl[big];
-    for (size_t i = 0; i < k; i++) {
-        if (i == big) continue;
-        cluster_members *from = &cl[i];
-        for (size_t j = 0; j < from->n; j++) {
-            cluster_member *m = &from->v[j];
-            int rc = ident_move(e, b, sb, m->ns, m->value, m->len, into->cluster, now);
-            if (rc) return rc;
-            into->v = kith_xrealloc(into->v, (into->n + 1) * sizeof *into->v);
-            into->v[into->n++] = *m;
-            m->value = NULL; /* moved */
-        }
-        drop_cluster(e, b, sb, from->cluster);
-        identity_changed(e, sb, from->cluster, CLUSTER_MERGED | CLUSTER_GONE_BIT);
-        atomic_fetch_add(&e->m.clusters_merged, 1);
-    }
-    put_cluster(e, b, sb, into);
-    profile_mark_dirty(e, sb, into->cluster);
-    identity_changed(e, sb, into->cluster, CLUSTER_MERGED);
-    return 0;
-}
-
 static int64_t next_stamp(kith_engine *e, int64_t now_ms)
 {
     struct ident_state *s = ident_state_get(e);
@@ -876,41 +949,157 @@ static int64_t next_stamp(kith_engine *e, int64_t now_ms)
     return t;
 }
 
+/* A new identity on its own: a cluster of one (an ident, a node and a cluster record). */
+static void create_single(kith_engine *e, store_batch *b, uint32_t sb, const ident_in *in,
+                          uint64_t id, int64_t now, uint64_t *cl_out)
+{
+    uint64_t cl = catalog_next_seq(e->cat, b, SEQ_CLUSTER);
+    hist_entry h = {cl, now};
+    put_ident(e, b, sb, in->ns, in->value, in->len, id, cl, now, now, &h, 1);
+    gnode nd = {.id = id, .ns = in->ns, .value = (char *)in->value, .len = in->len};
+    node_save(e, b, sb, &nd);
+    cluster_member m = {.id = id, .ns = in->ns, .value = (char *)in->value, .len = in->len};
+    cluster_members one = {.cluster = cl, .version = 0, .n = 1, .v = &m};
+    put_cluster(e, b, sb, &one);
+    *cl_out = cl;
+}
+
+/* The node of an identity of the record: stored, or new (fresh identities, or a lost node). */
+static int node_get(kith_engine *e, store_batch *b, uint32_t sb, const ident_in *in, uint64_t id,
+                    bool fresh, gnode *out)
+{
+    if (!fresh) {
+        int rc = node_load(e, b, sb, id, out);
+        if (rc != KITH_ENOTFOUND) return rc;
+    }
+    memset(out, 0, sizeof *out);
+    out->id = id;
+    out->ns = in->ns;
+    out->value = kith_xstrndup(in->value, in->len);
+    out->len = in->len;
+    return 0;
+}
+
+/* The edges of a record: the hub to every other linkable identity, both node records written once. */
+static int link_edges(kith_engine *e, store_batch *b, uint32_t sb, const ident_in *ids, int n,
+                      const bool *linkable, const bool *fresh, const uint64_t *ids_out, int hub,
+                      const char *dataset, const char *record_id, int64_t stamp)
+{
+    gnode h;
+    int rc = node_get(e, b, sb, &ids[hub], ids_out[hub], fresh[hub], &h);
+    if (rc) return rc;
+    for (int i = 0; i < n && rc == 0; i++) {
+        if (!linkable[i] || i == hub) continue;
+        gnode x;
+        rc = node_get(e, b, sb, &ids[i], ids_out[i], fresh[i], &x);
+        if (rc) break;
+        if (node_link(&h, x.id, dataset, record_id, stamp))
+            atomic_fetch_add(&e->m.links_created, 1);
+        node_link(&x, h.id, dataset, record_id, stamp);
+        node_save(e, b, sb, &x);
+        gnode_free(&x);
+    }
+    if (rc == 0) node_save(e, b, sb, &h);
+    gnode_free(&h);
+    return rc;
+}
+
+/* Merges the involved clusters and the record's new identities when the rules hold as they are (the
+ * common case): union by size — only the ident entries of the smaller clusters are rewritten, new
+ * identities are written once, straight into the surviving cluster. *target: that cluster. */
+static int merge_into(kith_engine *e, store_batch *b, uint32_t sb, cluster_members *cl, size_t k,
+                      const ident_in *ids, int n, const bool *linkable, const bool *fresh,
+                      const uint64_t *ids_out, int64_t now, uint64_t *target)
+{
+    int rc = 0;
+    cluster_members created = {0};
+    cluster_members *into = &created;
+    if (k == 0) {
+        created.cluster = catalog_next_seq(e->cat, b, SEQ_CLUSTER);
+    } else {
+        size_t big = 0;
+        for (size_t i = 1; i < k; i++)
+            if (cl[i].n > cl[big].n) big = i;
+        into = &cl[big];
+    }
+    for (size_t i = 0; i < k && rc == 0; i++) {
+        cluster_members *from = &cl[i];
+        if (from == into) continue;
+        for (size_t j = 0; j < from->n && rc == 0; j++) {
+            cluster_member *m = &from->v[j];
+            rc = ident_move(e, b, sb, m->ns, m->value, m->len, into->cluster, now);
+            into->v = kith_xrealloc(into->v, (into->n + 1) * sizeof *into->v);
+            into->v[into->n++] = *m;
+            m->value = NULL; /* moved */
+        }
+        drop_cluster(e, b, sb, from->cluster);
+        identity_changed(e, sb, from->cluster, CLUSTER_MERGED | CLUSTER_GONE_BIT);
+        atomic_fetch_add(&e->m.clusters_merged, 1);
+    }
+    for (int i = 0; i < n && rc == 0; i++) {
+        if (!linkable[i] || !fresh[i]) continue;
+        hist_entry h = {into->cluster, now};
+        put_ident(e, b, sb, ids[i].ns, ids[i].value, ids[i].len, ids_out[i], into->cluster, now,
+                  now, &h, 1);
+        into->v = kith_xrealloc(into->v, (into->n + 1) * sizeof *into->v);
+        into->v[into->n++] = (cluster_member){ids_out[i], ids[i].ns,
+                                              kith_xstrndup(ids[i].value, ids[i].len), ids[i].len};
+    }
+    if (rc == 0) {
+        put_cluster(e, b, sb, into);
+        /* The union view changes only when stored data moved: new identities bring none. */
+        if (k > 1) profile_mark_dirty(e, sb, into->cluster);
+        identity_changed(e, sb, into->cluster, CLUSTER_MERGED);
+        *target = into->cluster;
+    }
+    cluster_members_free(&created);
+    return rc;
+}
+
 int identity_apply(kith_engine *e, store_batch *b, uint32_t sandbox, const ident_in *ids, int n,
                    bool link, const char *dataset, const char *record_id, int64_t now,
                    uint64_t *ids_out, uint64_t *cluster_out)
 {
     uint64_t clusters[64] = {0};
-    bool linkable[64];
-    int primary = 0;
+    bool linkable[64], fresh[64];
+    int same[64]; /* an earlier entry naming the same identity, or -1 */
+    int primary = 0, nlink = 0, rc = 0;
     if (n > 64) n = 64;
     const link_rules *r = link ? rules_for(e, sandbox) : NULL;
     for (int i = 0; i < n; i++) {
-        uint64_t id, cl;
-        int rc = get_ident(e, b, sandbox, ids[i].ns, ids[i].value, ids[i].len, &id, &cl, NULL);
+        if (ids[i].primary) primary = i;
+        same[i] = -1;
+        fresh[i] = linkable[i] = false;
+        for (int j = 0; j < i && same[i] < 0; j++)
+            if (same[j] < 0 && ids[j].ns == ids[i].ns && ids[j].len == ids[i].len &&
+                memcmp(ids[j].value, ids[i].value, ids[i].len) == 0)
+                same[i] = j;
+        if (same[i] >= 0) {
+            ids_out[i] = ids_out[same[i]];
+            continue;
+        }
+        uint64_t id = 0, cl = 0;
+        rc = get_ident(e, b, sandbox, ids[i].ns, ids[i].value, ids[i].len, &id, &cl, NULL);
         if (rc == KITH_ENOTFOUND) {
+            fresh[i] = true;
             id = catalog_next_seq(e->cat, b, SEQ_IDENTITY);
-            cl = catalog_next_seq(e->cat, b, SEQ_CLUSTER);
-            hist_entry h = {cl, now};
-            put_ident(e, b, sandbox, ids[i].ns, ids[i].value, ids[i].len, id, cl, now, now, &h, 1);
-            gnode nd = {
-                .id = id, .ns = ids[i].ns, .value = (char *)ids[i].value, .len = ids[i].len};
-            node_save(b, sandbox, &nd);
-            cluster_member m = {
-                .id = id, .ns = ids[i].ns, .value = (char *)ids[i].value, .len = ids[i].len};
-            cluster_members one = {.cluster = cl, .version = 0, .n = 1, .v = &m};
-            put_cluster(e, b, sandbox, &one);
+            rc = 0;
         } else if (rc != 0) {
             return rc;
         }
         ids_out[i] = id;
         clusters[i] = cl;
-        if (ids[i].primary) primary = i;
         linkable[i] =
             link && ids[i].linkable && !rules_blocked(r, ids[i].ns, ids[i].value, ids[i].len);
+        nlink += linkable[i];
     }
-    *cluster_out = clusters[primary];
-    if (!link) return 0;
+    /* New identities that link nowhere get a cluster of their own. */
+    for (int i = 0; i < n; i++)
+        if (fresh[i] && (!linkable[i] || nlink < 2)) {
+            create_single(e, b, sandbox, &ids[i], ids_out[i], now, &clusters[i]);
+            fresh[i] = false;
+        }
+    if (nlink < 2) goto done;
     /* The hub: the linkable identity of highest priority; every other one links to it. */
     int hub = -1, hub_rank = 0;
     for (int i = 0; i < n; i++) {
@@ -918,109 +1107,101 @@ int identity_apply(kith_engine *e, store_batch *b, uint32_t sandbox, const ident
         int rk = rules_rank(r, ids[i].ns, ids[i].type);
         if (hub < 0 || rk < hub_rank) hub = i, hub_rank = rk;
     }
-    if (hub < 0) return 0;
-    /* Nothing to do when every edge is known and fresh (a returning visitor). */
-    int64_t stamp = 0;
-    bool work = false;
-    for (int i = 0; i < n && !work; i++) {
-        if (!linkable[i] || i == hub || ids_out[i] == ids_out[hub]) continue;
-        if (clusters[i] != clusters[hub]) {
-            work = true;
-            break;
-        }
-        store_key k;
-        edge_key(&k, sandbox, ids_out[hub], ids_out[i]);
-        ident_entry *hit = e->ecache ? ident_cache_get(e->ecache, k.b, k.n) : NULL;
-        if (!hit || !hit->id || now * 1000 - hit->first > EDGE_REFRESH_US) work = true;
-    }
-    if (!work) return 0;
-    stamp = next_stamp(e, now);
-    /* The clusters involved. */
+    /* The clusters involved and the new identities that join them. */
     uint64_t involved[64];
     size_t k = 0;
+    int nnew = 0;
     for (int i = 0; i < n; i++) {
         if (!linkable[i]) continue;
+        if (fresh[i]) {
+            nnew++;
+            continue;
+        }
         bool seen = false;
         for (size_t j = 0; j < k; j++)
             seen |= involved[j] == clusters[i];
         if (!seen) involved[k++] = clusters[i];
     }
-    int rc = 0;
-    if (k > 1) {
-        /* Fast path: the merged graph fits and holds no unique namespace twice. */
-        cluster_members cl[64];
-        size_t loaded = 0, total = 0;
-        for (; loaded < k; loaded++) {
-            rc = identity_members(e, b, sandbox, involved[loaded], &cl[loaded]);
-            if (rc) break;
-            total += cl[loaded].n;
+    if (nnew == 0 && k == 1) {
+        /* One cluster already: nothing to do when every edge is known and fresh (a returning
+         * visitor), else the edges are added or their last-seen refreshed. */
+        bool work = false;
+        for (int i = 0; i < n && !work; i++)
+            if (linkable[i] && i != hub &&
+                !edge_fresh(e, b, sandbox, ids_out[hub], ids_out[i], now * 1000))
+                work = true;
+        if (work)
+            rc = link_edges(e, b, sandbox, ids, n, linkable, fresh, ids_out, hub, dataset,
+                            record_id, next_stamp(e, now));
+        goto done;
+    }
+    int64_t stamp = next_stamp(e, now);
+    cluster_members cl[64];
+    size_t loaded = 0, total = (size_t)nnew;
+    for (; loaded < k; loaded++) {
+        rc = identity_members(e, b, sandbox, involved[loaded], &cl[loaded]);
+        if (rc) break;
+        total += cl[loaded].n;
+    }
+    bool fast = rc == 0 && total <= (size_t)r->max_identities;
+    int count[RULES_MAX_UNIQUE] = {0};
+    for (size_t c = 0; fast && c < k; c++)
+        for (size_t j = 0; fast && j < cl[c].n; j++) {
+            int u = rules_unique_index(r, cl[c].v[j].ns);
+            if (u >= 0 && ++count[u] > 1) fast = false;
         }
-        bool fast = rc == 0 && total <= (size_t)r->max_identities;
-        int count[RULES_MAX_UNIQUE] = {0};
-        for (size_t c = 0; fast && c < k; c++)
-            for (size_t j = 0; fast && j < cl[c].n; j++) {
-                int u = rules_unique_index(r, cl[c].v[j].ns);
-                if (u >= 0 && ++count[u] > 1) fast = false;
-            }
-        if (fast) rc = merge_fast(e, b, sandbox, cl, k, now);
-        for (size_t c = 0; c < loaded; c++)
-            cluster_members_free(&cl[c]);
-        if (rc) return rc;
-        if (!fast) {
-            graph g;
-            rc = graph_load(e, b, sandbox, involved, k, &g);
-            if (rc) return rc;
-            for (int i = 0; i < n; i++) {
-                gnode *x = linkable[i] ? graph_node(&g, ids_out[i]) : NULL;
-                if (x) x->in_record = true;
-            }
-            gnode *h = graph_node(&g, ids_out[hub]);
-            for (int i = 0; i < n && h; i++) {
-                gnode *x = linkable[i] && i != hub ? graph_node(&g, ids_out[i]) : NULL;
-                if (!x || x == h) continue;
-                if (node_link(h, x->id, dataset, record_id, stamp))
-                    atomic_fetch_add(&e->m.links_created, 1);
-                node_link(x, h->id, dataset, record_id, stamp);
-                ecache_set(e, sandbox, h->id, x->id, true, stamp / 1000 * 1000);
-            }
-            graph_optimise(e, sandbox, &g, r, stamp);
-            rc = graph_commit(e, b, sandbox, &g, r, CLUSTER_MERGED, stamp, now);
-            for (int i = 0; i < n; i++) {
-                uint64_t id, cl2;
-                if (get_ident(e, b, sandbox, ids[i].ns, ids[i].value, ids[i].len, &id, &cl2,
-                              NULL) == 0)
-                    clusters[i] = cl2;
-            }
-            *cluster_out = clusters[primary];
-            graph_free(&g);
-            return rc;
-        }
+    for (int i = 0; fast && i < n; i++) {
+        int u = linkable[i] && fresh[i] ? rules_unique_index(r, ids[i].ns) : -1;
+        if (u >= 0 && ++count[u] > 1) fast = false;
+    }
+    uint64_t target = 0;
+    if (fast) rc = merge_into(e, b, sandbox, cl, k, ids, n, linkable, fresh, ids_out, now, &target);
+    for (size_t c = 0; c < loaded; c++)
+        cluster_members_free(&cl[c]);
+    if (rc) return rc;
+    if (fast) {
         for (int i = 0; i < n; i++)
-            if (linkable[i]) clusters[i] = clusters[hub];
-        /* merge_fast kept the biggest cluster's id: read it back from the hub. */
-        uint64_t id, cl2;
-        if (get_ident(e, b, sandbox, ids[hub].ns, ids[hub].value, ids[hub].len, &id, &cl2, NULL) ==
-            0)
-            for (int i = 0; i < n; i++)
-                if (linkable[i]) clusters[i] = cl2;
-        *cluster_out = clusters[primary];
+            if (linkable[i]) clusters[i] = target;
+        rc = link_edges(e, b, sandbox, ids, n, linkable, fresh, ids_out, hub, dataset, record_id,
+                        stamp);
+        goto done;
     }
-    /* The edges themselves (one cluster now). */
-    gnode h;
-    if (node_load(e, b, sandbox, ids_out[hub], &h) != 0) return 0;
+    /* The rules have work to do: new identities become clusters of one, then the graph of every
+     * involved cluster is re-formed (links, the optimisation algorithm, the graph limit). */
+    for (int i = 0; i < n; i++)
+        if (linkable[i] && fresh[i]) {
+            create_single(e, b, sandbox, &ids[i], ids_out[i], now, &clusters[i]);
+            fresh[i] = false;
+            involved[k++] = clusters[i];
+        }
+    graph g;
+    rc = graph_load(e, b, sandbox, involved, k, &g);
+    if (rc) return rc;
     for (int i = 0; i < n; i++) {
-        if (!linkable[i] || i == hub || ids_out[i] == ids_out[hub]) continue;
-        gnode x;
-        if (node_load(e, b, sandbox, ids_out[i], &x) != 0) continue;
-        if (node_link(&h, x.id, dataset, record_id, stamp))
-            atomic_fetch_add(&e->m.links_created, 1);
-        node_link(&x, h.id, dataset, record_id, stamp);
-        node_save(b, sandbox, &x);
-        gnode_free(&x);
-        ecache_set(e, sandbox, h.id, ids_out[i], true, now * 1000);
+        gnode *x = linkable[i] ? graph_node(&g, ids_out[i]) : NULL;
+        if (x) x->in_record = true;
     }
-    node_save(b, sandbox, &h);
-    gnode_free(&h);
+    gnode *h = graph_node(&g, ids_out[hub]);
+    for (int i = 0; i < n && h; i++) {
+        gnode *x = linkable[i] && i != hub ? graph_node(&g, ids_out[i]) : NULL;
+        if (!x || x == h) continue;
+        if (node_link(h, x->id, dataset, record_id, stamp))
+            atomic_fetch_add(&e->m.links_created, 1);
+        node_link(x, h->id, dataset, record_id, stamp);
+    }
+    graph_optimise(e, sandbox, &g, r, stamp);
+    rc = graph_commit(e, b, sandbox, &g, r, CLUSTER_MERGED, stamp, now);
+    graph_free(&g);
+    for (int i = 0; i < n && rc == 0; i++) {
+        uint64_t id, cl2;
+        if (same[i] < 0 &&
+            get_ident(e, b, sandbox, ids[i].ns, ids[i].value, ids[i].len, &id, &cl2, NULL) == 0)
+            clusters[i] = cl2;
+    }
+done:
+    for (int i = 0; i < n; i++)
+        if (same[i] >= 0) clusters[i] = clusters[same[i]];
+    *cluster_out = clusters[primary];
     return rc;
 }
 

@@ -5,6 +5,7 @@
 #include <pthread.h>
 
 #include "kith/engine.h"
+#include "cache.h"
 
 #define RULES_MAX_UNIQUE 64
 #define RULES_MAX_PRIORITY 256
@@ -44,6 +45,9 @@ struct ident_state {
     } subs[16];
     int nsubs;
     int64_t stamp; /* last edge stamp handed out (µs, strictly increasing) */
+    kv_cache *kv;  /* the writer's copy of the graph's keys (cache.h) */
+    size_t *marks; /* nchg at each savepoint of the batch (store_batch_hooks) */
+    size_t nmarks, capmarks;
 };
 
 /* Lazily created, any thread. */

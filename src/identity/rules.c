@@ -58,6 +58,8 @@ void identity_state_free(kith_engine *e)
     free(s->rules);
     free(s->retired);
     free(s->chg);
+    free(s->marks);
+    kv_cache_free(s->kv);
     pthread_mutex_destroy(&s->mu);
     free(s);
     e->ident = NULL;

@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include "kith/engine.h"
-#include "../identity/cache.h"
 #include "kith/ca.h"
 #include "kith/segsvc.h"
 
@@ -61,6 +60,7 @@ static int bootstrap_fn(void *ctx, store_batch *b)
 {
     struct bootstrap_ctx *c = ctx;
     kith_engine *e = c->e;
+    identity_attach(e, b);
     catalog_rdlock(e->cat);
     bool has_prod = catalog_sandbox(e->cat, "prod") != NULL;
     catalog_unlock(e->cat);
@@ -119,14 +119,10 @@ int engine_open(const char *data_dir, const kith_limits *lim, const char *admin_
         return rc;
     }
     catalog_load(e->store, &e->cat);
-    e->icache = ident_cache_new(4u << 20);
-    e->ecache = ident_cache_new(4u << 20);
     rc = apply_start(e->store, e->lim.queue_max, group_flush, e, &e->apply);
     if (rc) {
         catalog_free(e->cat);
         store_close(e->store);
-        ident_cache_free(e->icache);
-        ident_cache_free(e->ecache);
         free(e);
         return rc;
     }
@@ -181,7 +177,5 @@ void engine_close(kith_engine *e)
     identity_state_free(e);
     segsvc_free(e);
     ca_free(e);
-    ident_cache_free(e->icache);
-    ident_cache_free(e->ecache);
     free(e);
 }

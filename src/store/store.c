@@ -26,6 +26,7 @@ struct store_batch {
     rocksdb_writebatch_wi_t *wb;
     rocksdb_writebatch_t *blind; /* appends never read back within the group (no index) */
     kith_store *st; /* borrowed: column family handles */
+    store_batch_hooks hooks;
 };
 
 struct store_iter {
@@ -175,11 +176,18 @@ size_t store_batch_count(store_batch *b)
     return (size_t)rocksdb_writebatch_wi_count(b->wb) + (size_t)rocksdb_writebatch_count(b->blind);
 }
 
+void store_batch_set_hooks(store_batch *b, const store_batch_hooks *h)
+{
+    if (h) b->hooks = *h;
+    else memset(&b->hooks, 0, sizeof b->hooks);
+}
+
 int store_batch_commit(kith_store *st, store_batch *b)
 {
     char *err = NULL;
     if (rocksdb_writebatch_wi_count(b->wb) > 0) rocksdb_write_writebatch_wi(st->db, st->wopts, b->wb, &err);
     rocksdb_writebatch_wi_clear(b->wb);
+    if (b->hooks.settled) b->hooks.settled(b->hooks.arg, err == NULL);
     if (err) {
         kith_log(KITH_LOG_ERROR, "store", "commit: %s", err);
         rocksdb_free(err);
@@ -205,12 +213,14 @@ void store_batch_clear(store_batch *b)
 {
     rocksdb_writebatch_wi_clear(b->wb);
     rocksdb_writebatch_clear(b->blind);
+    if (b->hooks.settled) b->hooks.settled(b->hooks.arg, false);
 }
 
 void store_batch_savepoint(store_batch *b)
 {
     rocksdb_writebatch_wi_set_save_point(b->wb);
     rocksdb_writebatch_set_save_point(b->blind);
+    if (b->hooks.savepoint) b->hooks.savepoint(b->hooks.arg);
 }
 
 void store_batch_rollback(store_batch *b)
@@ -221,6 +231,7 @@ void store_batch_rollback(store_batch *b)
     err = NULL;
     rocksdb_writebatch_rollback_to_save_point(b->blind, &err);
     if (err) rocksdb_free(err);
+    if (b->hooks.rollback) b->hooks.rollback(b->hooks.arg);
 }
 
 store_blind *store_batch_take_blind(store_batch *b)
