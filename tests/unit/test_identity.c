@@ -443,6 +443,66 @@ static void test_one_event_per_cluster_per_group(void **state)
     assert_true(seen.v[0].reasons & CLUSTER_SPLIT);
 }
 
+/* A record rejected after its identity work was staged (its savepoint rolled back) publishes no
+ * change event, and the writer forgets what it staged; an operation that fails as a whole neither. */
+struct rollback_ctx {
+    fixture *f;
+    ingest_msg *rejected, *kept;
+};
+
+static int rollback_fn(void *ctx, store_batch *b)
+{
+    struct rollback_ctx *c = ctx;
+    store_batch_savepoint(b);
+    assert_int_equal(ingest_apply_msg(c->f->e, b, c->rejected), 0); /* merges two clusters... */
+    store_batch_rollback(b);                                         /* ...then is rejected */
+    if (!c->kept) return KITH_EINVAL; /* the whole operation fails */
+    store_batch_savepoint(b);
+    return ingest_apply_msg(c->f->e, b, c->kept);
+}
+
+static void test_rollback_publishes_nothing(void **state)
+{
+    fixture *f = *state;
+    static struct events_seen seen;
+    memset(&seen, 0, sizeof seen);
+    assert_int_equal(rec2(f, "CRMID", "r1", "Email", "r1@x.com"), 0);
+    assert_int_equal(rec2(f, "CRMID", "r2", "Phone", "p2"), 0);
+    uint64_t p = cluster_of(f, "CRMID", "r1"), q = cluster_of(f, "CRMID", "r2");
+    assert_int_not_equal(p, q);
+    engine_on_cluster_change(f->e, on_change, &seen);
+    ingest_msg m[2];
+    msg_of(f, "{\"identityMap\":{\"Email\":[{\"id\":\"r1@x.com\",\"primary\":true}],\"Phone\":[{\"id\":\"p2\"}]}}", &m[0]);
+    msg_of(f, "{\"identityMap\":{\"CRMID\":[{\"id\":\"r3\",\"primary\":true}],\"Email\":[{\"id\":\"r3@x.com\"}]}}", &m[1]);
+    struct rollback_ctx c = {f, &m[0], &m[1]};
+    assert_int_equal(apply_call(f->e->apply, rollback_fn, &c, false), 0);
+    /* Nothing of the rejected record: both clusters as they were, no event naming them. */
+    assert_int_equal(cluster_of(f, "CRMID", "r1"), p);
+    assert_int_equal(cluster_of(f, "Phone", "p2"), q);
+    assert_int_equal(cluster_of(f, "Email", "r1@x.com"), p);
+    uint64_t r3 = cluster_of(f, "CRMID", "r3");
+    assert_int_equal(cluster_of(f, "Email", "r3@x.com"), r3);
+    assert_int_equal(seen.calls, 1);
+    for (size_t i = 0; i < seen.n; i++) {
+        assert_true(seen.v[i].cluster != p && seen.v[i].cluster != q);
+        assert_int_equal(seen.v[i].cluster, r3);
+    }
+    /* The whole operation fails: no event at all. */
+    seen.n = 0;
+    seen.calls = 0;
+    c.kept = NULL;
+    assert_int_equal(apply_call(f->e->apply, rollback_fn, &c, false), KITH_EINVAL);
+    assert_int_equal(seen.calls, 0);
+    assert_int_equal(cluster_of(f, "Email", "r1@x.com"), p);
+    assert_int_equal(cluster_of(f, "Phone", "p2"), q);
+    /* The writer kept nothing stale: the same merge, accepted now, merges. */
+    assert_int_equal(ingest_run(f->e, &m[0], 1), 0);
+    assert_int_equal(m[0].rc, 0);
+    assert_int_equal(cluster_of(f, "CRMID", "r1"), cluster_of(f, "CRMID", "r2"));
+    assert_int_equal(seen.calls, 1);
+    for (int i = 0; i < 2; i++) ingest_msg_clear(&m[i]);
+}
+
 /* Events are stored under their highest-priority identity when the rules name a priority. */
 static void test_event_stored_under_priority(void **state)
 {
@@ -596,6 +656,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_eviction_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unlink, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_event_per_cluster_per_group, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rollback_publishes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_stored_under_priority, setup, teardown),
         cmocka_unit_test_setup_teardown(test_property_components, setup, teardown),
         cmocka_unit_test_setup_teardown(test_property_rules_invariants, setup, teardown),
