@@ -216,6 +216,13 @@ json_t *profile_lookup(kith_engine *e, uint32_t sandbox, uint32_t ns, const char
                        const char *fields, int *err);
 json_t *profile_lookup_policy(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *value,
                               size_t len, const char *fields, const merge_policy *policy, int *err);
+/* The same response as text, byte for byte what profile_lookup_policy's tree dumps to, appended to
+ * out without building a tree: the materialised view's entity and sources are copied as stored.
+ * Only for a materialised policy (profile_policy_materialised) and no fields projection; 0,
+ * KITH_ENOTFOUND or KITH_EIO. */
+bool profile_policy_materialised(const merge_policy *p);
+int profile_lookup_text(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *value, size_t len,
+                        const merge_policy *policy, kith_buf *out);
 
 /* Segment service hooks (src/segment/svc_stream.c; kith/segsvc.h). Apply thread: a record or an
  * event of cluster was applied (events: the identity stored under, timestamp, id, JSON). Any thread:

@@ -41,5 +41,7 @@ void kjson_spans_free(kjson_spans *spans);
  * round-trip form). Returns 0, or -1 for nesting deeper than 2048. */
 #include "kith/base.h"
 int kjson_dump(const json_t *v, kith_buf *out);
+/* Appends s[0..n) as a JSON string (quoted, escaped as kjson_dump escapes). */
+void kjson_dump_string(const char *s, size_t n, kith_buf *out);
 
 #endif

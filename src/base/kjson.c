@@ -519,6 +519,11 @@ static void dump_string(kith_buf *b, const char *s, size_t n)
     kith_buf_append(b, "\"", 1);
 }
 
+void kjson_dump_string(const char *s, size_t n, kith_buf *out)
+{
+    dump_string(out, s, n);
+}
+
 static void dump_real(kith_buf *b, double d)
 {
     char buf[40];

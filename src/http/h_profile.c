@@ -314,8 +314,23 @@ int h_entities_get(kith_req *r)
     merge_policy policy;
     if (resolve_entity_query(r, id, ns, &nsid, value, &len, &policy) != 0) return 0;
     int err = 0;
-    json_t *out = profile_lookup_policy(r->e, r->sandbox_id, nsid, value, len,
-                                        http_query(r, "fields"), &policy, &err);
+    const char *fields = http_query(r, "fields");
+    if ((!fields || !*fields) && profile_policy_materialised(&policy)) {
+        /* the common lookup: the stored view's text goes out as it is */
+        err = profile_lookup_text(r->e, r->sandbox_id, nsid, value, len, &policy, &r->raw);
+        merge_policy_clear(&policy);
+        if (err == 0) {
+            r->status = 200;
+            r->ctype = "application/json";
+        } else if (err == KITH_ENOTFOUND) {
+            not_found(r, id, ns);
+        } else {
+            http_error(r, err, "the profile could not be read");
+        }
+        return 0;
+    }
+    json_t *out = profile_lookup_policy(r->e, r->sandbox_id, nsid, value, len, fields, &policy,
+                                        &err);
     merge_policy_clear(&policy);
     if (out && wca && strcmp(wca, "true") == 0) attach_ca(r, out, nsid, value, len);
     if (!out) {

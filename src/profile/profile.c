@@ -164,7 +164,10 @@ json_t *profile_merge(profile_frag *f, size_t n, const merge_policy *policy)
     int64_t last = 0;
     for (size_t i = 0; i < m; i++) {
         profile_frag *x = &r[i].f;
-        json_object_del(x->entity, "identityMap"); /* identities come from the cluster */
+        /* identities and memberships come from the cluster and the segment index */
+        json_object_del(x->entity, "identityMap");
+        json_object_del(x->entity, "identities");
+        json_object_del(x->entity, "segmentMembership");
         merge_objects(entity, x->entity);
         bool seen = false;
         size_t j;
@@ -320,7 +323,7 @@ static json_t *project_fields(json_t *entity, const char *fields)
 }
 
 /* True when the materialised view (timestampOrdered + pdg) answers for policy. */
-static bool policy_materialised(const merge_policy *p)
+bool profile_policy_materialised(const merge_policy *p)
 {
     return !p || (p->attr == MP_TIMESTAMP_ORDERED && p->graph == MP_GRAPH_PDG && !p->read_time);
 }
@@ -368,7 +371,7 @@ json_t *profile_lookup_policy(kith_engine *e, uint32_t sandbox, uint32_t ns, con
         return NULL;
     }
     json_t *view = NULL;
-    if (policy_materialised(policy)) {
+    if (profile_policy_materialised(policy)) {
         store_key k;
         profile_key(&k, sandbox, cluster);
         kith_buf v = {0};
@@ -433,6 +436,205 @@ json_t *profile_lookup_policy(kith_engine *e, uint32_t sandbox, uint32_t ns, con
     cluster_members_free(&m);
     merge_policy_clear(&dflt);
     return out;
+}
+
+/* --- the text path: a lookup under the materialised policy without building a tree --- */
+
+typedef struct span {
+    const char *p;
+    size_t n;
+} span;
+
+static const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* The end of the JSON value starting at p (text kith wrote itself, still bounded by end), or NULL. */
+static const char *skip_value(const char *p, const char *end)
+{
+    int depth = 0;
+    do {
+        if (p >= end) return NULL;
+        char c = *p;
+        if (c == '"') {
+            for (p++; p < end && *p != '"'; p++)
+                if (*p == '\\') p++;
+            if (p >= end) return NULL;
+            p++;
+        } else if (c == '{' || c == '[') {
+            depth++, p++;
+        } else if (c == '}' || c == ']') {
+            if (--depth < 0) return NULL;
+            p++;
+        } else if (depth == 0) {
+            while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\n' &&
+                   *p != '\t' && *p != '\r')
+                p++;
+            return p;
+        } else {
+            p++;
+        }
+    } while (depth > 0);
+    return p;
+}
+
+/* Splits a stored view {"entity", "sources", "owners", "lastModifiedAt"} into the text of its
+ * members. */
+static bool view_split(const char *s, size_t n, span *entity, span *sources, span *owners,
+                       int64_t *last)
+{
+    const char *p = skip_ws(s, s + n), *end = s + n;
+    if (p >= end || *p++ != '{') return false;
+    p = skip_ws(p, end);
+    if (p < end && *p == '}') return true;
+    for (;;) {
+        p = skip_ws(p, end);
+        const char *k = p, *ke = skip_value(p, end);
+        if (!ke || *k != '"') return false;
+        p = skip_ws(ke, end);
+        if (p >= end || *p++ != ':') return false;
+        p = skip_ws(p, end);
+        const char *v = p, *ve = skip_value(p, end);
+        if (!ve) return false;
+        span val = {v, (size_t)(ve - v)};
+        size_t kl = (size_t)(ke - k);
+        if (kl == 8 && memcmp(k, "\"entity\"", 8) == 0 && *v == '{')
+            *entity = val;
+        else if (kl == 9 && memcmp(k, "\"sources\"", 9) == 0 && *v == '[')
+            *sources = val;
+        else if (kl == 8 && memcmp(k, "\"owners\"", 8) == 0 && *v == '[')
+            *owners = val;
+        else if (kl == 16 && memcmp(k, "\"lastModifiedAt\"", 16) == 0)
+            *last = strtoll(v, NULL, 10);
+        p = skip_ws(ve, end);
+        if (p < end && *p == ',') {
+            p++;
+            continue;
+        }
+        return p < end && *p == '}';
+    }
+}
+
+static bool owns(span owners, uint64_t id)
+{
+    const char *p = owners.p, *end = owners.p + owners.n;
+    while (p < end) {
+        if (*p >= '0' && *p <= '9') {
+            char *q;
+            unsigned long long v = strtoull(p, &q, 10);
+            if (v == id) return true;
+            p = q;
+        } else {
+            p++;
+        }
+    }
+    return false;
+}
+
+int profile_lookup_text(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *value, size_t len,
+                        const merge_policy *policy, kith_buf *out)
+{
+    uint64_t id, cluster;
+    int rc = identity_lookup(e, sandbox, ns, value, len, &id, &cluster);
+    cluster_members m = {0};
+    if (rc == 0) rc = identity_members(e, NULL, sandbox, cluster, &m);
+    if (rc) return rc;
+    store_key k;
+    profile_key(&k, sandbox, cluster);
+    kith_buf v = {0};
+    span entity = {"{}", 2}, sources = {"[]", 2}, owners = {"[]", 2};
+    int64_t last = 0;
+    if (store_get(e->store, STORE_CF_PROFILE, k.b, k.n, &v) == 0 &&
+        !view_split(v.data, v.len, &entity, &sources, &owners, &last)) {
+        kith_buf_free(&v);
+        cluster_members_free(&m);
+        return KITH_EIO;
+    }
+    char xid[KITH_XID_MAX], mxid[KITH_XID_MAX], ts[40];
+    identity_xid(ns, value, len, xid, sizeof xid);
+    kith_buf ids = {0}, idmap = {0};
+    kith_buf_append(&ids, "[", 1);
+    kith_buf_append(&idmap, "{", 1);
+    bool *done = kith_xcalloc(m.n + 1, sizeof *done);
+    catalog_rdlock(e->cat);
+    for (size_t i = 0; i < m.n; i++) {
+        const cat_namespace *nsd = catalog_namespace_by_id(e->cat, sandbox, m.v[i].ns);
+        const char *code = nsd ? nsd->code : "unknown";
+        bool primary = owns(owners, m.v[i].id);
+        identity_xid(m.v[i].ns, m.v[i].value, m.v[i].len, mxid, sizeof mxid);
+        kith_buf_puts(&ids, i ? ",{\"id\":" : "{\"id\":");
+        kjson_dump_string(m.v[i].value, m.v[i].len, &ids);
+        kith_buf_puts(&ids, ",\"namespace\":{\"code\":");
+        kjson_dump_string(code, strlen(code), &ids);
+        kith_buf_puts(&ids, "},\"xid\":");
+        kjson_dump_string(mxid, strlen(mxid), &ids);
+        kith_buf_puts(&ids, primary ? ",\"primary\":true}" : ",\"primary\":false}");
+        if (done[i]) continue;
+        /* identityMap: one array per namespace code, codes in order of first appearance */
+        if (idmap.len > 1) kith_buf_append(&idmap, ",", 1);
+        kjson_dump_string(code, strlen(code), &idmap);
+        kith_buf_append(&idmap, ":[", 2);
+        for (size_t j = i; j < m.n; j++) {
+            const cat_namespace *nj = catalog_namespace_by_id(e->cat, sandbox, m.v[j].ns);
+            if (done[j] || strcmp(nj ? nj->code : "unknown", code) != 0) continue;
+            done[j] = true;
+            kith_buf_puts(&idmap, j == i ? "{\"id\":" : ",{\"id\":");
+            kjson_dump_string(m.v[j].value, m.v[j].len, &idmap);
+            kith_buf_puts(&idmap, owns(owners, m.v[j].id) ? ",\"primary\":true}"
+                                                          : ",\"primary\":false}");
+        }
+        kith_buf_append(&idmap, "]", 1);
+    }
+    catalog_unlock(e->cat);
+    free(done);
+    kith_buf_append(&ids, "]", 1);
+    kith_buf_append(&idmap, "}", 1);
+
+    kith_buf_append(out, "{", 1);
+    kjson_dump_string(xid, strlen(xid), out);
+    kith_buf_puts(out, ":{\"entityId\":");
+    kjson_dump_string(xid, strlen(xid), out);
+    kith_buf_puts(out, ",\"sources\":");
+    kith_buf_append(out, sources.p, sources.n);
+    kith_buf_puts(out, ",\"identities\":");
+    kith_buf_append(out, ids.data, ids.len);
+    kith_buf_puts(out, ",\"entity\":");
+    /* the stored entity's members, then the cluster's identities and memberships */
+    const char *in = skip_ws(entity.p + 1, entity.p + entity.n - 1);
+    size_t inner = (size_t)(entity.p + entity.n - 1 - in);
+    kith_buf_append(out, "{", 1);
+    if (inner) {
+        kith_buf_append(out, in, inner);
+        kith_buf_append(out, ",", 1);
+    }
+    kith_buf_puts(out, "\"identityMap\":");
+    kith_buf_append(out, idmap.data, idmap.len);
+    kith_buf_puts(out, ",\"identities\":");
+    kith_buf_append(out, ids.data, ids.len);
+    json_t *seg = segsvc_membership(e, sandbox, cluster); /* src/segment/svc_stream.c */
+    if (seg) {
+        kith_buf_puts(out, ",\"segmentMembership\":");
+        kjson_dump(seg, out);
+        json_decref(seg);
+    }
+    kith_buf_puts(out, "},\"lastModifiedAt\":");
+    kith_time_format(last, ts, sizeof ts);
+    kjson_dump_string(ts, strlen(ts), out);
+    kith_buf_printf(out, ",\"clusterVersion\":%llu", (unsigned long long)m.version);
+    if (policy && policy->id[0]) {
+        kith_buf_puts(out, ",\"mergePolicy\":{\"id\":");
+        kjson_dump_string(policy->id, strlen(policy->id), out);
+        kith_buf_append(out, "}", 1);
+    }
+    kith_buf_puts(out, "}}");
+    kith_buf_free(&ids);
+    kith_buf_free(&idmap);
+    kith_buf_free(&v);
+    cluster_members_free(&m);
+    return 0;
 }
 
 typedef struct ev_item {

@@ -36,6 +36,35 @@ struct store_iter {
     size_t plen;
 };
 
+/* The dedup CF is only read by whole key (and range-deleted by prefix, which needs no iterator): its
+ * "prefix" is the whole key, so a hashed memtable (one bucket per key) replaces the skip list, whose
+ * insert of a random key was the writer's largest single cost (one dedup key per event). */
+static char *whole_key(void *state, const char *key, size_t len, size_t *dlen)
+{
+    (void)state;
+    *dlen = len;
+    return (char *)key;
+}
+static unsigned char always(void *state, const char *key, size_t len)
+{
+    (void)state, (void)key, (void)len;
+    return 1;
+}
+static unsigned char never(void *state, const char *key, size_t len)
+{
+    (void)state, (void)key, (void)len;
+    return 0;
+}
+static void no_state(void *state)
+{
+    (void)state;
+}
+static const char *whole_key_name(void *state)
+{
+    (void)state;
+    return "kith.WholeKey";
+}
+
 int store_open(const char *dir, const store_options *opt, kith_store **out, char **errmsg)
 {
     kith_store *st = kith_xcalloc(1, sizeof *st);
@@ -51,6 +80,7 @@ int store_open(const char *dir, const store_options *opt, kith_store **out, char
     rocksdb_options_set_create_missing_column_families(st->opts, 1);
     rocksdb_options_increase_parallelism(st->opts, 2);
     rocksdb_options_set_max_background_jobs(st->opts, 2);
+    rocksdb_options_set_allow_concurrent_memtable_write(st->opts, 0); /* the dedup CF's hashed memtable */
     st->cache = rocksdb_cache_create_lru(opt && opt->block_cache_bytes ? opt->block_cache_bytes
                                                                        : (size_t)1 << 30);
     st->table = rocksdb_block_based_options_create();
@@ -68,6 +98,12 @@ int store_open(const char *dir, const store_options *opt, kith_store **out, char
          * over the memtable's whole keys answers those without walking the skip list. */
         rocksdb_options_set_memtable_prefix_bloom_size_ratio(st->cf_opts[i], 0.05);
         rocksdb_options_set_memtable_whole_key_filtering(st->cf_opts[i], 1);
+        if (i == STORE_CF_DEDUP) {
+            rocksdb_options_set_prefix_extractor(
+                st->cf_opts[i],
+                rocksdb_slicetransform_create(NULL, no_state, whole_key, always, never, whole_key_name));
+            rocksdb_options_set_hash_link_list_rep(st->cf_opts[i], 1u << 20);
+        }
         names[i] = i < STORE_CF_COUNT ? cf_names[i] : "default";
         cfo[i] = st->cf_opts[i];
     }

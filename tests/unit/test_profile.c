@@ -1,6 +1,7 @@
 /* Unit tests: the merge function (every rule, ties, arrays, dataSetPrecedence exclusions) and merge
  * policies through the engine (read-time == materialised, lastUpdatedDate across datasets, events
  * under dataSetPrecedence and identityGraph none, a stored default followed by lookups). */
+#include "kith/kjson.h"
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -303,6 +304,50 @@ static void test_read_time_equals_materialised(void **state)
     json_decref(p);
 }
 
+/* The text path writes exactly what the tree path dumps to, for every identity of a cluster, for a
+ * profile with only events (no stored view), and with a named policy; unknown identities are 404s. */
+static void test_text_equals_tree(void **state)
+{
+    fixture *f = *state;
+    two_people(f);
+    ingest(f, f->ds_web,
+           "{\"_id\":\"e-lone\",\"timestamp\":\"2024-01-01T00:00:02Z\",\"identityMap\":{\"ECID\":[{"
+           "\"id\":\"12345678901234567890123456789012345678\",\"primary\":true}]},"
+           "\"web\":{\"webPageDetails\":{\"name\":\"q\\\"uote\"}}}");
+    merge_policy named = {.attr = MP_TIMESTAMP_ORDERED, .graph = MP_GRAPH_PDG};
+    snprintf(named.id, sizeof named.id, "%s", "policy-\"x\"");
+    const char *who[][2] = {{"CRMID", "c1"},
+                            {"Phone", "555"},
+                            {"Email", "c1@x.com"},
+                            {"ECID", "12345678901234567890123456789012345678"}};
+    for (size_t pol = 0; pol < 2; pol++)
+        for (size_t i = 0; i < 4; i++) {
+            const merge_policy *p = pol ? &named : NULL;
+            int err = 0;
+            uint32_t ns = ns_id(f, who[i][0]);
+            json_t *tree =
+                profile_lookup_policy(f->e, 1, ns, who[i][1], strlen(who[i][1]), NULL, p, &err);
+            assert_non_null(tree);
+            kith_buf want = {0}, got = {0};
+            assert_int_equal(kjson_dump(tree, &want), 0);
+            json_decref(tree);
+            assert_int_equal(profile_lookup_text(f->e, 1, ns, who[i][1], strlen(who[i][1]), p, &got),
+                             0);
+            assert_int_equal(got.len, want.len);
+            assert_memory_equal(got.data, want.data, want.len);
+            /* and it is JSON */
+            json_t *back = json_loadb(got.data, got.len, JSON_REJECT_DUPLICATES, NULL);
+            assert_non_null(back);
+            json_decref(back);
+            kith_buf_free(&want);
+            kith_buf_free(&got);
+        }
+    kith_buf none = {0};
+    assert_int_equal(profile_lookup_text(f->e, 1, ns_id(f, "CRMID"), "nobody", 6, NULL, &none),
+                     KITH_ENOTFOUND);
+    assert_int_equal(none.len, 0);
+}
+
 static void test_identity_graph_none(void **state)
 {
     fixture *f = *state;
@@ -437,6 +482,7 @@ int main(void)
         cmocka_unit_test(test_merge_empty),
         cmocka_unit_test(test_filter_parse),
         cmocka_unit_test_setup_teardown(test_read_time_equals_materialised, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_text_equals_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_identity_graph_none, setup, teardown),
         cmocka_unit_test_setup_teardown(test_precedence_excludes_records_and_events, setup,
                                         teardown),
