@@ -315,7 +315,8 @@ int h_entities_get(kith_req *r)
     if (resolve_entity_query(r, id, ns, &nsid, value, &len, &policy) != 0) return 0;
     int err = 0;
     const char *fields = http_query(r, "fields");
-    if ((!fields || !*fields) && profile_policy_materialised(&policy)) {
+    bool with_ca = wca && strcmp(wca, "true") == 0;
+    if ((!fields || !*fields) && !with_ca && profile_policy_materialised(&policy)) {
         /* the common lookup: the stored view's text goes out as it is */
         err = profile_lookup_text(r->e, r->sandbox_id, nsid, value, len, &policy, &r->raw);
         merge_policy_clear(&policy);
@@ -332,7 +333,7 @@ int h_entities_get(kith_req *r)
     json_t *out = profile_lookup_policy(r->e, r->sandbox_id, nsid, value, len, fields, &policy,
                                         &err);
     merge_policy_clear(&policy);
-    if (out && wca && strcmp(wca, "true") == 0) attach_ca(r, out, nsid, value, len);
+    if (out && with_ca) attach_ca(r, out, nsid, value, len);
     if (!out) {
         if (err == KITH_ENOTFOUND)
             not_found(r, id, ns);
