@@ -47,8 +47,13 @@ typedef struct agg_bucket {
     uint32_t last_len;
 } agg_bucket;
 
+/* What agg_encode keeps besides the counts (a state that only answers COUNT needs none of them):
+ * the figures not kept read back as zero after a decode. */
+enum { AGG_KEEP_SUM = 1, AGG_KEEP_MIN = 2, AGG_KEEP_MAX = 4, AGG_KEEP_LAST = 8, AGG_KEEP_ALL = 15 };
+
 typedef struct agg_state {
     agg_window w;
+    unsigned keep; /* AGG_KEEP_* (agg_init: AGG_KEEP_ALL) */
     agg_bucket *b; /* ascending by period (owned) */
     size_t n, cap;
 } agg_state;
@@ -79,8 +84,9 @@ typedef struct agg_result {
 /* The aggregate over the buckets in the window at now. */
 void agg_read(const agg_state *s, int64_t now_ms, agg_result *out);
 
-/* Serialization (little state: a few dozen bytes per bucket). agg_decode returns 0 and the bytes
- * used, or KITH_EINVAL on malformed input (s is then empty). */
+/* Serialization, compact (varints; only the figures `keep` asks for: 2 bytes per bucket for a
+ * count, 11 for a sum). agg_decode returns 0 and the bytes used, or KITH_EINVAL on malformed input
+ * (s is then empty). */
 void agg_encode(const agg_state *s, kith_buf *out);
 int agg_decode(agg_state *s, const void *p, size_t len, size_t *used);
 

@@ -78,6 +78,7 @@ void ca_schema_augment(kith_engine *e, uint32_t sb, json_t *profile_schema);
 
 typedef struct ca_stats {
     uint64_t events_matched, recomputes, backfill_events;
+    uint64_t events_noted, note_ns; /* events seen by ca_note_event and the writer CPU time it took */
 } ca_stats;
 void ca_get_stats(kith_engine *e, ca_stats *out);
 

@@ -75,6 +75,7 @@ void agg_init(agg_state *s, agg_window w)
 {
     memset(s, 0, sizeof *s);
     s->w = w;
+    s->keep = AGG_KEEP_ALL;
 }
 
 static void bucket_clear(agg_bucket *b)
@@ -212,90 +213,146 @@ void agg_read(const agg_state *s, int64_t now, agg_result *out)
     }
 }
 
-/* --- serialization: [u8 version 1][u8 unit][u16 count][u16 n] then per bucket
- * [i64 period][u64 count][u64 nnum][f64 sum][f64 min][f64 max][i64 last_ts][u32 len][bytes],
- * big-endian integers, doubles as their IEEE-754 bit patterns. --- */
+/* --- serialization: [u8 version 2][u8 unit][u16 count][u8 keep][varint n] then per bucket
+ * [varint zigzag(period - previous period)][varint count]
+ * [varint nnum, when SUM, MIN or MAX is kept][f64 sum][f64 min][f64 max] (those kept)
+ * [varint zigzag(last_ts - period start)][varint last length + 1, 0 = none][bytes] (when LAST is kept)
+ * doubles as their IEEE-754 bit patterns, big-endian. --- */
 
-static void put64(kith_buf *o, uint64_t v)
+static void put_varint(kith_buf *o, uint64_t v)
 {
-    uint8_t b[8];
-    kith_put_be64(b, v);
-    kith_buf_append(o, b, 8);
+    uint8_t b[10];
+    size_t n = 0;
+    while (v >= 0x80) {
+        b[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    b[n++] = (uint8_t)v;
+    kith_buf_append(o, b, n);
 }
 
-static uint64_t dbits(double d)
+static uint64_t zz(int64_t v)
+{
+    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static int64_t unzz(uint64_t v)
+{
+    return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+static void put_f64(kith_buf *o, double d)
 {
     uint64_t u;
     memcpy(&u, &d, 8);
-    return u;
-}
-
-static double bitsd(uint64_t u)
-{
-    double d;
-    memcpy(&d, &u, 8);
-    return d;
+    uint8_t b[8];
+    kith_put_be64(b, u);
+    kith_buf_append(o, b, 8);
 }
 
 void agg_encode(const agg_state *s, kith_buf *o)
 {
-    uint8_t h[6] = {1, (uint8_t)s->w.unit, (uint8_t)(s->w.count >> 8), (uint8_t)s->w.count,
-                    (uint8_t)(s->n >> 8), (uint8_t)s->n};
+    uint8_t h[5] = {2, (uint8_t)s->w.unit, (uint8_t)(s->w.count >> 8), (uint8_t)s->w.count,
+                    (uint8_t)(s->keep & AGG_KEEP_ALL)};
     kith_buf_append(o, h, sizeof h);
+    put_varint(o, s->n);
+    bool num = s->keep & (AGG_KEEP_SUM | AGG_KEEP_MIN | AGG_KEEP_MAX);
+    int64_t prev = 0;
     for (size_t i = 0; i < s->n; i++) {
         const agg_bucket *b = &s->b[i];
-        put64(o, (uint64_t)b->period);
-        put64(o, b->count);
-        put64(o, b->nnum);
-        put64(o, dbits(b->sum));
-        put64(o, dbits(b->min));
-        put64(o, dbits(b->max));
-        put64(o, (uint64_t)b->last_ts);
-        uint8_t l[4];
-        uint32_t len = b->last ? b->last_len : UINT32_MAX;
-        kith_put_be32(l, len);
-        kith_buf_append(o, l, 4);
-        if (b->last) kith_buf_append(o, b->last, b->last_len);
+        put_varint(o, zz(b->period - prev));
+        prev = b->period;
+        put_varint(o, b->count);
+        if (num) put_varint(o, b->nnum);
+        if (s->keep & AGG_KEEP_SUM) put_f64(o, b->sum);
+        if (s->keep & AGG_KEEP_MIN) put_f64(o, b->min);
+        if (s->keep & AGG_KEEP_MAX) put_f64(o, b->max);
+        if (s->keep & AGG_KEEP_LAST) {
+            bool has = b->last_ts != INT64_MIN;
+            put_varint(o, has ? zz(b->last_ts - agg_period_start(s->w.unit, b->period)) + 1 : 0);
+            put_varint(o, b->last ? (uint64_t)b->last_len + 1 : 0);
+            if (b->last) kith_buf_append(o, b->last, b->last_len);
+        }
     }
+}
+
+typedef struct rd {
+    const uint8_t *p;
+    size_t len, off;
+    bool bad;
+} rd;
+
+static uint64_t get_varint(rd *r)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (r->off >= r->len) break;
+        uint8_t c = r->p[r->off++];
+        v |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) return v;
+    }
+    r->bad = true;
+    return 0;
+}
+
+static double get_f64(rd *r)
+{
+    if (r->len - r->off < 8) {
+        r->bad = true;
+        return 0;
+    }
+    uint64_t u = kith_get_be64(r->p + r->off);
+    r->off += 8;
+    double d;
+    memcpy(&d, &u, 8);
+    return d;
 }
 
 int agg_decode(agg_state *s, const void *p, size_t len, size_t *used)
 {
     const uint8_t *q = p;
     memset(s, 0, sizeof *s);
-    if (len < 6 || q[0] != 1 || q[1] > AGG_MONTHS) return KITH_EINVAL;
+    if (len < 6 || q[0] != 2 || q[1] > AGG_MONTHS) return KITH_EINVAL;
     s->w.unit = q[1];
     s->w.count = q[2] << 8 | q[3];
-    size_t n = (size_t)q[4] << 8 | q[5], off = 6;
-    if (n > AGG_MAX_BUCKETS) return KITH_EINVAL;
+    s->keep = q[4] & AGG_KEEP_ALL;
+    rd r = {q, len, 5, false};
+    uint64_t n = get_varint(&r);
+    if (r.bad || n > AGG_MAX_BUCKETS) return KITH_EINVAL;
     if (n) {
-        s->b = kith_xcalloc(n, sizeof *s->b);
-        s->cap = n;
+        s->b = kith_xcalloc((size_t)n, sizeof *s->b);
+        s->cap = (size_t)n;
     }
+    bool num = s->keep & (AGG_KEEP_SUM | AGG_KEEP_MIN | AGG_KEEP_MAX);
+    int64_t prev = 0;
     for (size_t i = 0; i < n; i++) {
-        if (len - off < 60) goto bad;
         agg_bucket *b = &s->b[i];
-        b->period = (int64_t)kith_get_be64(q + off);
-        b->count = kith_get_be64(q + off + 8);
-        b->nnum = kith_get_be64(q + off + 16);
-        b->sum = bitsd(kith_get_be64(q + off + 24));
-        b->min = bitsd(kith_get_be64(q + off + 32));
-        b->max = bitsd(kith_get_be64(q + off + 40));
-        b->last_ts = (int64_t)kith_get_be64(q + off + 48);
-        uint32_t l = kith_get_be32(q + off + 56);
-        off += 60;
         s->n = i + 1;
-        if (l != UINT32_MAX) {
-            if (l > AGG_LAST_MAX || len - off < l) goto bad;
-            b->last = kith_xmalloc(l + 1);
-            memcpy(b->last, q + off, l);
-            b->last[l] = 0;
-            b->last_len = l;
-            off += l;
+        b->period = prev + unzz(get_varint(&r));
+        prev = b->period;
+        b->count = get_varint(&r);
+        if (num) b->nnum = get_varint(&r);
+        if (s->keep & AGG_KEEP_SUM) b->sum = get_f64(&r);
+        if (s->keep & AGG_KEEP_MIN) b->min = get_f64(&r);
+        if (s->keep & AGG_KEEP_MAX) b->max = get_f64(&r);
+        b->last_ts = INT64_MIN;
+        if (s->keep & AGG_KEEP_LAST) {
+            uint64_t t = get_varint(&r);
+            if (t) b->last_ts = agg_period_start(s->w.unit, b->period) + unzz(t - 1);
+            uint64_t l = get_varint(&r);
+            if (l) {
+                l--;
+                if (l > AGG_LAST_MAX || r.len - r.off < l) goto bad;
+                b->last = kith_xmalloc((size_t)l + 1);
+                memcpy(b->last, q + r.off, (size_t)l);
+                b->last[l] = 0;
+                b->last_len = (uint32_t)l;
+                r.off += (size_t)l;
+            }
         }
-        if (i > 0 && b->period <= s->b[i - 1].period) goto bad;
+        if (r.bad || (i > 0 && b->period <= s->b[i - 1].period)) goto bad;
     }
-    if (used) *used = off;
+    if (used) *used = r.off;
     return 0;
 bad:
     agg_free(s);

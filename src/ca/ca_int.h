@@ -26,6 +26,7 @@ typedef struct ca_def {
     agg_window w;
     bool published;
     pql_program *filter; /* `xEvent[F].count() > 0` (owned), NULL: every event */
+    uint64_t filter_hash; /* of the filter's text: attributes with the same filter share one run */
     char field[256];     /* dotted event path; "" for COUNT */
     int vt;              /* enum ca_vt */
     json_t *field_schema; /* the field's schema (owned) or NULL */
@@ -71,7 +72,7 @@ typedef struct ca_svc {
     ca_job *jobs; /* every job of this process, newest first */
     pthread_t thread;
     bool started, stopping;
-    _Atomic uint64_t events_matched, recomputes, backfill_events;
+    _Atomic uint64_t events_matched, recomputes, backfill_events, events_noted, note_ns;
 } ca_svc;
 
 static inline ca_svc *ca_of(kith_engine *e)

@@ -198,6 +198,23 @@ static void test_encode_decode(void **state)
         if (rc == 0) agg_free(&x);
         else assert_int_equal(rc, KITH_EINVAL);
     }
+    /* A count-only state keeps 2 bytes per bucket after the first. */
+    agg_state c;
+    agg_init(&c, (agg_window){AGG_HOURS, 24});
+    c.keep = 0;
+    for (int i = 0; i < 24; i++)
+        agg_add(&c, now - i * H, true, 1.5, "\"x\"", 3, now);
+    kith_buf cb = {0};
+    agg_encode(&c, &cb);
+    assert_true(cb.len <= 10 + 24 * 2); /* header, first period, then 2 bytes a bucket */
+    agg_state c2;
+    assert_int_equal(agg_decode(&c2, cb.data, cb.len, NULL), 0);
+    agg_read(&c2, now, &r2);
+    assert_int_equal(r2.count, 24);
+    assert_int_equal(r2.last_ts, INT64_MIN);
+    kith_buf_free(&cb);
+    agg_free(&c);
+    agg_free(&c2);
     agg_free(&d);
     ((uint8_t *)b.data)[0] = 9;
     assert_int_equal(agg_decode(&d, b.data, b.len, NULL), KITH_EINVAL);
