@@ -224,11 +224,20 @@ bool profile_policy_materialised(const merge_policy *p);
 int profile_lookup_text(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *value, size_t len,
                         const merge_policy *policy, kith_buf *out);
 
+/* Apply thread (b: the group's batch) or any thread (b NULL: committed data): the view of the given
+ * identities (borrowed) merged now under policy (borrowed), as profile_lookup_policy's read-time
+ * path builds it: {"entity", "sources", "owners", "lastModifiedAt"} (owned). Streaming segments
+ * with a merge policy other than the materialised one read their profile through it. */
+json_t *profile_view_members(kith_engine *e, store_batch *b, uint32_t sandbox, const uint64_t *ids,
+                             size_t n, const merge_policy *policy);
+
 /* Segment service hooks (src/segment/svc_stream.c; kith/segsvc.h). Apply thread: a record or an
- * event of cluster was applied (events: the identity stored under, timestamp, id, JSON). Any thread:
+ * event of cluster was applied (events: the identity stored under, the dataset, timestamp, id,
+ * JSON). Any thread:
  * {"ups": {segmentId: {status, lastQualificationTime}}} of a cluster (owned), or NULL. */
 void segsvc_note_apply(kith_engine *e, uint32_t sb, uint64_t cluster, uint64_t identity,
-                       bool is_event, int64_t ts, const char *event_id, const char *json, size_t len);
+                       const char *dataset, bool is_event, int64_t ts, const char *event_id,
+                       const char *json, size_t len);
 json_t *segsvc_membership(kith_engine *e, uint32_t sb, uint64_t cluster);
 /* Apply thread, in an exclusive operation (a profile or dataset delete): data of cluster was
  * deleted in this batch; its streaming segments are re-evaluated at the end of the group over what

@@ -256,8 +256,8 @@ int ingest_apply_msg(kith_engine *e, store_batch *b, ingest_msg *m)
         rc = profile_put_event(e, b, m->sandbox, ids[under], m->dataset, m->ts, m->event_id,
                                m->received, m->json, m->json_len);
         if (rc == 0) { /* streaming segmentation (src/segment/svc_stream.c), computed attributes */
-            segsvc_note_apply(e, m->sandbox, cluster, ids[under], true, m->ts, m->event_id,
-                              m->json, m->json_len);
+            segsvc_note_apply(e, m->sandbox, cluster, ids[under], m->dataset, true, m->ts,
+                              m->event_id, m->json, m->json_len);
             ca_note_event(e, b, m->sandbox, cluster, ids[under], m->dataset, m->ts, m->event_id,
                           m->json, m->json_len);
         }
@@ -265,7 +265,8 @@ int ingest_apply_msg(kith_engine *e, store_batch *b, ingest_msg *m)
     } else if (m->to_profile) {
         rc = profile_put_fragment(e, b, m->sandbox, ids[primary], m->dataset, m->ts, m->received,
                                   m->json, m->json_len, cluster);
-        if (rc == 0) segsvc_note_apply(e, m->sandbox, cluster, 0, false, 0, NULL, NULL, 0);
+        if (rc == 0)
+            segsvc_note_apply(e, m->sandbox, cluster, 0, m->dataset, false, 0, NULL, NULL, 0);
         atomic_fetch_add(&e->m.records_ingested, 1);
     } else {
         atomic_fetch_add(&e->m.records_ingested, 1);

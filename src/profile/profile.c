@@ -231,6 +231,12 @@ static json_t *view_merge(kith_engine *e, store_batch *b, uint32_t sb, const uin
     return doc;
 }
 
+json_t *profile_view_members(kith_engine *e, store_batch *b, uint32_t sandbox, const uint64_t *ids,
+                             size_t n, const merge_policy *policy)
+{
+    return view_merge(e, b, sandbox, ids, n, policy);
+}
+
 static uint64_t *member_ids(const cluster_members *m)
 {
     uint64_t *ids = kith_xcalloc(m->n + 1, sizeof *ids);

@@ -233,6 +233,19 @@ int segdef_put(kith_engine *e, store_batch *b, uint32_t sb, const char *id, cons
     } else {
         text = kith_xstrdup(json_string_value(eval));
     }
+    /* The merge policy the segment evaluates with (absent: the sandbox's default). */
+    const json_t *mpj = json_object_get(body, "mergePolicyId");
+    if (mpj && !json_is_null(mpj)) {
+        merge_policy pol;
+        int prc = json_is_string(mpj) && json_string_length(mpj) < sizeof((segdef *)0)->mpid
+                      ? profile_policy_resolve(e, sb, json_string_value(mpj), &pol)
+                      : KITH_ENOTFOUND;
+        if (prc == 0) merge_policy_clear(&pol);
+        if (prc == KITH_EINVAL)
+            add_err(errors, "/mergePolicyId", "a merge policy of _xdm.context.profile");
+        else if (prc)
+            add_err(errors, "/mergePolicyId", "the id of a merge policy of this sandbox");
+    }
     if (json_array_size(errors)) {
         free(text);
         return fail(res, 400, errors, "invalid segment definition", NULL);
@@ -302,6 +315,7 @@ int segdef_put(kith_engine *e, store_batch *b, uint32_t sb, const char *id, cons
     d->prog = prog;
     d->mode = pql_program_deps(prog)->mode;
     d->created = created;
+    snprintf(d->mpid, sizeof d->mpid, "%s", mp ? mp : "");
     cache_put(s, d);
     res->status = create ? 201 : 200;
     res->doc = doc;
@@ -405,6 +419,8 @@ int svc_defs_load(struct segsvc *s)
         memcpy(d->id, k + 5, SEGDEF_ID_LEN);
         d->doc = doc;
         d->created = json_integer_value(json_object_get(doc, "creationTime"));
+        snprintf(d->mpid, sizeof d->mpid, "%s",
+                 json_string_value(json_object_get(doc, "mergePolicyId")) ?: "");
         d->mode = PQL_MODE_BATCH;
         if (s->n == s->cap) {
             s->cap = s->cap ? s->cap * 2 : 32;

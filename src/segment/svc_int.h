@@ -16,7 +16,16 @@ typedef struct segdef {
     pql_program *prog; /* compiled (owned); NULL when it no longer compiles */
     int mode;          /* enum pql_mode */
     int64_t created;   /* creationTime (ms), the evaluation order */
+    char mpid[64];     /* mergePolicyId ("" = the sandbox's default policy) */
 } segdef;
+
+/* A merge policy resolved for the group's evaluations (svc_stream.c). */
+struct pol_slot {
+    uint32_t sb;
+    char id[64];
+    merge_policy p;
+    bool materialised; /* {timestampOrdered, pdg}: the profile CF's view answers */
+};
 
 struct pending_ev;
 struct segfeed;
@@ -56,6 +65,8 @@ struct segsvc {
     struct seg_change *chg; /* the group's membership changes, for the change stream */
     size_t nchg, capchg;
     struct segfeed *feed;
+    struct pol_slot *pol; /* policies resolved in this group */
+    size_t npol, cappol;
     /* timer thread */
     pthread_t timer;
     pthread_mutex_t mu;

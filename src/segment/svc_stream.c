@@ -9,6 +9,7 @@
 
 #include "kith/jalloc.h"
 #include "kith/ca.h"
+#include "kith/kjson.h"
 #include "svc_int.h"
 
 #define TS_BIAS 0x8000000000000000ull
@@ -20,13 +21,14 @@ struct pending_ev {
     uint64_t identity;
     int64_t ts, added;
     char *event_id;
-    char *json;
-    size_t len;
+    char dataset[KITH_ID_LEN + 1];
+    json_t *ev; /* parsed once */
 };
 
 /* --- lifecycle --- */
 
 static void *timer_main(void *arg);
+static void policies_clear(struct segsvc *s);
 static int on_cluster_change(void *arg, store_batch *b, const cluster_change *v, size_t n);
 
 int segsvc_init(kith_engine *e)
@@ -70,7 +72,7 @@ static void pending_clear(struct segsvc *s)
 {
     for (size_t i = 0; i < s->npend; i++) {
         free(s->pend[i].event_id);
-        free(s->pend[i].json);
+        json_decref(s->pend[i].ev);
     }
     s->npend = 0;
 }
@@ -90,6 +92,8 @@ void segsvc_free(kith_engine *e)
     free(s->pnext);
     free(s->phead);
     free(s->t);
+    policies_clear(s);
+    free(s->pol);
     pql_evaluator_free(s->ev);
     pthread_rwlock_destroy(&s->lock);
     pthread_mutex_destroy(&s->mu);
@@ -159,7 +163,7 @@ static void pending_prune(struct segsvc *s, int64_t now)
     for (size_t i = 0; i < s->npend; i++) {
         if (now - s->pend[i].added > PENDING_KEEP_MS) {
             free(s->pend[i].event_id);
-            free(s->pend[i].json);
+            json_decref(s->pend[i].ev);
         } else {
             s->pend[k++] = s->pend[i];
         }
@@ -171,13 +175,15 @@ static void pending_prune(struct segsvc *s, int64_t now)
 }
 
 void segsvc_note_apply(kith_engine *e, uint32_t sb, uint64_t cluster, uint64_t identity,
-                       bool is_event, int64_t ts, const char *event_id, const char *json,
-                       size_t len)
+                       const char *dataset, bool is_event, int64_t ts, const char *event_id,
+                       const char *json, size_t len)
 {
     struct segsvc *s = svc_of(e);
     if (!s || !sandbox_has_streaming(s, sb)) return;
     segsvc_touch(e, sb, cluster, is_event ? SEGSVC_TOUCH_EVENT : SEGSVC_TOUCH_PROFILE);
     if (!is_event) return;
+    json_t *ev = kjson_parse(json, len, 256, NULL, NULL);
+    if (!ev) return; /* validated before: cannot happen */
     /* Events are blind appends written by the syncer: remember them until surely written. */
     if (s->npend == s->cappend) {
         s->cappend = s->cappend ? s->cappend * 2 : 1024;
@@ -191,10 +197,8 @@ void segsvc_note_apply(kith_engine *e, uint32_t sb, uint64_t cluster, uint64_t i
     p->ts = ts;
     p->added = kith_now_ms();
     p->event_id = kith_xstrdup(event_id);
-    p->json = kith_xmalloc(len + 1);
-    memcpy(p->json, json, len);
-    p->json[len] = 0;
-    p->len = len;
+    snprintf(p->dataset, sizeof p->dataset, "%s", dataset);
+    p->ev = ev;
     size_t bk = bucket_of(s, sb, identity);
     s->pnext[i] = s->phead[bk];
     s->phead[bk] = (int32_t)i;
@@ -211,7 +215,7 @@ void segsvc_note_delete(kith_engine *e, uint32_t sb, uint64_t cluster)
     for (size_t i = 0; i < s->npend; i++) {
         if (s->pend[i].sb == sb) {
             free(s->pend[i].event_id);
-            free(s->pend[i].json);
+            json_decref(s->pend[i].ev);
         } else {
             s->pend[k++] = s->pend[i];
         }
@@ -387,31 +391,40 @@ json_t *segsvc_membership(kith_engine *e, uint32_t sb, uint64_t cluster)
 
 /* --- evaluation --- */
 
-struct ev_item {
+/* One event of the cluster for an evaluation: stored or recent, parsed once. */
+struct ev_rec {
     int64_t ts;
     uint64_t identity;
-    const char *id;
-    const char *json;
-    size_t len;
-    char *owned; /* for store-read events */
+    char id[KITH_ID_LEN * 4]; /* event id (truncated copies never collide in practice) */
+    char dataset[KITH_ID_LEN + 1];
+    json_t *ev; /* owned reference */
 };
 
 static int ev_cmp(const void *a, const void *b)
 {
-    const struct ev_item *x = a, *y = b;
+    const struct ev_rec *x = a, *y = b;
     if (x->ts != y->ts) return x->ts < y->ts ? -1 : 1;
     if (x->identity != y->identity) return x->identity < y->identity ? -1 : 1;
     return strcmp(x->id, y->id);
 }
 
+static struct ev_rec *ev_push(struct ev_rec **v, size_t *n, size_t *cap)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        *v = kith_xrealloc(*v, *cap * sizeof **v);
+    }
+    return &(*v)[(*n)++];
+}
+
 /* The events of a cluster's members at or after since (ms; INT64_MIN = all), committed (or read
  * through batch b when not NULL: a delete in this group hides them) plus those appended recently,
- * sorted by timestamp, as a JSON array (owned). */
-static json_t *cluster_events(struct segsvc *s, store_batch *b, uint32_t sb,
-                              const cluster_members *m, int64_t since)
+ * sorted by timestamp and deduplicated, into *out (owned; ev_recs_free). */
+static size_t cluster_events(struct segsvc *s, store_batch *b, uint32_t sb,
+                             const cluster_members *m, int64_t since, struct ev_rec **out)
 {
     kith_engine *e = s->e;
-    struct ev_item *v = NULL;
+    struct ev_rec *v = NULL;
     size_t n = 0, cap = 0;
     for (size_t i = 0; i < m->n; i++) {
         store_key k;
@@ -428,45 +441,50 @@ static json_t *cluster_events(struct segsvc *s, store_batch *b, uint32_t sb,
             const uint8_t *key = store_iter_key(it, &kl);
             const uint8_t *val = store_iter_value(it, &vl);
             if (kl < plen + 8 || vl < 8 + KITH_ID_LEN) continue;
-            if (n == cap) {
-                cap = cap ? cap * 2 : 64;
-                v = kith_xrealloc(v, cap * sizeof *v);
-            }
-            size_t idl = kl - plen - 8, jl = vl - 8 - KITH_ID_LEN;
-            char *own = kith_xmalloc(idl + 1 + jl + 1);
-            memcpy(own, key + plen + 8, idl);
-            own[idl] = 0;
-            memcpy(own + idl + 1, val + 8 + KITH_ID_LEN, jl);
-            own[idl + 1 + jl] = 0;
-            v[n++] = (struct ev_item){(int64_t)(kith_get_be64(key + plen) - TS_BIAS),
-                                      m->v[i].id,
-                                      own,
-                                      own + idl + 1,
-                                      jl,
-                                      own};
+            json_t *ev = kjson_parse((const char *)val + 8 + KITH_ID_LEN, vl - 8 - KITH_ID_LEN,
+                                     256, NULL, NULL);
+            if (!ev) continue;
+            struct ev_rec *r = ev_push(&v, &n, &cap);
+            r->ts = (int64_t)(kith_get_be64(key + plen) - TS_BIAS);
+            r->identity = m->v[i].id;
+            size_t idl = kl - plen - 8;
+            if (idl >= sizeof r->id) idl = sizeof r->id - 1;
+            memcpy(r->id, key + plen + 8, idl);
+            r->id[idl] = 0;
+            memcpy(r->dataset, val + 8, KITH_ID_LEN);
+            r->dataset[KITH_ID_LEN] = 0;
+            r->ev = ev;
         }
         store_iter_free(it);
         for (int32_t j = s->phead[bucket_of(s, sb, m->v[i].id)]; j >= 0; j = s->pnext[j]) {
             struct pending_ev *p = &s->pend[j];
             if (p->sb != sb || p->identity != m->v[i].id || p->ts < since) continue;
-            if (n == cap) {
-                cap = cap ? cap * 2 : 64;
-                v = kith_xrealloc(v, cap * sizeof *v);
-            }
-            v[n++] = (struct ev_item){p->ts, p->identity, p->event_id, p->json, p->len, NULL};
+            struct ev_rec *r = ev_push(&v, &n, &cap);
+            r->ts = p->ts;
+            r->identity = p->identity;
+            snprintf(r->id, sizeof r->id, "%s", p->event_id);
+            memcpy(r->dataset, p->dataset, sizeof r->dataset);
+            r->ev = json_incref(p->ev);
         }
     }
     if (n > 1) qsort(v, n, sizeof *v, ev_cmp);
-    json_t *arr = json_array();
+    size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        if (i > 0 && ev_cmp(&v[i], &v[i - 1]) == 0) continue; /* written and still pending */
-        json_t *ev = json_loadb(v[i].json, v[i].len, 0, NULL);
-        if (ev) json_array_append_new(arr, ev);
+        if (k > 0 && ev_cmp(&v[i], &v[k - 1]) == 0) { /* written and still pending */
+            json_decref(v[i].ev);
+            continue;
+        }
+        v[k++] = v[i];
     }
+    *out = v;
+    return k;
+}
+
+static void ev_recs_free(struct ev_rec *v, size_t n)
+{
     for (size_t i = 0; i < n; i++)
-        free(v[i].owned);
+        json_decref(v[i].ev);
     free(v);
-    return arr;
 }
 
 struct inseg_ctx {
@@ -557,6 +575,174 @@ void segsvc_group_durable(kith_engine *e, void *token, int rc)
     free(t);
 }
 
+/* --- merge policies of segments (resolved once per group) --- */
+
+/* The policy a segment evaluates with: its mergePolicyId, else the sandbox's default; a policy
+ * deleted since the definition was stored falls back to the default. Index into s->pol. */
+static size_t policy_slot(struct segsvc *s, uint32_t sb, const char *mpid)
+{
+    for (size_t i = 0; i < s->npol; i++)
+        if (s->pol[i].sb == sb && strcmp(s->pol[i].id, mpid) == 0) return i;
+    if (s->npol == s->cappol) {
+        s->cappol = s->cappol ? s->cappol * 2 : 8;
+        s->pol = kith_xrealloc(s->pol, s->cappol * sizeof *s->pol);
+    }
+    struct pol_slot *p = &s->pol[s->npol];
+    memset(p, 0, sizeof *p);
+    p->sb = sb;
+    snprintf(p->id, sizeof p->id, "%s", mpid);
+    if (profile_policy_resolve(s->e, sb, *mpid ? mpid : NULL, &p->p) != 0)
+        profile_policy_resolve(s->e, sb, NULL, &p->p);
+    p->materialised =
+        p->p.attr == MP_TIMESTAMP_ORDERED && p->p.graph == MP_GRAPH_PDG && !p->p.read_time;
+    return s->npol++;
+}
+
+static void policies_clear(struct segsvc *s)
+{
+    for (size_t i = 0; i < s->npol; i++)
+        merge_policy_clear(&s->pol[i].p);
+    s->npol = 0;
+}
+
+/* The inputs of one (policy, member) pair within a cluster's evaluation. */
+struct eval_input {
+    size_t slot;
+    ssize_t member; /* -1: the whole cluster (pdg) */
+    json_t *profile, *events;
+};
+
+struct cluster_ctx {
+    struct segsvc *s;
+    store_batch *b;
+    uint32_t sb;
+    uint64_t cluster;
+    const cluster_members *m;
+    json_t *view;          /* the materialised view entity from the batch (lazily) */
+    bool view_read;
+    struct ev_rec *evs;    /* the events in the widest lookback any wanted segment needs */
+    size_t nevs;
+    json_t *all_events;    /* evs as an array (lazily) */
+    json_t *computed;      /* computed attribute values, when a wanted segment reads them */
+    struct eval_input in[8];
+    size_t nin;
+};
+
+static bool dataset_listed(const merge_policy *p, const char *dataset)
+{
+    for (size_t i = 0; i < p->norder; i++)
+        if (strcmp(p->order[i], dataset) == 0) return true;
+    return false;
+}
+
+/* The profile and events a segment of policy slot sees, for member (or the whole cluster). */
+static struct eval_input *input_for(struct cluster_ctx *c, size_t slot, ssize_t member)
+{
+    for (size_t i = 0; i < c->nin; i++)
+        if (c->in[i].slot == slot && c->in[i].member == member) return &c->in[i];
+    struct eval_input *in;
+    if (c->nin < 8) {
+        in = &c->in[c->nin++];
+    } else { /* full (a "none" policy over a big cluster): recycle the last one */
+        in = &c->in[7];
+        json_decref(in->profile);
+        json_decref(in->events);
+    }
+    const struct pol_slot *ps = &c->s->pol[slot];
+    in->slot = slot;
+    in->member = member;
+    if (ps->materialised && member < 0) {
+        if (!c->view_read) {
+            c->view_read = true;
+            store_key pk;
+            skey_init(&pk, c->sb);
+            skey_u64(&pk, c->cluster);
+            kith_buf pv = {0};
+            if (store_batch_get(c->s->e->store, c->b, STORE_CF_PROFILE, pk.b, pk.n, &pv) == 0) {
+                json_t *view = kjson_parse(pv.data, pv.len, 256, NULL, NULL);
+                c->view = json_incref(json_object_get(view, "entity"));
+                json_decref(view);
+            }
+            kith_buf_free(&pv);
+        }
+        in->profile = json_incref(c->view);
+    } else {
+        uint64_t one;
+        uint64_t *ids = member >= 0 ? &one : kith_xcalloc(c->m->n + 1, sizeof *ids);
+        size_t nids = member >= 0 ? 1 : c->m->n;
+        if (member >= 0)
+            one = c->m->v[member].id;
+        else
+            for (size_t i = 0; i < c->m->n; i++)
+                ids[i] = c->m->v[i].id;
+        json_t *view = profile_view_members(c->s->e, c->b, c->sb, ids, nids, &ps->p);
+        in->profile = json_incref(json_object_get(view, "entity"));
+        json_decref(view);
+        if (member < 0) free(ids);
+    }
+    if (c->computed) { /* _computed.<name> (src/ca/): the cluster's, whatever the policy */
+        if (!in->profile) in->profile = json_object();
+        json_object_set(in->profile, "_computed", c->computed);
+    }
+    bool precedence = ps->p.attr == MP_DATASET_PRECEDENCE;
+    if (!precedence && member < 0) {
+        if (!c->all_events) {
+            c->all_events = json_array();
+            for (size_t i = 0; i < c->nevs; i++)
+                json_array_append(c->all_events, c->evs[i].ev);
+        }
+        in->events = json_incref(c->all_events);
+    } else {
+        in->events = json_array();
+        for (size_t i = 0; i < c->nevs; i++) {
+            if (member >= 0 && c->evs[i].identity != c->m->v[member].id) continue;
+            if (precedence && !dataset_listed(&ps->p, c->evs[i].dataset)) continue;
+            json_array_append(in->events, c->evs[i].ev);
+        }
+    }
+    return in;
+}
+
+static void cluster_ctx_free(struct cluster_ctx *c)
+{
+    for (size_t i = 0; i < c->nin; i++) {
+        json_decref(c->in[i].profile);
+        json_decref(c->in[i].events);
+    }
+    json_decref(c->view);
+    json_decref(c->all_events);
+    json_decref(c->computed);
+    ev_recs_free(c->evs, c->nevs);
+}
+
+/* Evaluates d for the cluster under its merge policy: over the stitched profile, or, for a
+ * policy whose identityGraph is "none", over each member identity alone (the profile qualifies
+ * when one of them does; the next change is the earliest of theirs). */
+static int eval_def(struct cluster_ctx *c, const segdef *d, pql_input *base, pql_result *res)
+{
+    size_t slot = policy_slot(c->s, c->sb, d->mpid);
+    if (c->s->pol[slot].p.graph != MP_GRAPH_NONE) {
+        struct eval_input *in = input_for(c, slot, -1);
+        base->profile = in->profile;
+        base->events = in->events;
+        return pql_eval(c->s->ev, d->prog, base, res);
+    }
+    pql_result acc = {.match = false, .next_change_ms = PQL_NEVER};
+    for (size_t i = 0; i < c->m->n; i++) {
+        struct eval_input *in = input_for(c, slot, (ssize_t)i);
+        base->profile = in->profile;
+        base->events = in->events;
+        pql_result r;
+        int rc = pql_eval(c->s->ev, d->prog, base, &r);
+        if (rc) return rc;
+        acc.match = acc.match || r.match;
+        acc.steps += r.steps;
+        if (r.next_change_ms < acc.next_change_ms) acc.next_change_ms = r.next_change_ms;
+    }
+    *res = acc;
+    return 0;
+}
+
 /* Re-evaluates the streaming segments of one cluster that what concerns. */
 static int eval_cluster(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t cluster,
                         unsigned what, int64_t now)
@@ -583,37 +769,22 @@ static int eval_cluster(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t 
     int rc = identity_members(e, b, sb, cluster, &m);
     if (rc == KITH_ENOTFOUND) return 0;
     if (rc) return rc;
-    json_t *profile = NULL, *evs = NULL;
-    store_key pk;
-    skey_init(&pk, sb);
-    skey_u64(&pk, cluster);
-    kith_buf pv = {0};
-    if (store_batch_get(e->store, b, STORE_CF_PROFILE, pk.b, pk.n, &pv) == 0) {
-        json_t *view = json_loadb(pv.data, pv.len, 0, NULL);
-        profile = json_incref(json_object_get(view, "entity"));
-        json_decref(view);
-    }
-    kith_buf_free(&pv);
+    struct cluster_ctx c = {.s = s, .b = b, .sb = sb, .cluster = cluster, .m = &m};
     int64_t ca_next = INT64_MAX; /* the next instant a computed attribute ages */
-    json_t *cav = computed ? ca_values(e, b, sb, cluster, now, &ca_next) : NULL;
-    if (cav) {
-        if (!profile) profile = json_object();
-        json_object_set_new(profile, "_computed", cav);
-    }
+    c.computed = computed ? ca_values(e, b, sb, cluster, now, &ca_next) : NULL;
     if (events) {
         /* A day of slack: calendar-relative windows (today, this month) reach a little further
          * back than their nominal length. */
         int64_t since = lookback < 0 ? INT64_MIN : now - lookback - 86400000LL * 2;
-        evs = cluster_events(s, (what & SEGSVC_TOUCH_DELETE) ? b : NULL, sb, &m, since);
+        c.nevs = cluster_events(s, (what & SEGSVC_TOUCH_DELETE) ? b : NULL, sb, &m, since, &c.evs);
     }
     struct inseg_ctx ic = {e, b, sb, cluster};
-    pql_input in = {
-        .profile = profile, .events = evs, .now_ms = now, .in_segment = in_segment_cb, .arg = &ic};
+    pql_input in = {.now_ms = now, .in_segment = in_segment_cb, .arg = &ic};
     for (size_t i = 0; i < s->n; i++) {
         segdef *d = s->v[i];
         if (d->sb != sb || !wants(d, what)) continue;
         pql_result res;
-        int erc = pql_eval(s->ev, d->prog, &in, &res);
+        int erc = eval_def(&c, d, &in, &res);
         s->evaluations++;
         if (erc) {
             kith_log(KITH_LOG_WARN, "segment", "segment %s: evaluation budget exceeded", d->id);
@@ -654,8 +825,7 @@ static int eval_cluster(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t 
         }
         state_put(e, b, sb, d->id, cluster, &st);
     }
-    json_decref(profile);
-    json_decref(evs);
+    cluster_ctx_free(&c);
     cluster_members_free(&m);
     return 0;
 }
@@ -686,6 +856,7 @@ int segsvc_flush_group(kith_engine *e, store_batch *b)
         i = j;
     }
     s->nt = 0;
+    policies_clear(s);
     return rc;
 }
 
