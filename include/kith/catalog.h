@@ -119,6 +119,9 @@ int catalog_put_key(kith_catalog *c, store_batch *b, const char *id, const uint8
 int catalog_delete_key(kith_catalog *c, store_batch *b, const char *id);
 int catalog_put_namespace(kith_catalog *c, store_batch *b, uint32_t sandbox, json_t *doc,
                           uint32_t *id_out);
+/* Replaces the document of an existing custom namespace (doc owned: same "id" and "code"; only its
+ * name and description may differ). KITH_ENOTFOUND when there is no such custom namespace. */
+int catalog_update_namespace(kith_catalog *c, store_batch *b, uint32_t sandbox, json_t *doc);
 int catalog_put_schema(kith_catalog *c, store_batch *b, uint32_t sandbox, json_t *doc,
                        kith_schema *compiled);
 int catalog_delete_schema(kith_catalog *c, store_batch *b, uint32_t sandbox, const char *id);

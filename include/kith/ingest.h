@@ -18,7 +18,7 @@ typedef struct ingest_msg {
     bool is_event, to_profile, to_identity;
     int64_t ts;       /* event timestamp, or the record's ordering time (ms) */
     int64_t received; /* ms */
-    char *event_id;   /* owned; events only */
+    char *event_id;   /* owned; the entity's _id: an event's id, a record's when it has one */
     int nids;
     ident_in ids[INGEST_MAX_IDS]; /* values owned */
     char *json;                   /* owned compact entity */

@@ -717,6 +717,25 @@ int catalog_put_namespace(kith_catalog *c, store_batch *b, uint32_t sandbox, jso
     return 0;
 }
 
+int catalog_update_namespace(kith_catalog *c, store_batch *b, uint32_t sandbox, json_t *doc)
+{
+    uint32_t id = (uint32_t)json_integer_value(json_object_get(doc, "id"));
+    catalog_wrlock(c);
+    cat_namespace *n = NULL;
+    for (size_t i = 0; i < c->namespaces.n && !n; i++)
+        if (c->ns_sandbox[i] == sandbox && c->namespaces.v[i]->id == id) n = c->namespaces.v[i];
+    if (!n || strcmp(n->code, jstr(doc, "code")) != 0) {
+        catalog_unlock(c);
+        json_decref(doc);
+        return KITH_ENOTFOUND;
+    }
+    meta_put(b, sandbox, 'n', n->code, doc);
+    json_decref(n->doc); /* readers hold their own reference */
+    n->doc = doc;
+    catalog_unlock(c);
+    return 0;
+}
+
 int catalog_put_schema(kith_catalog *c, store_batch *b, uint32_t sandbox, json_t *doc,
                        kith_schema *compiled)
 {

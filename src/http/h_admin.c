@@ -374,3 +374,88 @@ int h_namespace_create(kith_req *r)
     json_decref(body);
     return 0;
 }
+
+#define NS_NAME_MAX 256
+#define NS_DESC_MAX 1024
+
+struct ns_update {
+    kith_engine *e;
+    uint32_t sandbox;
+    json_t *doc; /* the new document (owned by the handler) */
+};
+
+static int ns_update_fn(void *ctx, store_batch *b)
+{
+    struct ns_update *c = ctx;
+    return catalog_update_namespace(c->e->cat, b, c->sandbox, json_incref(c->doc));
+}
+
+/* AEP: a custom namespace's display name and description can change; its code (symbol) and type
+ * cannot, and standard namespaces cannot change at all. */
+int h_namespace_update(kith_req *r)
+{
+    json_t *body = http_body_json(r);
+    if (!body) return 0;
+    char *end;
+    unsigned long nid = strtoul(r->params[0], &end, 10);
+    catalog_rdlock(r->e->cat);
+    const cat_namespace *n = *end == 0
+                                 ? catalog_namespace_by_id(r->e->cat, r->sandbox_id, (uint32_t)nid)
+                                 : catalog_namespace(r->e->cat, r->sandbox_id, r->params[0]);
+    bool custom = n && n->custom;
+    int type = n ? n->type : 0;
+    json_t *doc = custom ? json_deep_copy(n->doc) : NULL;
+    char code[64] = "";
+    if (n) snprintf(code, sizeof code, "%s", n->code);
+    catalog_unlock(r->e->cat);
+    if (!n) {
+        http_problem(r, 404, "Not Found", NULL, "no identity namespace \"%s\"", r->params[0]);
+        json_decref(body);
+        return 0;
+    }
+    json_t *errors = json_array();
+    if (!json_is_object(body)) {
+        json_array_append_new(errors, json_pack("{s:s, s:s}", "path", "", "message",
+                                                "expected an object with \"name\" and/or "
+                                                "\"description\""));
+    } else if (!custom) {
+        json_array_append_new(errors, json_pack("{s:s, s:s}", "path", "", "message",
+                                                "a standard namespace cannot be changed"));
+    } else {
+        json_t *name = json_object_get(body, "name"), *desc = json_object_get(body, "description");
+        json_t *bcode = json_object_get(body, "code"), *btype = json_object_get(body, "idType");
+        if (name && (!json_is_string(name) || json_string_length(name) == 0 ||
+                     json_string_length(name) > NS_NAME_MAX))
+            json_array_append_new(errors, json_pack("{s:s, s:s}", "path", "/name", "message",
+                                                    "a string of 1 to 256 bytes"));
+        if (desc && (!json_is_string(desc) || json_string_length(desc) > NS_DESC_MAX))
+            json_array_append_new(errors, json_pack("{s:s, s:s}", "path", "/description",
+                                                    "message", "a string of at most 1024 bytes"));
+        if (bcode && (!json_is_string(bcode) || strcmp(json_string_value(bcode), code) != 0))
+            json_array_append_new(errors, json_pack("{s:s, s:s}", "path", "/code", "message",
+                                                    "immutable: a namespace's code cannot change"));
+        if (btype && (!json_is_string(btype) || ns_type_parse(json_string_value(btype)) != type))
+            json_array_append_new(errors, json_pack("{s:s, s:s}", "path", "/idType", "message",
+                                                    "immutable: a namespace's type cannot change"));
+        if (json_array_size(errors) == 0) {
+            if (name) json_object_set(doc, "name", name);
+            if (desc) json_object_set(doc, "description", desc);
+            json_object_set_new(doc, "updateTime", json_integer((json_int_t)kith_now_ms()));
+        }
+    }
+    json_decref(body);
+    if (json_array_size(errors)) {
+        http_problem(r, 400, "Invalid namespace", errors, "the namespace cannot be changed so");
+        json_decref(doc);
+        return 0;
+    }
+    json_decref(errors);
+    struct ns_update c = {r->e, r->sandbox_id, doc};
+    int rc = apply_call(r->e->apply, ns_update_fn, &c, false);
+    if (rc == KITH_ENOTFOUND)
+        http_problem(r, 404, "Not Found", NULL, "no identity namespace \"%s\"", r->params[0]);
+    else if (rc) http_error(r, rc, "the namespace could not be changed");
+    else http_json(r, 200, json_incref(doc));
+    json_decref(doc);
+    return 0;
+}

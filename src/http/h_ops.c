@@ -46,7 +46,9 @@ int h_metrics(kith_req *r)
                     (unsigned long long)atomic_load(&e->m.rejected_unknown));
     COUNTER("kith_identity_links_total", "Identity edges created.", atomic_load(&e->m.links_created));
     COUNTER("kith_cluster_merges_total", "Cluster merges.", atomic_load(&e->m.clusters_merged));
-    COUNTER("kith_identity_links_refused_total", "Links refused by the graph limit.",
+    COUNTER("kith_identity_links_refused_total",
+            "Identity links the linking rules removed (a unique namespace twice in a graph, or an "
+            "eviction at the graph limit); unlinks by API are not counted.",
             atomic_load(&e->m.links_refused));
     COUNTER("kith_union_views_computed_total", "Union views recomputed.", atomic_load(&e->m.unions_computed));
     COUNTER("kith_apply_groups_total", "Groups written by the apply thread.", st.groups);

@@ -709,7 +709,7 @@ static void graph_cut(kith_engine *e, uint32_t sb, gnode *a, gnode *c, int rule,
 {
     node_unlink(a, c->id, rule, rule_ns, stamp);
     node_unlink(c, a->id, rule, rule_ns, stamp);
-    atomic_fetch_add(&e->m.links_refused, 1);
+    if (rule != RULE_UNLINK) atomic_fetch_add(&e->m.links_refused, 1);
 }
 
 typedef struct wedge {

@@ -157,6 +157,9 @@ int ingest_prepare(kith_engine *e, uint32_t sandbox, const char *dataset_id, con
             json_object_get(json_object_get(entity, "extSourceSystemAudit"), "lastUpdatedDate"));
         int64_t t;
         if (lud && kith_time_parse(lud, &t) == 0) out->ts = t;
+        /* A record's own _id, when it has one, is the provenance of the links it makes (explain). */
+        const char *rid = json_string_value(json_object_get(entity, "_id"));
+        if (rid && *rid && strlen(rid) <= 512) out->event_id = kith_xstrdup(rid);
     }
     if (rc) {
         *message = "Invalid XDM Message Format";

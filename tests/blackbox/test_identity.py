@@ -57,6 +57,45 @@ class IdentityTest(kt.KithTestCase):
         fx.ingest_record({"identityMap": kt.idmap(("CRMID", crm2), (code, "store-1"), primary=0)})
         self.assertEqual(len(self.members(self.admin, "CRMID", crm1)), 1)
 
+    def test_namespace_rename(self):
+        """AEP: a custom namespace's name and description can change; its code and type cannot; a
+        standard namespace cannot change. A rejected request changes nothing."""
+        NS = "/data/core/idnamespace/identities"
+        code = "Loyalty" + kt.uid()[:6]
+        r = self.admin.post(NS, {"name": "Loyalty", "code": code, "idType": "CROSS_DEVICE",
+                                 "description": "old"})
+        self.assertStatus(r, 200)
+        nid, created = r.json["id"], r.json
+        path = NS + "/%d" % nid
+        self.assertErrorPath(self.admin.put(path, {"code": code + "x"}), "/code")
+        self.assertErrorPath(self.admin.put(path, {"idType": "EMAIL"}), "/idType")
+        self.assertErrorPath(self.admin.put(path, {"name": ""}), "/name")
+        self.assertErrorPath(self.admin.put(path, {"name": "n" * 257}), "/name")
+        self.assertErrorPath(self.admin.put(path, {"description": 7}), "/description")
+        self.assertProblem(self.admin.put(path, ["name"]), 400)
+        self.assertProblem(self.admin.put(NS + "/4", {"name": "Cookie"}), 400)
+        self.assertProblem(self.admin.put(NS + "/999999999", {"name": "x"}), 404)
+        self.assertEqual(self.admin.get(path).json, created, "a rejected request changes nothing")
+        self.assertEqual(self.admin.get(NS + "/4").json["name"], "Experience Cloud ID")
+        r = self.admin.put(path, {"name": "Loyalty Member", "description": "new", "code": code,
+                                  "idType": "cross_device"})
+        self.assertStatus(r, 200)
+        self.assertEqual((r.json["name"], r.json["description"], r.json["code"], r.json["id"]),
+                         ("Loyalty Member", "new", code, nid))
+        self.assertGreaterEqual(r.json["updateTime"], created["updateTime"])
+        got = self.admin.get(NS + "/" + code).json
+        self.assertEqual((got["name"], got["description"], got["idType"]),
+                         ("Loyalty Member", "new", "CROSS_DEVICE"))
+        listed = [n for n in self.admin.get(NS).json if n["code"] == code]
+        self.assertEqual([n["name"] for n in listed], ["Loyalty Member"])
+        # The namespace still links identities under its (unchanged) code.
+        crm = kt.uid("ly")
+        self.fx.ingest_record({"identityMap": kt.idmap(("CRMID", crm), (code, "L-1"), primary=0)})
+        self.assertEqual(self.members(self.admin, "CRMID", crm), {(8, crm), (nid, "L-1")})
+        # Another sandbox does not see it.
+        api, _ = self.sandbox_fixture()
+        self.assertProblem(api.put(path, {"name": "x"}), 404)
+
     # --- XID, members, history -------------------------------------------------------------------
 
     def test_xid_members_batch_history(self):
@@ -156,8 +195,13 @@ class IdentityTest(kt.KithTestCase):
         self.assertIn("unlink", [x["rule"] for x in r.json["removedLinks"]])
         # Unlink of a whole identity.
         email = kt.uid() + "@u.example"
-        fx.ingest_record({"identityMap": kt.idmap(("CRMID", "jane"), ("Email", email), primary=0)})
+        rec_id = kt.uid("rec-")
+        fx.ingest_record({"_id": rec_id,
+                          "identityMap": kt.idmap(("CRMID", "jane"), ("Email", email), primary=0)})
         self.assertEqual(len(self.members(api, "CRMID", "jane")), 2)
+        r = api.get("/data/core/identity/cluster/explain" + q(ns="Email", id=email))
+        self.assertEqual([(x["dataset"], x["recordId"]) for x in r.json["edges"]], [(fx.crm, rec_id)],
+                         "a profile record's _id is the provenance of its links")
         r = api.post("/data/core/identity/unlink", {"identity": {"namespace": "Email", "id": email}})
         self.assertStatus(r, 200)
         self.assertEqual(self.members(api, "CRMID", "jane"), {(8, "jane")})

@@ -359,7 +359,9 @@ static void test_unlink(void **state)
     assert_int_equal(rec2(f, "CRMID", "u1", "Email", "u1@x.com"), 0);
     assert_int_equal(rec2(f, "Email", "u1@x.com", "ECID", ECID1), 0);
     assert_int_equal(cluster_of(f, "CRMID", "u1"), cluster_of(f, "ECID", ECID1));
+    unsigned long long refused = atomic_load(&f->e->m.links_refused);
     assert_int_equal(unlink2(f, "Email", "u1@x.com", "ECID", ECID1), 0);
+    assert_int_equal(atomic_load(&f->e->m.links_refused), refused); /* an unlink is no rule */
     assert_int_not_equal(cluster_of(f, "CRMID", "u1"), cluster_of(f, "ECID", ECID1));
     assert_int_equal(cluster_of(f, "CRMID", "u1"), cluster_of(f, "Email", "u1@x.com"));
     json_t *p = lookup(f, "ECID", ECID1);
