@@ -5,7 +5,7 @@
 #  1. ingest + lookups under concurrent ingestion: BUILD_DIR/kithd on a temporary data dir and a free
 #     loopback port, BUILD_DIR/bench/loadgen against it (it creates its own schemas, datasets, inlet);
 #  2. identity operations in process: BUILD_DIR/bench/identity;
-#  3. segmentation: BUILD_DIR/bench/segment when it exists, "n/a (not built)" otherwise;
+#  3. batch segmentation in process: BUILD_DIR/bench/segbatch (a population, M segments, job times);
 #  4. the PostgreSQL 15 comparison: bench/pg/compare.sh (skipped by SMOKE=1 or PG=0, "n/a" when
 #     PostgreSQL 15 is not installed; `make bench` installs it).
 # Nothing outlives the script. The Markdown row for docs/BENCHMARKS.md's history is printed too.
@@ -14,6 +14,7 @@
 #   SMOKE=1            a 3-second run with a small population, no PostgreSQL (the test suite uses it)
 #   CLIENTS, BATCH, DURATION, LOOKUP_CLIENTS, PEOPLE, SEED   override the loadgen parameters
 #   ID_IDENTITIES, ID_LINKS, ID_LOOKUPS                      bench/identity sizes
+#   SB_PEOPLE, SB_SEGMENTS, SB_EVENTS                        bench/segbatch sizes
 #   PG=0; PG_PEOPLE, PG_EVENTS, LOOKUPS                      the PostgreSQL comparison (bench/pg/compare.sh)
 #   KITHD_ARGS         extra kithd options (e.g. a durability mode)
 #   KEEP=1             keep the temporary data dir and kithd log
@@ -26,9 +27,11 @@ BUILD=${1:-build}
 if [ "${SMOKE:-0}" = 1 ]; then
   : "${CLIENTS:=2}" "${BATCH:=50}" "${DURATION:=3}" "${LOOKUP_CLIENTS:=1}" "${PEOPLE:=1000}"
   : "${ID_IDENTITIES:=2000}" "${ID_LINKS:=200}" "${ID_LOOKUPS:=2000}" "${PG:=0}"
+  : "${SB_PEOPLE:=500}" "${SB_SEGMENTS:=10}" "${SB_EVENTS:=4}"
 else
   : "${CLIENTS:=4}" "${BATCH:=100}" "${DURATION:=20}" "${LOOKUP_CLIENTS:=2}" "${PEOPLE:=10000}"
   : "${ID_IDENTITIES:=200000}" "${ID_LINKS:=20000}" "${ID_LOOKUPS:=200000}" "${PG:=1}"
+  : "${SB_PEOPLE:=50000}" "${SB_SEGMENTS:=100}" "${SB_EVENTS:=4}"
 fi
 : "${SEED:=1}"
 
@@ -108,10 +111,22 @@ ID_LOOK=$(idf 's/^lookup *identity_lookup .*: \([0-9]*\/s\), \([0-9.]* us\) each
 ID_CACHE=$(idf 's/^lookup *writer cache .*: \([0-9]*\/s\), \([0-9.]* us\) each.*/\1, \2 each/p')
 
 # ---- 3. segmentation ----
-SEG_BATCH="n/a (not built)"
+SEG_BATCH="n/a (bench/segbatch not built)"
 SEG_STREAM="n/a (measured by the PostgreSQL comparison step only)"
-if [ -x "$BUILD/bench/segment" ]; then
-  SEG_BATCH="n/a (bench/segment exists; not wired into run.sh yet)"
+SB_CMD=
+if [ -x "$BUILD/bench/segbatch" ]; then
+  SB_CMD="$BUILD/bench/segbatch --people $SB_PEOPLE --segments $SB_SEGMENTS --events $SB_EVENTS --seed $SEED"
+  echo
+  echo "== batch segmentation: $SB_CMD"
+  $SB_CMD --dir "$WORK/segbatch" | tee "$WORK/segbatch.out" || { echo "bench: bench/segbatch failed" >&2; rc=1; }
+  SBR=$(grep '^RESULT ' "$WORK/segbatch.out" | tail -1 || true)
+  sbv() { printf '%s\n' "$SBR" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+  if [ -n "$SBR" ]; then
+    SEG_BATCH="$(awk -v ms="$(sbv again_ms)" 'BEGIN { printf "%.2f s", ms / 1000 }') for $(sbv people) people x $(sbv segments) segments \
+(first evaluation $(awk -v ms="$(sbv first_ms)" 'BEGIN { printf "%.2f s", ms / 1000 }'), bench/segbatch"
+  else
+    SEG_BATCH="failed (no RESULT line)"
+  fi
 fi
 
 # ---- 4. the PostgreSQL comparison ----
@@ -156,6 +171,7 @@ echo "commit:  $COMMIT, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "commands:"
 echo "  $BUILD/bench/loadgen --url URL --key KEY --setup --clients $CLIENTS --batch $BATCH --duration $DURATION --lookup-clients $LOOKUP_CLIENTS --people $PEOPLE --seed $SEED"
 echo "  $ID_CMD"
+[ -n "$SB_CMD" ] && echo "  $SB_CMD"
 [ "$PG" = 1 ] && echo "  PG_PEOPLE=${PG_PEOPLE:-20000} PG_EVENTS=${PG_EVENTS:-10} SEED=$SEED LOOKUPS=${LOOKUPS:-2000} bench/pg/compare.sh $BUILD"
 echo
 echo "| measure | kith | PostgreSQL 15 | kith / PG |"
@@ -187,8 +203,9 @@ if [ -s "$PGRES" ]; then
   row "comparison lookup by identity p99, ms" "$(pgv kith_lookup_p99_ms)" "$(pgv pg_lookup_p99_ms)" "$(ratio "$(pgv kith_lookup_p99_ms)" "$(pgv pg_lookup_p99_ms)") (< 1: kith faster)"
   row "comparison segment members: CRMIDs only in kith / only in PG" "segments 1-3: $(pgv seg1_kith_only) / $(pgv seg1_pg_only), $(pgv seg2_kith_only) / $(pgv seg2_pg_only), $(pgv seg3_kith_only) / $(pgv seg3_pg_only)" "" "0 / 0 = same members"
   for k in 1 2 3; do
-    row "comparison segment $k query, ms (members)" "n/a: no segment jobs ($(pgv kith_seg${k}_members) streaming members)" "$(pgv pg_seg${k}_ms) ($(pgv pg_seg${k}_members))" "n/a"
+    row "comparison segment $k, ms (members)" "one job for the 3: $(pgv kith_job_ms) ($(pgv kith_job_seg${k}_members); streaming $(pgv kith_seg${k}_members))" "$(pgv pg_seg${k}_ms) ($(pgv pg_seg${k}_members))" "n/a"
   done
+  row "comparison segments 1-3 together, ms" "$(pgv kith_job_ms)" "$(awk -v a="$(pgv pg_seg1_ms)" -v b="$(pgv pg_seg2_ms)" -v c="$(pgv pg_seg3_ms)" 'BEGIN { if (a == "" || b == "" || c == "") print "n/a"; else printf "%.1f", a + b + c }')" "$(ratio "$(pgv kith_job_ms)" "$(awk -v a="$(pgv pg_seg1_ms)" -v b="$(pgv pg_seg2_ms)" -v c="$(pgv pg_seg3_ms)" 'BEGIN { if (a != "" && b != "" && c != "") printf "%.3f", a + b + c }')") (< 1: kith faster)"
 else
   row "PostgreSQL comparison" "$PG_NOTE" "$PG_NOTE" "n/a"
 fi

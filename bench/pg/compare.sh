@@ -205,10 +205,11 @@ printf '%-46s | %14s | %14s | %s\n' "lookup by identity p50, ms (< 1: kith faste
 printf '%-46s | %14s | %14s | %s\n' "lookup by identity p99, ms (< 1: kith faster)" "$R_kith_lookup_p99_ms" "$R_pg_lookup_p99_ms" "$(ratio "$R_kith_lookup_p99_ms" "$R_pg_lookup_p99_ms")"
 printf '%-46s | %14s | %14s | %s\n' "lookups answered 404 / no union row" "$R_kith_lookup_miss" "$R_pg_lookup_miss" ""
 for k in 1 2 3; do
-  eval "ms=\$R_pg_seg${k}_ms; mem=\$R_pg_seg${k}_members; km=\${R_kith_seg${k}_members:-?}"
-  printf '%-46s | %14s | %14s | %s\n' "segment $k batch query, ms (members)" "n/a ($km)" "$ms ($mem)" "n/a"
+  eval "ms=\$R_pg_seg${k}_ms; mem=\$R_pg_seg${k}_members; km=\${R_kith_job_seg${k}_members:-?}"
+  printf '%-46s | %14s | %14s | %s\n' "segment $k batch query, ms (members)" "job ($km)" "$ms ($mem)" "n/a"
 done
-echo "kith: members = streaming memberships after the load (no batch jobs yet), read by looking up all CRM customers (${R_kith_membership_scan_s:-?} s)"
+echo "kith: one segment job over the three segments took ${R_kith_job_ms:-n/a} ms (${R_kith_job_profiles:-?} profiles); PostgreSQL runs one query per segment"
+echo "kith: streaming members after the load: ${R_kith_seg1_members:-?} / ${R_kith_seg2_members:-?} / ${R_kith_seg3_members:-?}, read by looking up all CRM customers (${R_kith_membership_scan_s:-?} s)"
 echo "kith: event -> membership (segment 1) p50 ${R_kith_ev2mem_p50_ms:-n/a} ms, max ${R_kith_ev2mem_max_ms:-n/a} ms over ${R_kith_ev2mem_samples:-0} events"
 echo "member CRMIDs only in kith / only in PostgreSQL: segment 1 $R_seg1_kith_only / $R_seg1_pg_only, segment 2 $R_seg2_kith_only / $R_seg2_pg_only, segment 3 $R_seg3_kith_only / $R_seg3_pg_only"
 echo "PG stitching: $R_pg_stitch_rounds label-propagation rounds, $R_pg_clusters clusters"

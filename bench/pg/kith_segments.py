@@ -5,11 +5,11 @@
 
 1. Membership: looks every CRM customer up by CRMID and counts the distinct profiles (clusters) whose
    segmentMembership.ups.<segment>.status is "realized" or "existing", per segment; these are the streaming
-   segments' members after the load, to set beside PostgreSQL's counts (kith has no batch segment
-   jobs yet, so there is no query time to compare).
+   segments' members after the load, to set beside PostgreSQL's counts.
 2. Event -> membership latency (segment 1, sum of purchases > 10000): for SAMPLES customers not in it,
    POST one purchase of 20,000 to the streaming inlet, then poll the profile until the membership is
    realized (or existing); the time from sending the event to seeing the membership.
+3. Batch: one segment job over the three segments (POST /segment/jobs), its time and member counts.
 Prints key=value lines."""
 import http.client
 import json
@@ -60,6 +60,26 @@ if os.environ.get("KITH_SEG_MEMBERS"):
 for k, s in enumerate(segs, 1):
     print(f"kith_seg{k}_members={sum(1 for m in seen.values() if s in m)}")
 print(f"kith_membership_scan_s={scan:.3f}")
+
+# 3. The same three segments as one batch segment job (POST /segment/jobs): its time against
+# PostgreSQL's queries, and its member counts against the streaming ones.
+conn.request("POST", "/data/core/ups/segment/jobs", body=json.dumps([{"segmentId": s} for s in segs]),
+             headers=dict(auth, **{"Content-Type": "application/json"}))
+r = conn.getresponse()
+job = json.loads(r.read() or b"{}")
+while r.status == 200 and job.get("status") in ("NEW", "PROCESSING"):
+    time.sleep(0.05)
+    conn.request("GET", "/data/core/ups/segment/jobs/" + job["id"], headers=auth)
+    r = conn.getresponse()
+    job = json.loads(r.read() or b"{}")
+if job.get("status") == "SUCCEEDED":
+    m = job["metrics"]
+    print(f"kith_job_ms={m['totalTime']['totalTimeInMs']}")
+    print(f"kith_job_profiles={m['totalProfiles']}")
+    for k, s in enumerate(segs, 1):
+        print(f"kith_job_seg{k}_members={m['segmentedProfileCounter'].get(s, 0)}")
+else:
+    print(f"kith_job_error=HTTP {r.status} {job.get('status') or job.get('detail')}", file=sys.stderr)
 print(f"kith_profiles_scanned={len(seen)}")
 
 rng = random.Random(1)

@@ -121,6 +121,28 @@ void segfeed_get_stats(kith_engine *e, uint64_t *published, uint64_t *dropped,
  * published (rc 0) or dropped once the group is durable or failed. */
 void *segsvc_group_sealed(kith_engine *e, int rc);
 void segsvc_group_durable(kith_engine *e, void *token, int rc);
+/* Segment jobs (POST /segment/jobs) and export jobs (POST /export/jobs), svc_jobs.c: queued in
+ * memory, run one at a time by a job thread over a store snapshot with worker threads; membership
+ * writes go through the apply thread in chunks (docs/CONTRACT-NOTES.md "Segment jobs"). */
+enum { SEGJOB_SEGMENT = 0, SEGJOB_EXPORT = 1 };
+#define SEGJOB_ACTIVE_MAX 8 /* API jobs queued or running at once; more → 429 */
+#define SEGJOB_KEEP 256     /* job records kept in memory (the oldest finished ones go) */
+/* Any thread: validates body (AEP shapes, see svc_jobs.c) and queues a job of kind. 0 with res->doc
+ * (the job, owned) and res->status 200; or an error with res filled (400 naming the path, 429). */
+int segsvc_job_create(kith_engine *e, uint32_t sb, int kind, const json_t *body,
+                      segdef_result *res);
+/* Any thread: the job (owned) or NULL. */
+json_t *segsvc_job_get(kith_engine *e, uint32_t sb, int kind, const char *id);
+/* Any thread: jobs of a kind, newest first, filtered by status (NULL: any), (owned array), and the
+ * number that matched into *total. */
+json_t *segsvc_job_list(kith_engine *e, uint32_t sb, int kind, const char *status, size_t start,
+                        size_t limit, size_t *total);
+/* Any thread: asks a job to stop. 0, KITH_ENOTFOUND, KITH_ECONFLICT (already finished). */
+int segsvc_job_cancel(kith_engine *e, uint32_t sb, int kind, const char *id);
+/* Any thread: the path of a finished export job's JSON-lines file into path. 0, KITH_ENOTFOUND,
+ * KITH_ECONFLICT (not finished: *status names its status). */
+int segsvc_export_file(kith_engine *e, uint32_t sb, const char *id, char *path, size_t cap,
+                       const char **status);
 
 /* Counters. */
 typedef struct segsvc_stats {

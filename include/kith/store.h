@@ -103,6 +103,15 @@ const uint8_t *store_iter_key(store_iter *it, size_t *klen);
 const uint8_t *store_iter_value(store_iter *it, size_t *vlen);
 void store_iter_free(store_iter *it);
 
+/* Snapshots: a consistent, frozen view of the whole store (every column family) as of the moment it is
+ * taken. store_snapshot_use(s) makes the calling thread's committed reads (store_get and
+ * store_iter_new without a batch) read s until store_snapshot_use(NULL), so any read path (identity,
+ * profile) can run over a snapshot unchanged. Free a snapshot only after every thread stopped using it. */
+typedef struct store_snapshot store_snapshot;
+store_snapshot *store_snapshot_new(kith_store *st);
+void store_snapshot_free(store_snapshot *s);
+void store_snapshot_use(store_snapshot *s);
+
 /* Rough count of keys in a column family (RocksDB's estimate). */
 uint64_t store_estimate_keys(kith_store *st, int cf);
 

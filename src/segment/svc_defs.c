@@ -167,14 +167,27 @@ static int fail(segdef_result *res, int status, json_t *errors, const char *what
 }
 
 /* Everything kith derives from the program: evaluationInfo, dependencies. */
-static void derive(json_t *doc, const pql_program *p)
+/* True when a definition's evaluationInfo asks for batch evaluation only (AEP: batch enabled,
+ * continuous and synchronous not): kith then evaluates it by segment jobs only. */
+static bool batch_requested(const json_t *doc)
+{
+    const json_t *ei = json_object_get(doc, "evaluationInfo");
+    return json_is_true(json_object_get(json_object_get(ei, "batch"), "enabled")) &&
+           !json_is_true(json_object_get(json_object_get(ei, "continuous"), "enabled")) &&
+           !json_is_true(json_object_get(json_object_get(ei, "synchronous"), "enabled"));
+}
+
+static void derive(json_t *doc, const pql_program *p, bool want_batch)
 {
     const pql_deps *d = pql_program_deps(p);
-    int m = d->mode;
+    int m = want_batch ? PQL_MODE_BATCH : d->mode;
+    const char *reason = want_batch && d->mode != PQL_MODE_BATCH
+                             ? "batch evaluation requested (evaluationInfo: batch only)"
+                             : d->mode_reason;
     json_t *ei = json_pack("{s:{s:b}, s:{s:b}, s:{s:b}, s:s, s:s}", "batch", "enabled",
                            m == PQL_MODE_BATCH, "continuous", "enabled", m != PQL_MODE_BATCH,
                            "synchronous", "enabled", m == PQL_MODE_EDGE, "kith:mode", mode_name(m),
-                           "kith:reason", d->mode_reason ? d->mode_reason : "");
+                           "kith:reason", reason ? reason : "");
     json_object_set_new(doc, "evaluationInfo", ei);
     json_t *deps = json_array();
     for (size_t i = 0; i < d->n_segments; i++)
@@ -302,7 +315,20 @@ int segdef_put(kith_engine *e, store_batch *b, uint32_t sb, const char *id, cons
     json_object_set_new(doc, "updateEpoch", json_integer(now / 1000));
     json_object_set_new(doc, "version", json_integer(version));
     json_object_set_new(doc, "type", json_string("SegmentDefinition"));
-    derive(doc, prog);
+    bool want_batch = batch_requested(body);
+    derive(doc, prog, want_batch);
+    /* A new expression is evaluated over the existing profiles by a backfill job; the definition
+     * names its latest one. */
+    const char *old_text =
+        cur ? json_string_value(json_object_get(json_object_get(cur->doc, "expression"), "value"))
+            : NULL;
+    char job[SEGDEF_ID_LEN + 1] = "";
+    if (!old_text || strcmp(old_text, json_string_value(json_object_get(
+                                          json_object_get(doc, "expression"), "value"))) != 0)
+        svc_jobs_backfill(s, sb, id, job);
+    const char *prev_job = cur ? json_string_value(json_object_get(cur->doc, "kith:backfillJobId")) : NULL;
+    if (job[0] || prev_job)
+        json_object_set_new(doc, "kith:backfillJobId", json_string(job[0] ? job : prev_job));
     char *ser = kith_json_dumps(doc, JSON_COMPACT);
     store_key k;
     meta_key(&k, sb, id);
@@ -313,7 +339,7 @@ int segdef_put(kith_engine *e, store_batch *b, uint32_t sb, const char *id, cons
     snprintf(d->id, sizeof d->id, "%s", id);
     d->doc = json_incref(doc);
     d->prog = prog;
-    d->mode = pql_program_deps(prog)->mode;
+    d->mode = want_batch ? PQL_MODE_BATCH : pql_program_deps(prog)->mode;
     d->created = created;
     snprintf(d->mpid, sizeof d->mpid, "%s", mp ? mp : "");
     cache_put(s, d);
@@ -436,7 +462,7 @@ int svc_defs_load(struct segsvc *s)
             json_string_value(json_object_get(json_object_get(d->doc, "expression"), "value"));
         pql_error err;
         if (text && compile_for(s, d->sb, d->id, text, &d->prog, &err) == 0)
-            d->mode = pql_program_deps(d->prog)->mode;
+            d->mode = batch_requested(d->doc) ? PQL_MODE_BATCH : pql_program_deps(d->prog)->mode;
         else
             kith_log(KITH_LOG_WARN, "segment", "definition %s no longer compiles: %s", d->id,
                      text ? err.message : "no expression");

@@ -42,6 +42,7 @@ struct seg_change {
     char *value;  /* owned, may be NULL */
     size_t len;
 };
+struct svc_jobs;
 
 struct segsvc {
     kith_engine *e;
@@ -74,6 +75,7 @@ struct segsvc {
     bool timer_started, stopping;
     /* counters */
     _Atomic uint64_t evaluations, realized, exited, timers_fired, timers_set;
+    struct svc_jobs *jobs; /* segment and export jobs (svc_jobs.c) */
 };
 
 static inline struct segsvc *svc_of(kith_engine *e)
@@ -95,5 +97,57 @@ void segfeed_publish_frames(kith_engine *e, struct seg_change *v, size_t n);
 
 /* svc_stream.c */
 void svc_membership_drop_segment(kith_engine *e, store_batch *b, uint32_t sb, const char *id);
+
+/* Membership state of (segment, cluster) in the segidx CF (kith/segsvc.h). */
+typedef struct seg_state {
+    int status;
+    int64_t lqt, due;
+} seg_state;
+/* Apply thread: read through the batch / write both index entries (and nothing of timers). */
+seg_state svc_state_get(kith_engine *e, store_batch *b, uint32_t sb, const char *seg,
+                        uint64_t cluster);
+void svc_state_put(kith_engine *e, store_batch *b, uint32_t sb, const char *seg, uint64_t cluster,
+                   const seg_state *st);
+/* Apply thread: a realized or exited change written outside the streaming evaluation (batch segment
+ * jobs), for the change stream once the group is durable; m: the cluster's members (may be NULL). */
+void svc_note_change(struct segsvc *s, uint32_t sb, uint64_t cluster, const char *seg, int status,
+                     int64_t lqt, const cluster_members *m);
+/* Apply thread: re-evaluates streaming segment d for one cluster on current data at now, as a timer
+ * would (a realized membership stays realized), writing state and timer (segment jobs). */
+int svc_eval_segment(kith_engine *e, store_batch *b, uint32_t sb, uint64_t cluster, const segdef *d,
+                     int64_t now);
+
+/* svc_scan.c: one profile read from committed data (the calling thread's snapshot, if any). */
+enum { SVC_LOAD_MEMBERS = 1, SVC_LOAD_EVENTS = 2, SVC_LOAD_COMPUTED = 4 };
+typedef struct svc_profile {
+    uint64_t cluster;
+    bool has_members;
+    cluster_members m; /* with SVC_LOAD_MEMBERS or SVC_LOAD_EVENTS */
+    json_t *view;      /* materialised union view (owned) or NULL */
+    json_t *entity;    /* its "entity" (borrowed from view, or own) or NULL */
+    json_t *own;       /* an empty entity made to carry _computed (owned) */
+    json_t *events;    /* with SVC_LOAD_EVENTS: events at or after since, by timestamp (owned) */
+} svc_profile;
+/* 0, or the identity_members error (KITH_ENOTFOUND: the cluster is gone). since: ms or INT64_MIN.
+ * SVC_LOAD_COMPUTED sets the computed attributes at now into the entity (`_computed`). */
+int svc_profile_load(kith_engine *e, uint32_t sb, uint64_t cluster, unsigned what, int64_t since,
+                     int64_t now, svc_profile *p);
+/* True when a program reads computed attributes. */
+bool svc_reads_computed(const pql_deps *dp);
+void svc_profile_clear(svc_profile *p);
+/* Every membership state of a cluster, in segment id order (at most cap). */
+typedef struct svc_state_ent {
+    char id[SEGDEF_ID_LEN + 1];
+    seg_state st;
+} svc_state_ent;
+size_t svc_states_load(kith_engine *e, uint32_t sb, uint64_t cluster, svc_state_ent *out, size_t cap);
+
+/* svc_jobs.c */
+void svc_jobs_start(struct segsvc *s);
+void svc_jobs_stop(struct segsvc *s);
+void svc_jobs_free(struct segsvc *s);
+/* Apply thread (segdef_put): evaluates a new or changed definition over the existing profiles as a
+ * backfill job (coalesced per sandbox while queued); its id into job_id (37 bytes). */
+void svc_jobs_backfill(struct segsvc *s, uint32_t sb, const char *segment_id, char *job_id);
 
 #endif

@@ -7,9 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kith/ca.h"
 #include "kith/kjson.h"
-#include "kith/segsvc.h"
+#include "svc_int.h"
 
 #define PREVIEW_FULL_SCAN 100000
 #define PREVIEW_SAMPLE 100000
@@ -25,47 +24,6 @@ typedef struct preview {
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static preview *kept[PREVIEW_KEEP];
 static size_t nkept;
-
-static int ev_cmp(const void *a, const void *b)
-{
-    const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
-    int64_t tx = 0, ty = 0;
-    kith_time_parse(json_string_value(json_object_get(x, "timestamp")) ?: "", &tx);
-    kith_time_parse(json_string_value(json_object_get(y, "timestamp")) ?: "", &ty);
-    return tx < ty ? -1 : tx > ty;
-}
-
-/* Every committed event of the cluster's members, sorted by timestamp (owned array). */
-static json_t *cluster_events_committed(kith_engine *e, uint32_t sb, const cluster_members *m)
-{
-    json_t **v = NULL;
-    size_t n = 0, cap = 0;
-    for (size_t i = 0; i < m->n; i++) {
-        store_key k;
-        skey_init(&k, sb);
-        skey_u64(&k, m->v[i].id);
-        store_iter *it = store_iter_new(e->store, NULL, STORE_CF_EVENT, k.b, k.n);
-        for (; store_iter_valid(it); store_iter_next(it)) {
-            size_t vl;
-            const uint8_t *val = store_iter_value(it, &vl);
-            if (vl <= 8 + KITH_ID_LEN) continue;
-            json_t *ev = kjson_parse((const char *)val + 8 + KITH_ID_LEN, vl - 8 - KITH_ID_LEN, 256,
-                                     NULL, NULL);
-            if (!ev) continue;
-            if (n == cap) {
-                cap = cap ? cap * 2 : 64;
-                v = kith_xrealloc(v, cap * sizeof *v);
-            }
-            v[n++] = ev;
-        }
-        store_iter_free(it);
-    }
-    if (n) qsort(v, n, sizeof *v, ev_cmp);
-    json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++) json_array_append_new(arr, v[i]);
-    free(v);
-    return arr;
-}
 
 struct inseg {
     kith_engine *e;
@@ -110,38 +68,33 @@ int segsvc_preview(kith_engine *e, uint32_t sb, const char *text, int64_t now, c
         const uint8_t *k = store_iter_key(it, &kl);
         if (kl != 12) continue;
         uint64_t cluster = kith_get_be64(k + 4);
-        cluster_members m;
-        if (identity_members(e, NULL, sb, cluster, &m) != 0) continue;
-        kith_buf pv = {0};
-        json_t *view = store_get(e->store, STORE_CF_PROFILE, k, kl, &pv) == 0
-                           ? kjson_parse(pv.data, pv.len, 256, NULL, NULL)
-                           : NULL;
-        kith_buf_free(&pv);
-        json_t *evs = events ? cluster_events_committed(e, sb, &m) : NULL;
+        svc_profile p;
+        if (svc_profile_load(e, sb, cluster,
+                             SVC_LOAD_MEMBERS | SVC_LOAD_COMPUTED | (events ? SVC_LOAD_EVENTS : 0),
+                             INT64_MIN, now, &p) != 0)
+            continue;
+        const cluster_members *mp = &p.m;
         struct inseg ic = {e, sb, cluster};
-        json_t *entity = json_object_get(view, "entity"), *own = NULL;
-        if (!entity) entity = own = json_object();
-        ca_attach(e, NULL, sb, cluster, now, entity); /* _computed.<name> (src/ca/) */
-        pql_input in = {.profile = entity, .events = evs, .now_ms = now,
+        pql_input in = {.profile = p.entity, .events = p.events, .now_ms = now,
                         .in_segment = in_segment, .arg = &ic};
         pql_result res;
         read++;
         if (pql_eval(ev, prog, &in, &res) == 0 && res.match) {
             matched++;
-            if (m.n) {
+            if (mp->n) {
                 char xid[KITH_XID_MAX], nsid[16];
-                identity_xid(m.v[0].ns, m.v[0].value, m.v[0].len, xid, sizeof xid);
-                snprintf(nsid, sizeof nsid, "%u", m.v[0].ns);
+                identity_xid(mp->v[0].ns, mp->v[0].value, mp->v[0].len, xid, sizeof xid);
+                snprintf(nsid, sizeof nsid, "%u", mp->v[0].ns);
                 json_object_set_new(by_ns, nsid, json_integer(json_integer_value(json_object_get(by_ns, nsid)) + 1));
                 if (json_array_size(results) < PREVIEW_RESULTS) {
                     json_t *ids = json_object();
                     catalog_rdlock(e->cat);
-                    for (size_t i = 0; i < m.n; i++) {
-                        const cat_namespace *ns = catalog_namespace_by_id(e->cat, sb, m.v[i].ns);
+                    for (size_t i = 0; i < mp->n; i++) {
+                        const cat_namespace *ns = catalog_namespace_by_id(e->cat, sb, mp->v[i].ns);
                         const char *code = ns ? ns->code : "unknown";
                         json_t *arr = json_object_get(ids, code);
                         if (!arr) json_object_set_new(ids, code, arr = json_array());
-                        json_array_append_new(arr, json_pack("{s:s%}", "id", m.v[i].value, m.v[i].len));
+                        json_array_append_new(arr, json_pack("{s:s%}", "id", mp->v[i].value, mp->v[i].len));
                     }
                     catalog_unlock(e->cat);
                     char href[KITH_XID_MAX + 64];
@@ -151,10 +104,7 @@ int segsvc_preview(kith_engine *e, uint32_t sb, const char *text, int64_t now, c
                 }
             }
         }
-        json_decref(view);
-        json_decref(own);
-        json_decref(evs);
-        cluster_members_free(&m);
+        svc_profile_clear(&p);
     }
     store_iter_free(it);
     pql_evaluator_free(ev);

@@ -47,12 +47,14 @@ int segsvc_init(kith_engine *e)
     svc_defs_load(s);
     engine_on_cluster_change(e, on_cluster_change, e);
     if (pthread_create(&s->timer, NULL, timer_main, s) == 0) s->timer_started = true;
+    svc_jobs_start(s);
     return 0;
 }
 
 void segsvc_stop(kith_engine *e)
 {
     struct segsvc *s = e ? svc_of(e) : NULL;
+    if (s) svc_jobs_stop(s);
     if (!s || !s->timer_started) return;
     pthread_mutex_lock(&s->mu);
     s->stopping = true;
@@ -83,6 +85,7 @@ void segsvc_free(kith_engine *e)
     if (!s) return;
     segsvc_stop(e);
     svc_feed_free(s);
+    svc_jobs_free(s);
     svc_defs_free(s);
     changes_clear(s->chg, s->nchg);
     free(s->chg);
@@ -272,11 +275,6 @@ static int on_cluster_change(void *arg, store_batch *b, const cluster_change *v,
 
 /* --- membership state --- */
 
-typedef struct seg_state {
-    int status;
-    int64_t lqt, due;
-} seg_state;
-
 static void idx_key(store_key *k, uint32_t sb, const char *seg, uint64_t cluster)
 {
     skey_init(k, sb);
@@ -300,8 +298,8 @@ static void timer_key(store_key *k, uint32_t sb, int64_t due, uint64_t cluster, 
     skey_bytes(k, seg, SEGDEF_ID_LEN);
 }
 
-static seg_state state_get(kith_engine *e, store_batch *b, uint32_t sb, const char *seg,
-                           uint64_t cluster)
+seg_state svc_state_get(kith_engine *e, store_batch *b, uint32_t sb, const char *seg,
+                        uint64_t cluster)
 {
     seg_state st = {0};
     store_key k;
@@ -317,8 +315,8 @@ static seg_state state_get(kith_engine *e, store_batch *b, uint32_t sb, const ch
     return st;
 }
 
-static void state_put(kith_engine *e, store_batch *b, uint32_t sb, const char *seg,
-                      uint64_t cluster, const seg_state *st)
+void svc_state_put(kith_engine *e, store_batch *b, uint32_t sb, const char *seg, uint64_t cluster,
+                   const seg_state *st)
 {
     (void)e;
     store_key k, r;
@@ -498,17 +496,8 @@ static bool in_segment_cb(void *arg, const char *id)
 {
     struct inseg_ctx *c = arg;
     if (strlen(id) != SEGDEF_ID_LEN) return false;
-    seg_state st = state_get(c->e, c->b, c->sb, id, c->cluster);
+    seg_state st = svc_state_get(c->e, c->b, c->sb, id, c->cluster);
     return st.status == SEG_REALIZED || st.status == SEG_EXISTING;
-}
-
-/* The program reads computed attributes (whose values also change as events age out). */
-static bool reads_computed(const pql_deps *dp)
-{
-    for (size_t i = 0; i < dp->n_fields; i++)
-        if (!strncmp(dp->fields[i], "_computed", 9) && (!dp->fields[i][9] || dp->fields[i][9] == '.'))
-            return true;
-    return false;
 }
 
 static bool wants(const segdef *d, unsigned what)
@@ -541,6 +530,12 @@ static void note_change(struct segsvc *s, uint32_t sb, uint64_t cluster, const c
         c->value[m->v[0].len] = 0;
         c->len = m->v[0].len;
     }
+}
+
+void svc_note_change(struct segsvc *s, uint32_t sb, uint64_t cluster, const char *seg, int status,
+                     int64_t lqt, const cluster_members *m)
+{
+    note_change(s, sb, cluster, seg, status, lqt, m);
 }
 
 struct change_token {
@@ -743,19 +738,19 @@ static int eval_def(struct cluster_ctx *c, const segdef *d, pql_input *base, pql
     return 0;
 }
 
-/* Re-evaluates the streaming segments of one cluster that what concerns. */
+/* Re-evaluates the streaming segments of one cluster that what concerns (only: just that one). */
 static int eval_cluster(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t cluster,
-                        unsigned what, int64_t now)
+                        unsigned what, int64_t now, const segdef *only)
 {
     kith_engine *e = s->e;
     bool any = false, events = false, computed = false;
     int64_t lookback = 0;
     for (size_t i = 0; i < s->n; i++) {
         segdef *d = s->v[i];
-        if (d->sb != sb || !wants(d, what)) continue;
+        if (d->sb != sb || !wants(d, what) || (only && d != only)) continue;
         any = true;
         const pql_deps *dp = pql_program_deps(d->prog);
-        if (reads_computed(dp)) computed = true;
+        if (svc_reads_computed(dp)) computed = true;
         if (dp->reads_events) {
             events = true;
             if (dp->lookback_ms < 0 || lookback < 0)
@@ -782,7 +777,7 @@ static int eval_cluster(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t 
     pql_input in = {.now_ms = now, .in_segment = in_segment_cb, .arg = &ic};
     for (size_t i = 0; i < s->n; i++) {
         segdef *d = s->v[i];
-        if (d->sb != sb || !wants(d, what)) continue;
+        if (d->sb != sb || !wants(d, what) || (only && d != only)) continue;
         pql_result res;
         int erc = eval_def(&c, d, &in, &res);
         s->evaluations++;
@@ -790,9 +785,9 @@ static int eval_cluster(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t 
             kith_log(KITH_LOG_WARN, "segment", "segment %s: evaluation budget exceeded", d->id);
             continue;
         }
-        if (ca_next < res.next_change_ms && reads_computed(pql_program_deps(d->prog)))
+        if (ca_next < res.next_change_ms && svc_reads_computed(pql_program_deps(d->prog)))
             res.next_change_ms = ca_next;
-        seg_state old = state_get(e, b, sb, d->id, cluster), st = old;
+        seg_state old = svc_state_get(e, b, sb, d->id, cluster), st = old;
         if (res.match) {
             if (old.status == SEG_NONE || old.status == SEG_EXITED) {
                 st.status = SEG_REALIZED;
@@ -823,11 +818,17 @@ static int eval_cluster(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t 
                 s->timers_set++;
             }
         }
-        state_put(e, b, sb, d->id, cluster, &st);
+        svc_state_put(e, b, sb, d->id, cluster, &st);
     }
     cluster_ctx_free(&c);
     cluster_members_free(&m);
     return 0;
+}
+
+int svc_eval_segment(kith_engine *e, store_batch *b, uint32_t sb, uint64_t cluster, const segdef *d,
+                     int64_t now)
+{
+    return eval_cluster(svc_of(e), b, sb, cluster, SEGSVC_TOUCH_TIMER, now, d);
 }
 
 static int touched_cmp(const void *a, const void *b)
@@ -852,7 +853,7 @@ int segsvc_flush_group(kith_engine *e, store_batch *b)
         unsigned what = 0;
         while (j < s->nt && touched_cmp(&s->t[i], &s->t[j]) == 0)
             what |= s->t[j++].what;
-        rc = eval_cluster(s, b, s->t[i].sb, s->t[i].cluster, what, now);
+        rc = eval_cluster(s, b, s->t[i].sb, s->t[i].cluster, what, now, NULL);
         i = j;
     }
     s->nt = 0;

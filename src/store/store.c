@@ -29,11 +29,28 @@ struct store_batch {
     store_batch_hooks hooks;
 };
 
+struct store_snapshot {
+    kith_store *st;
+    const rocksdb_snapshot_t *snap;
+    rocksdb_readoptions_t *ropts;
+};
+
+/* The snapshot this thread's committed reads use (store_snapshot_use), or NULL for the latest. */
+static _Thread_local store_snapshot *tl_snap;
+
+static size_t prefix_successor(const uint8_t *p, size_t n, uint8_t *out);
+
+static const rocksdb_readoptions_t *read_opts(kith_store *st)
+{
+    return tl_snap && tl_snap->st == st ? tl_snap->ropts : st->ropts;
+}
+
 struct store_iter {
     rocksdb_iterator_t *it;
     rocksdb_readoptions_t *ropts;
     uint8_t prefix[64];
     size_t plen;
+    uint8_t upper[64]; /* the prefix's successor: RocksDB stops there */
 };
 
 /* The dedup CF is only read by whole key (and range-deleted by prefix, which needs no iterator): its
@@ -181,7 +198,7 @@ int store_get(kith_store *st, int cf, const void *key, size_t klen, kith_buf *va
 {
     char *err = NULL;
     size_t vl = 0;
-    char *v = rocksdb_get_cf(st->db, st->ropts, st->cf[cf], key, klen, &vl, &err);
+    char *v = rocksdb_get_cf(st->db, read_opts(st), st->cf[cf], key, klen, &vl, &err);
     return finish_get(v, vl, err, val);
 }
 
@@ -356,6 +373,12 @@ store_iter *store_iter_new(kith_store *st, store_batch *b, int cf, const void *p
     it->plen = plen;
     it->ropts = rocksdb_readoptions_create();
     rocksdb_readoptions_set_total_order_seek(it->ropts, 1);
+    /* Without an upper bound a seek past the prefix's last visible key walks every key after it
+     * that the read cannot see (newer than a snapshot, deleted) until a visible one: quadratic
+     * for scans over a snapshot while the writer adds keys. */
+    size_t ul = plen ? prefix_successor(it->prefix, plen, it->upper) : 0;
+    if (ul) rocksdb_readoptions_set_iterate_upper_bound(it->ropts, (const char *)it->upper, ul);
+    if (!b && tl_snap && tl_snap->st == st) rocksdb_readoptions_set_snapshot(it->ropts, tl_snap->snap);
     rocksdb_iterator_t *base = rocksdb_create_iterator_cf(st->db, it->ropts, st->cf[cf]);
     if (b) {
             it->it = rocksdb_writebatch_wi_create_iterator_with_base_cf(b->wb, base, st->cf[cf]);
@@ -410,6 +433,30 @@ void store_iter_free(store_iter *it)
     rocksdb_iter_destroy(it->it);
     rocksdb_readoptions_destroy(it->ropts);
     free(it);
+}
+
+store_snapshot *store_snapshot_new(kith_store *st)
+{
+    store_snapshot *s = kith_xcalloc(1, sizeof *s);
+    s->st = st;
+    s->snap = rocksdb_create_snapshot(st->db);
+    s->ropts = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_snapshot(s->ropts, s->snap);
+    return s;
+}
+
+void store_snapshot_free(store_snapshot *s)
+{
+    if (!s) return;
+    if (tl_snap == s) tl_snap = NULL;
+    rocksdb_readoptions_destroy(s->ropts);
+    rocksdb_release_snapshot(s->st->db, s->snap);
+    free(s);
+}
+
+void store_snapshot_use(store_snapshot *s)
+{
+    tl_snap = s;
 }
 
 uint64_t store_estimate_keys(kith_store *st, int cf)

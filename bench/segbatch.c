@@ -1,0 +1,394 @@
+/* bench/segbatch: batch segmentation time, in process (the engine without HTTP).
+ *
+ *   segbatch [--people N] [--segments M] [--events E] [--seed S] [--dir DIR] [--streaming]
+ *            [--seed-segments]
+ *
+ * It creates a data dir (DIR, default a temporary one, removed at the end), the loadgen schemas (a
+ * profile class with person, personal, loyalty and _acme.crm fields; an ExperienceEvent class with
+ * commerce, web, advertising and _acme.campaignId) and ingests the bench population (bench/common.h):
+ * every person's CRM and loyalty records and one browsing session of E events (page views, product
+ * views, ad impressions, purchases over the last 30 days), linked by CRMID/ECID into clusters.
+ * Then it creates M segment definitions of mixed shapes in one group (profile attributes, event
+ * counts and sums, the seed's three segments with varied constants; batch-only unless --streaming),
+ * which queues ONE backfill job over all of them — the first evaluation, timed — and then runs a
+ * segment job over "*" again, the re-evaluation of a population whose memberships exist. With
+ * --seed-segments the M segments are just the seed's three (PQL.md). It prints the load rate, the
+ * two job times, profiles/s and segment evaluations/s; the last line, "RESULT ...", is for scripts. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "kith/ingest.h"
+#include "kith/segsvc.h"
+
+static struct {
+    long people, segments, events;
+    uint64_t seed;
+    const char *dir;
+    bool streaming, seed_segments;
+} opt = {.people = 100000, .segments = 100, .events = 4, .seed = 1};
+
+static kith_engine *eng;
+static char ds_crm[KITH_ID_LEN + 1], ds_loy[KITH_ID_LEN + 1], ds_web[KITH_ID_LEN + 1];
+
+static const char profile_schema[] =
+    "{\"title\":\"segbatch profiles\",\"type\":\"object\","
+    "\"meta:class\":\"https://ns.adobe.com/xdm/context/profile\",\"allOf\":["
+    "{\"$ref\":\"https://ns.adobe.com/xdm/context/profile-person-details\"},"
+    "{\"$ref\":\"https://ns.adobe.com/xdm/context/profile-personal-details\"},"
+    "{\"$ref\":\"https://ns.adobe.com/xdm/context/identitymap\"},"
+    "{\"$ref\":\"https://ns.adobe.com/xdm/context/profile-loyalty-details\"}],"
+    "\"properties\":{\"_acme\":{\"type\":\"object\",\"properties\":{"
+    "\"crm\":{\"type\":\"object\",\"properties\":{"
+    "\"customerSince\":{\"type\":\"string\",\"format\":\"date\"},"
+    "\"segment\":{\"type\":\"string\",\"enum\":[\"new\",\"active\",\"lapsed\",\"vip\"]},"
+    "\"lifetimeValue\":{\"type\":\"number\",\"minimum\":0},"
+    "\"marketingOptIn\":{\"type\":\"boolean\"}}},"
+    "\"loyalty\":{\"type\":\"object\",\"properties\":{"
+    "\"memberId\":{\"type\":\"string\",\"maxLength\":64}}}}}},"
+    "\"$id\":\"https://ns.adobe.com/kith/schemas/segbatch-profile\","
+    "\"meta:altId\":\"_kith.schemas.segbatch-profile\",\"meta:immutableTags\":[\"union\"]}";
+
+static const char event_schema[] =
+    "{\"title\":\"segbatch events\",\"type\":\"object\","
+    "\"meta:class\":\"https://ns.adobe.com/xdm/context/experienceevent\",\"allOf\":["
+    "{\"$ref\":\"https://ns.adobe.com/xdm/context/identitymap\"},"
+    "{\"$ref\":\"https://ns.adobe.com/xdm/context/experienceevent-commerce\"},"
+    "{\"$ref\":\"https://ns.adobe.com/xdm/context/experienceevent-web\"},"
+    "{\"$ref\":\"https://ns.adobe.com/xdm/context/experienceevent-environment-details\"},"
+    "{\"$ref\":\"https://ns.adobe.com/xdm/context/experienceevent-advertising\"}],"
+    "\"properties\":{\"_acme\":{\"type\":\"object\",\"properties\":{"
+    "\"campaignId\":{\"type\":\"string\",\"maxLength\":64}}}},"
+    "\"$id\":\"https://ns.adobe.com/kith/schemas/segbatch-event\","
+    "\"meta:altId\":\"_kith.schemas.segbatch-event\",\"meta:immutableTags\":[\"union\"]}";
+
+static int put_schema(store_batch *b, const char *text)
+{
+    json_t *doc = json_loads(text, 0, NULL);
+    json_t *errors = json_array();
+    kith_schema *s = NULL;
+    int rc = doc && schema_compile(doc, &s, errors) == 0 ? 0 : KITH_EINVAL;
+    if (rc == 0) catalog_put_schema(eng->cat, b, 1, doc, s);
+    else
+        fprintf(stderr, "segbatch: schema: %s\n",
+                json_string_value(json_object_get(json_array_get(errors, 0), "message")));
+    json_decref(errors);
+    return rc;
+}
+
+static int setup_fn(void *ctx, store_batch *b)
+{
+    (void)ctx;
+    if (put_schema(b, profile_schema) || put_schema(b, event_schema)) return KITH_EINVAL;
+    struct {
+        char *id;
+        const char *schema;
+    } ds[3] = {{ds_crm, "https://ns.adobe.com/kith/schemas/segbatch-profile"},
+               {ds_loy, "https://ns.adobe.com/kith/schemas/segbatch-profile"},
+               {ds_web, "https://ns.adobe.com/kith/schemas/segbatch-event"}};
+    for (int i = 0; i < 3; i++) {
+        catalog_new_id(ds[i].id);
+        catalog_put_dataset(eng->cat, b, 1,
+                            json_pack("{s:s, s:s, s:{s:s}, s:{s:[s], s:[s]}}", "id", ds[i].id,
+                                      "name", ds[i].id, "schemaRef", "id", ds[i].schema, "tags",
+                                      "unifiedProfile", "enabled:true", "unifiedIdentity",
+                                      "enabled:true"));
+    }
+    return 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Validates and applies the n entities of buf (one per line) into their datasets. */
+static size_t apply_lines(kith_buf *buf, const char **ds, size_t n)
+{
+    ingest_msg *m = kith_xcalloc(n ? n : 1, sizeof *m);
+    json_t *errors = json_array();
+    size_t k = 0;
+    const char *p = buf->data;
+    for (size_t i = 0; i < n; i++) {
+        const char *nl = memchr(p, '\n', buf->len - (size_t)(p - buf->data));
+        json_t *ent = json_loadb(p, (size_t)(nl - p), 0, NULL);
+        p = nl + 1;
+        const char *msg;
+        if (ent && ingest_prepare(eng, 1, ds[i], NULL, ent, NULL, kith_now_ms(), &m[k], errors,
+                                  &msg) == 0)
+            k++;
+        json_decref(ent);
+    }
+    json_decref(errors);
+    if (k && ingest_run(eng, m, k) != 0) fprintf(stderr, "segbatch: ingest_run failed\n");
+    for (size_t i = 0; i < k; i++)
+        ingest_msg_clear(&m[i]);
+    free(m);
+    return k;
+}
+
+/* The i-th segment expression: mixed shapes with varied constants. */
+static void expression(long i, char *out, size_t cap)
+{
+    static const char *const seeds[] = {
+        "xEvent[eventType = \"commerce.purchases\"].max(timestamp) occurs = 7 days before today",
+        "xEvent[eventType = \"commerce.purchases\"].sum(commerce.order.priceTotal) > 10000",
+        "xEvent[eventType = \"advertising.impressions\" and _acme.campaignId in [\"c-101\", "
+        "\"c-102\", \"c-103\", \"c-104\", \"c-105\"] and timestamp occurs <= 30 minutes before "
+        "now]._acme.campaignId.distinct().count() >= 3"};
+    if (opt.seed_segments) {
+        snprintf(out, cap, "%s", seeds[i % 3]);
+        return;
+    }
+    long k = i / 10;
+    switch (i % 10) {
+    case 0:
+    case 1:
+    case 2:
+        snprintf(out, cap, "%s", seeds[i % 10]);
+        if (k && i % 10 == 1)
+            snprintf(out, cap,
+                     "xEvent[eventType = \"commerce.purchases\"].sum(commerce.order.priceTotal) > %ld",
+                     100 + k * 150);
+        else if (k && i % 10 == 0)
+            snprintf(out, cap,
+                     "xEvent[eventType = \"commerce.purchases\"].max(timestamp) occurs <= %ld days "
+                     "before today",
+                     1 + k * 3);
+        break;
+    case 3:
+        snprintf(out, cap, "person.name.lastName = \"%s\"",
+                 bench_last_names[k % BENCH_ARRAY_LEN(bench_last_names)]);
+        break;
+    case 4:
+        snprintf(out, cap, "_acme.crm.lifetimeValue > %ld and _acme.crm.marketingOptIn = true",
+                 k * 400);
+        break;
+    case 5:
+        snprintf(out, cap, "homeAddress.city = \"%s\" or loyalty.tier = \"%s\"",
+                 bench_cities[k % BENCH_ARRAY_LEN(bench_cities)].city,
+                 bench_loyalty_tiers[k % BENCH_ARRAY_LEN(bench_loyalty_tiers)]);
+        break;
+    case 6:
+        snprintf(out, cap, "xEvent[eventType = \"web.webpagedetails.pageViews\"].count() >= %ld",
+                 1 + k % 4);
+        break;
+    case 7:
+        snprintf(out, cap,
+                 "xEvent[eventType = \"advertising.impressions\" and _acme.campaignId = "
+                 "\"c-%ld\"].count() > 0",
+                 101 + k % BENCH_CAMPAIGNS);
+        break;
+    case 8:
+        snprintf(out, cap,
+                 "xEvent[eventType = \"commerce.productViews\" and timestamp occurs <= %ld days "
+                 "before now].count() >= 1",
+                 1 + k * 3);
+        break;
+    default:
+        snprintf(out, cap, "person.birthDate occurs before date(%ld, 1, 1)", 1950 + k * 5);
+        break;
+    }
+}
+
+struct defs_ctx {
+    char job[SEGDEF_ID_LEN + 1];
+    long failed;
+};
+
+static int defs_fn(void *arg, store_batch *b)
+{
+    struct defs_ctx *c = arg;
+    for (long i = 0; i < opt.segments; i++) {
+        char text[512], id[SEGDEF_ID_LEN + 1], name[32];
+        expression(i, text, sizeof text);
+        uint8_t rnd[16];
+        char hex[33];
+        kith_random(rnd, sizeof rnd);
+        kith_hex(rnd, sizeof rnd, hex);
+        snprintf(id, sizeof id, "%.8s-%.4s-4%.3s-8%.3s-%.12s", hex, hex + 8, hex + 12, hex + 16,
+                 hex + 20);
+        snprintf(name, sizeof name, "segment %ld", i);
+        json_t *body = json_pack("{s:s, s:{s:s, s:s, s:s}}", "name", name, "expression", "type",
+                                 "PQL", "format", "pql/text", "value", text);
+        if (!opt.streaming)
+            json_object_set_new(body, "evaluationInfo",
+                                json_pack("{s:{s:b}, s:{s:b}}", "batch", "enabled", 1,
+                                          "continuous", "enabled", 0));
+        segdef_result res;
+        if (segdef_put(eng, b, 1, id, body, true, &res) != 0) {
+            fprintf(stderr, "segbatch: segment %ld (%s): %s\n", i, text, res.detail);
+            c->failed++;
+        } else {
+            const char *job = json_string_value(json_object_get(res.doc, "kith:backfillJobId"));
+            if (job) snprintf(c->job, sizeof c->job, "%s", job);
+        }
+        json_decref(res.doc);
+        json_decref(res.errors);
+        json_decref(body);
+    }
+    return 0;
+}
+
+/* Waits for the job and prints its figures; returns its time in ms (-1: failed). */
+static long wait_job(const char *what, const char *id, uint64_t *members)
+{
+    json_t *job = NULL;
+    for (;;) {
+        json_decref(job);
+        job = segsvc_job_get(eng, 1, SEGJOB_SEGMENT, id);
+        const char *st = json_string_value(json_object_get(job, "status"));
+        if (!st || (strcmp(st, "NEW") != 0 && strcmp(st, "PROCESSING") != 0)) break;
+        usleep(20000);
+    }
+    const char *st = json_string_value(json_object_get(job, "status"));
+    json_t *m = json_object_get(job, "metrics");
+    long ms = (long)json_integer_value(json_object_get(json_object_get(m, "totalTime"), "totalTimeInMs"));
+    long profiles = (long)json_integer_value(json_object_get(m, "totalProfiles"));
+    uint64_t sum = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(m, "segmentedProfileCounter"), k, v) sum += (uint64_t)json_integer_value(v);
+    long nseg = (long)json_object_size(json_object_get(m, "segmentedProfileCounter"));
+    double s = ms > 0 ? ms / 1000.0 : 0.001;
+    printf("%-26s %s in %.2f s: %ld profiles x %ld segments, %.0f profiles/s, %.0f evaluations/s, "
+           "%llu memberships\n",
+           what, st ? st : "?", ms / 1000.0, profiles, nseg, profiles / s, (double)profiles * nseg / s,
+           (unsigned long long)sum);
+    *members = sum;
+    bool ok = st && strcmp(st, "SUCCEEDED") == 0;
+    json_decref(job);
+    return ok ? ms : -1;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"people", 1, 0, 'n'},    {"segments", 1, 0, 'm'}, {"events", 1, 0, 'e'},
+        {"seed", 1, 0, 's'},      {"dir", 1, 0, 'D'},      {"streaming", 0, 0, 'S'},
+        {"seed-segments", 0, 0, 'T'}, {0, 0, 0, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (c) {
+        case 'n':
+            opt.people = atol(optarg);
+            break;
+        case 'm':
+            opt.segments = atol(optarg);
+            break;
+        case 'e':
+            opt.events = atol(optarg);
+            break;
+        case 's':
+            opt.seed = strtoull(optarg, NULL, 10);
+            break;
+        case 'D':
+            opt.dir = optarg;
+            break;
+        case 'S':
+            opt.streaming = true;
+            break;
+        case 'T':
+            opt.seed_segments = true;
+            break;
+        default:
+            fprintf(stderr, "usage: segbatch [--people N] [--segments M] [--events E] [--seed S] "
+                            "[--dir DIR] [--streaming] [--seed-segments]\n");
+            return 2;
+        }
+    }
+    if (opt.seed_segments) opt.segments = 3;
+    if (opt.people < 1 || opt.segments < 1 || opt.segments > SEGDEF_MAX_PER_SANDBOX ||
+        opt.events < 0 || opt.events > 100)
+        return 2;
+    char tmp[] = "/tmp/kith-bench-segbatch-XXXXXX";
+    const char *dir = opt.dir ? opt.dir : mkdtemp(tmp);
+    char *err = NULL;
+    if (!dir || engine_open(dir, NULL, "bench-admin", false, &eng, &err) != 0) {
+        fprintf(stderr, "segbatch: cannot open engine: %s\n", err ? err : "?");
+        return 1;
+    }
+    kith_log_set_level(KITH_LOG_ERROR);
+    if (apply_call(eng->apply, setup_fn, NULL, false) != 0) return 1;
+
+    printf("segbatch --people %ld --segments %ld --events %ld --seed %llu%s%s (%ld cores)\n",
+           opt.people, opt.segments, opt.events, (unsigned long long)opt.seed,
+           opt.streaming ? " --streaming" : "", opt.seed_segments ? " --seed-segments" : "",
+           sysconf(_SC_NPROCESSORS_ONLN));
+    double t0 = now_s();
+    enum { CHUNK = 2000 };
+    kith_buf buf = {0};
+    const char **ds = kith_xmalloc((size_t)CHUNK * (2 + (size_t)opt.events) * sizeof *ds);
+    size_t n = 0, total = 0;
+    int64_t now = kith_now_ms();
+    for (long i = 0; i < opt.people; i++) {
+        bench_person p;
+        bench_person_make(opt.seed, (uint64_t)i, (uint64_t)opt.people, &p);
+        if (p.has_crm) {
+            bench_write_crm(&buf, &p);
+            kith_buf_puts(&buf, "\n");
+            ds[n++] = ds_crm;
+        }
+        if (p.has_loyalty) {
+            bench_write_loyalty(&buf, &p);
+            kith_buf_puts(&buf, "\n");
+            ds[n++] = ds_loy;
+        }
+        bench_rng r;
+        bench_person_rng(opt.seed, (uint64_t)i, 7, &r);
+        bench_session s;
+        bench_session_begin(&s, &p, &r, now, 30);
+        for (long k = 0; k < opt.events; k++) {
+            bench_write_event(&buf, &s, &r, (uint64_t)i * 128 + (uint64_t)k);
+            kith_buf_puts(&buf, "\n");
+            ds[n++] = ds_web;
+        }
+        if ((i + 1) % CHUNK == 0 || i + 1 == opt.people) {
+            total += apply_lines(&buf, ds, n);
+            buf.len = 0;
+            n = 0;
+        }
+    }
+    kith_buf_free(&buf);
+    free(ds);
+    double load = now_s() - t0;
+    printf("load: %zu records and events in %.1f s, %.0f/s\n", total, load, total / load);
+
+    struct defs_ctx dc = {{0}, 0};
+    if (apply_call(eng->apply, defs_fn, &dc, false) != 0 || !dc.job[0] || dc.failed) {
+        fprintf(stderr, "segbatch: defining the segments failed\n");
+        return 1;
+    }
+    uint64_t members1 = 0, members2 = 0;
+    long first = wait_job("first evaluation (backfill)", dc.job, &members1);
+    segdef_result res;
+    json_t *body = json_pack("[{s:s}]", "segmentId", "*");
+    if (segsvc_job_create(eng, 1, SEGJOB_SEGMENT, body, &res) != 0) {
+        fprintf(stderr, "segbatch: job: %s\n", res.detail);
+        return 1;
+    }
+    json_decref(body);
+    char id[64];
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(res.doc, "id")));
+    json_decref(res.doc);
+    long again = wait_job("re-evaluation (\"*\" job)", id, &members2);
+    printf("RESULT people=%ld segments=%ld events=%ld load_per_s=%.0f first_ms=%ld again_ms=%ld "
+           "members=%llu\n",
+           opt.people, opt.segments, opt.events, total / load, first, again,
+           (unsigned long long)members2);
+    engine_close(eng);
+    if (!opt.dir) {
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        if (system(cmd) != 0) fprintf(stderr, "segbatch: could not remove %s\n", dir);
+    }
+    (void)members1;
+    return first < 0 || again < 0 ? 1 : 0;
+}
