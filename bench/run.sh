@@ -123,7 +123,7 @@ if [ -x "$BUILD/bench/segbatch" ]; then
   sbv() { printf '%s\n' "$SBR" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
   if [ -n "$SBR" ]; then
     SEG_BATCH="$(awk -v ms="$(sbv again_ms)" 'BEGIN { printf "%.2f s", ms / 1000 }') for $(sbv people) people x $(sbv segments) segments \
-(first evaluation $(awk -v ms="$(sbv first_ms)" 'BEGIN { printf "%.2f s", ms / 1000 }'), bench/segbatch"
+(first evaluation $(awk -v ms="$(sbv first_ms)" 'BEGIN { printf "%.2f s", ms / 1000 }'); bench/segbatch)"
   else
     SEG_BATCH="failed (no RESULT line)"
   fi
