@@ -127,6 +127,10 @@ typedef struct svc_profile {
     json_t *entity;    /* its "entity" (borrowed from view, or own) or NULL */
     json_t *own;       /* an empty entity made to carry _computed (owned) */
     json_t *events;    /* with SVC_LOAD_EVENTS: events at or after since, by timestamp (owned) */
+    struct svc_ev_meta {
+        uint64_t identity;             /* the member it is stored under */
+        char dataset[KITH_ID_LEN + 1]; /* its dataset */
+    } * evmeta;                        /* one per event (owned) */
 } svc_profile;
 /* 0, or the identity_members error (KITH_ENOTFOUND: the cluster is gone). since: ms or INT64_MIN.
  * SVC_LOAD_COMPUTED sets the computed attributes at now into the entity (`_computed`). */

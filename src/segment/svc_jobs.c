@@ -41,7 +41,9 @@
 #define JOB_STATES_MAX SEGDEF_MAX_PER_SANDBOX
 #define EXPORT_FIELDS_MAX 4096
 #define EXPORT_FLUSH 262144 /* bytes a worker buffers before appending to the file */
-#define JOB_SEGMENTS_SHOWN 1500 /* AEP: more segments collapse to [{"segmentId": "*"}] */
+#define JOB_SEGMENTS_SHOWN 1500
+#define JOB_POLICIES 16 /* distinct merge policies in one job (more: the sandbox default) */
+#define JOB_INPUTS 8    /* (policy, member) inputs kept per profile */ /* AEP: more segments collapse to [{"segmentId": "*"}] */
 
 enum { J_NEW, J_PROCESSING, J_SUCCEEDED, J_FAILED, J_CANCELLED };
 static const char *const status_names[] = {"NEW", "PROCESSING", "SUCCEEDED", "FAILED", "CANCELLED"};
@@ -53,6 +55,7 @@ typedef struct job_seg {
     pql_program *prog; /* compiled at the start (owned) */
     bool streaming;
     unsigned statuses; /* export filter: bits 1 << SEG_* */
+    int slot;          /* its merge policy in job_run.pol */
     atomic_ullong realized, existing, exited, failed;
 } job_seg;
 
@@ -285,6 +288,9 @@ struct job_run {
     int64_t since;
     size_t *by_id;  /* job segment indexes sorted by id */
     _Atomic int rc; /* first error */
+    merge_policy pol[JOB_POLICIES]; /* the segments' merge policies (slot 0: the sandbox default) */
+    bool pol_materialised[JOB_POLICIES];
+    size_t npol;
     FILE *out;      /* export (mu) */
     char *fields;   /* export: the job's fields plus identityMap (owned) */
 };
@@ -429,6 +435,136 @@ static bool job_in_segment(void *arg, const char *id)
     return st && is_member(st->status);
 }
 
+/* The merge policy each segment evaluates with, as streaming does (svc_stream.c): its
+ * mergePolicyId, else the sandbox's default; a policy deleted since falls back to the default. */
+static void resolve_policies(struct job_run *r)
+{
+    seg_job *j = r->j;
+    kith_engine *e = r->s->e;
+    char ids[JOB_POLICIES][64];
+    profile_policy_resolve(e, j->sb, NULL, &r->pol[0]);
+    ids[0][0] = 0;
+    r->npol = 1;
+    for (size_t i = 0; i < j->nseg; i++) {
+        job_seg *g = &j->seg[i];
+        const char *mp = g->mp ? g->mp : "";
+        g->slot = 0;
+        for (size_t k = 0; k < r->npol && *mp; k++)
+            if (strcmp(ids[k], mp) == 0) g->slot = (int)k;
+        if (!*mp || g->slot || r->npol == JOB_POLICIES) continue;
+        merge_policy p;
+        if (profile_policy_resolve(e, j->sb, mp, &p) != 0) continue;
+        snprintf(ids[r->npol], sizeof ids[0], "%s", mp);
+        r->pol[r->npol] = p;
+        g->slot = (int)r->npol++;
+    }
+    for (size_t k = 0; k < r->npol; k++) {
+        const merge_policy *p = &r->pol[k];
+        r->pol_materialised[k] =
+            p->attr == MP_TIMESTAMP_ORDERED && p->graph == MP_GRAPH_PDG && !p->read_time;
+        if (!r->pol_materialised[k]) r->load |= SVC_LOAD_MEMBERS;
+    }
+}
+
+/* What a segment of one merge policy sees of a profile: the stitched profile (member -1) or one
+ * member identity's (identityGraph "none"), and the events (only the listed datasets' under
+ * dataSetPrecedence), as the streaming evaluator builds them. */
+struct job_input {
+    int slot;
+    long member;
+    json_t *profile, *events;
+};
+
+struct job_inputs {
+    struct job_input v[JOB_INPUTS];
+    size_t n;
+};
+
+static void inputs_clear(struct job_inputs *in)
+{
+    for (size_t i = 0; i < in->n; i++) {
+        json_decref(in->v[i].profile);
+        json_decref(in->v[i].events);
+    }
+    in->n = 0;
+}
+
+static const struct job_input *input_for(struct job_run *r, struct job_inputs *in,
+                                         const svc_profile *p, int slot, long member)
+{
+    for (size_t i = 0; i < in->n; i++)
+        if (in->v[i].slot == slot && in->v[i].member == member) return &in->v[i];
+    struct job_input *x;
+    if (in->n < JOB_INPUTS) {
+        x = &in->v[in->n++];
+    } else {
+        x = &in->v[JOB_INPUTS - 1];
+        json_decref(x->profile);
+        json_decref(x->events);
+    }
+    const merge_policy *pol = &r->pol[slot];
+    x->slot = slot;
+    x->member = member;
+    if (r->pol_materialised[slot] && member < 0) {
+        x->profile = json_incref(p->entity);
+    } else {
+        uint64_t one = member >= 0 ? p->m.v[member].id : 0;
+        uint64_t *ids = member >= 0 ? &one : kith_xcalloc(p->m.n + 1, sizeof *ids);
+        for (size_t i = 0; member < 0 && i < p->m.n; i++)
+            ids[i] = p->m.v[i].id;
+        json_t *view = profile_view_members(r->s->e, NULL, r->j->sb, ids,
+                                            member >= 0 ? 1 : p->m.n, pol);
+        x->profile = json_incref(json_object_get(view, "entity"));
+        json_decref(view);
+        if (member < 0) free(ids);
+        json_t *ca = json_object_get(p->entity, "_computed"); /* the cluster's, whatever the policy */
+        if (ca) {
+            if (!x->profile) x->profile = json_object();
+            json_object_set(x->profile, "_computed", ca);
+        }
+    }
+    bool precedence = pol->attr == MP_DATASET_PRECEDENCE;
+    if (!p->events || (!precedence && member < 0)) {
+        x->events = json_incref(p->events);
+    } else {
+        x->events = json_array();
+        for (size_t i = 0; i < json_array_size(p->events); i++) {
+            if (member >= 0 && p->evmeta[i].identity != p->m.v[member].id) continue;
+            bool listed = !precedence;
+            for (size_t k = 0; k < pol->norder && !listed; k++)
+                listed = strcmp(pol->order[k], p->evmeta[i].dataset) == 0;
+            if (listed) json_array_append(x->events, json_array_get(p->events, i));
+        }
+    }
+    return x;
+}
+
+/* Evaluates g for the profile under its merge policy; identityGraph "none": a member when one of
+ * the identities alone qualifies. */
+static int eval_seg(struct job_run *r, struct job_inputs *in, const svc_profile *p,
+                    pql_evaluator *ev, const job_seg *g, pql_input *base, bool *match)
+{
+    pql_result res;
+    if (r->pol[g->slot].graph != MP_GRAPH_NONE) {
+        const struct job_input *x = input_for(r, in, p, g->slot, -1);
+        base->profile = x->profile;
+        base->events = x->events;
+        int rc = pql_eval(ev, g->prog, base, &res);
+        *match = rc == 0 && res.match;
+        return rc;
+    }
+    *match = false;
+    for (size_t i = 0; i < p->m.n && !*match; i++) {
+        const struct job_input *x = input_for(r, in, p, g->slot, (long)i);
+        base->profile = x->profile;
+        base->events = x->events;
+        int rc = pql_eval(ev, g->prog, base, &res);
+        if (rc) return rc;
+        *match = res.match;
+    }
+    return 0;
+}
+
 static void *segment_worker(void *arg)
 {
     struct job_run *r = arg;
@@ -440,6 +576,7 @@ static void *segment_worker(void *arg)
     int8_t *answer = kith_xmalloc(j->nseg ? j->nseg : 1);
     struct witem *w = kith_xmalloc(JOB_WRITE_CHUNK * sizeof *w);
     size_t nw = 0;
+    struct job_inputs inputs = {.n = 0};
     uint64_t ids[JOB_CLUSTER_CHUNK];
     size_t n;
     while (!j->cancel && r->rc == 0 && (n = next_clusters(r, ids, JOB_CLUSTER_CHUNK)) > 0) {
@@ -452,30 +589,30 @@ static void *segment_worker(void *arg)
             size_t ns = svc_states_load(e, j->sb, ids[c], states, JOB_STATES_MAX);
             memset(answer, 0xff, j->nseg ? j->nseg : 1);
             struct inseg_ctx ic = {r, states, ns, answer};
-            pql_input in = {.profile = p.entity, .events = p.events, .now_ms = j->now,
-                            .in_segment = job_in_segment, .arg = &ic};
+            pql_input in = {.now_ms = j->now, .in_segment = job_in_segment, .arg = &ic};
             for (size_t i = 0; i < j->nseg; i++) {
                 job_seg *g = &j->seg[i];
                 if (!g->prog) continue;
-                pql_result res;
-                if (pql_eval(ev, g->prog, &in, &res) != 0) {
+                bool match;
+                if (eval_seg(r, &inputs, &p, ev, g, &in, &match) != 0) {
                     g->failed++;
                     continue;
                 }
-                answer[i] = res.match ? 1 : 0;
+                answer[i] = match ? 1 : 0;
                 const seg_state *old = state_find(states, ns, g->id);
-                int ost = old ? old->status : SEG_NONE, nst = transition(ost, res.match);
+                int ost = old ? old->status : SEG_NONE, nst = transition(ost, match);
                 if (nst == SEG_REALIZED) g->realized++;
                 else if (nst == SEG_EXISTING) g->existing++;
                 else if (nst == SEG_EXITED && ost != SEG_EXITED) g->exited++;
-                bool change = g->streaming ? is_member(ost) != res.match : nst != ost;
+                bool change = g->streaming ? is_member(ost) != match : nst != ost;
                 if (!change) continue;
-                w[nw++] = (struct witem){ids[c], (uint32_t)i, res.match};
+                w[nw++] = (struct witem){ids[c], (uint32_t)i, match};
                 if (nw == JOB_WRITE_CHUNK) {
                     int rc = flush_writes(r, w, &nw);
                     if (rc) r->rc = rc;
                 }
             }
+            inputs_clear(&inputs);
             svc_profile_clear(&p);
             j->processed++;
         }
@@ -652,6 +789,7 @@ static void run_job(struct segsvc *s, seg_job *j, int rc)
             else if (dp->lookback_ms > lookback)
                 lookback = dp->lookback_ms;
         }
+        resolve_policies(&r);
         /* Two days of slack: calendar windows reach a little beyond their nominal length. */
         r.since = lookback < 0 ? INT64_MIN : j->now - lookback - 2 * 86400000LL;
         r.by_id = kith_xmalloc((j->nseg ? j->nseg : 1) * sizeof *r.by_id);
@@ -708,6 +846,8 @@ static void run_job(struct segsvc *s, seg_job *j, int rc)
     }
     free(r.by_id);
     free(r.fields);
+    for (size_t i = 0; i < r.npol; i++)
+        merge_policy_clear(&r.pol[i]);
     pthread_mutex_destroy(&r.mu);
     pthread_mutex_lock(&s->jobs->mu);
     j->ended = kith_now_ms();

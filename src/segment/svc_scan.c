@@ -15,6 +15,7 @@ struct ev_ent {
     int64_t ts;
     size_t order; /* member, then key order: a stable sort */
     json_t *ev;
+    struct svc_ev_meta meta;
 };
 
 static int ev_ent_cmp(const void *a, const void *b)
@@ -25,8 +26,9 @@ static int ev_ent_cmp(const void *a, const void *b)
 }
 
 /* The committed events of the members at or after since (ms; INT64_MIN: all), sorted by timestamp
- * (owned array). */
-static json_t *events_committed(kith_engine *e, uint32_t sb, const cluster_members *m, int64_t since)
+ * (owned array), and who and which dataset each one is of (*meta, owned). */
+static json_t *events_committed(kith_engine *e, uint32_t sb, const cluster_members *m, int64_t since,
+                                struct svc_ev_meta **meta)
 {
     struct ev_ent *v = NULL;
     size_t n = 0, cap = 0;
@@ -52,15 +54,20 @@ static json_t *events_committed(kith_engine *e, uint32_t sb, const cluster_membe
                 cap = cap ? cap * 2 : 64;
                 v = kith_xrealloc(v, cap * sizeof *v);
             }
-            v[n] = (struct ev_ent){(int64_t)(kith_get_be64(key + plen) - TS_BIAS), n, ev};
+            v[n] = (struct ev_ent){(int64_t)(kith_get_be64(key + plen) - TS_BIAS), n, ev, {0}};
+            v[n].meta.identity = m->v[i].id;
+            memcpy(v[n].meta.dataset, val + 8, KITH_ID_LEN);
             n++;
         }
         store_iter_free(it);
     }
     if (m->n > 1 && n > 1) qsort(v, n, sizeof *v, ev_ent_cmp);
     json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++)
+    *meta = kith_xmalloc((n ? n : 1) * sizeof **meta);
+    for (size_t i = 0; i < n; i++) {
         json_array_append_new(arr, v[i].ev);
+        (*meta)[i] = v[i].meta;
+    }
     free(v);
     return arr;
 }
@@ -95,7 +102,7 @@ int svc_profile_load(kith_engine *e, uint32_t sb, uint64_t cluster, unsigned wha
         if (!p->entity) p->entity = p->own = json_object();
         ca_attach(e, NULL, sb, cluster, now, p->entity); /* _computed.<name> (src/ca/) */
     }
-    if (what & SVC_LOAD_EVENTS) p->events = events_committed(e, sb, &p->m, since);
+    if (what & SVC_LOAD_EVENTS) p->events = events_committed(e, sb, &p->m, since, &p->evmeta);
     return 0;
 }
 
@@ -105,6 +112,7 @@ void svc_profile_clear(svc_profile *p)
     json_decref(p->view);
     json_decref(p->own);
     json_decref(p->events);
+    free(p->evmeta);
     memset(p, 0, sizeof *p);
 }
 

@@ -43,13 +43,17 @@ class SegmentJobTest(kt.KithTestCase):
         self.assertStatus(r, 201)
         return r.json
 
-    def people(self, fx, n, base=0):
-        """n customers: every third one gold; customer i bought 2 x (i * 1000)."""
+    def people(self, fx, n, base=0, loyalty=False):
+        """n customers: every third one gold; customer i bought 2 x (i * 1000). With loyalty, the
+        even ones first have an (older) loyalty record saying bronze."""
         crms = []
         t = now_ms() - 3600000
         for i in range(base, base + n):
             crm = kt.uid("c%d-" % i)
             crms.append(crm)
+            if loyalty and i % 2 == 0:
+                fx.ingest_record({"identityMap": kt.idmap(("CRMID", crm)),
+                                  "_acme": {"crmId": crm, "tier": "bronze"}}, dataset=fx.loyalty)
             fx.ingest_record({"identityMap": kt.idmap(("CRMID", crm)),
                               "person": {"name": {"firstName": "P%d" % i, "lastName": "L"}},
                               "_acme": {"crmId": crm, "tier": "gold" if i % 3 == 0 else "silver"}})
@@ -135,6 +139,49 @@ class SegmentJobTest(kt.KithTestCase):
         self.assertEqual(ids[0], job2["id"])
         self.assertIn(job["id"], ids)
         self.assertEqual(api.get(JOBS + "?status=FAILED").json["children"], [])
+
+    def test_agree_under_merge_policies(self):
+        """Segments with a dataSetPrecedence policy (loyalty's tier wins over crm's) and
+        an identityGraph "none" policy: the job's members are streaming's members."""
+        api, fx = self.sandbox()
+        mp = "/data/core/ups/config/mergePolicies"
+        body = {"name": kt.uid("mp-"), "schema": {"name": "_xdm.context.profile"},
+                "identityGraph": {"type": "pdg"}, "default": False, "isActiveOnEdge": False,
+                "attributeMerge": {"type": "dataSetPrecedence", "order": [fx.loyalty, fx.crm, fx.web]}}
+        r = api.post(mp, body)
+        self.assertStatus(r, 200, 201)
+        prec = r.json["id"]
+        body = dict(body, name=kt.uid("mp-"), identityGraph={"type": "none"},
+                    attributeMerge={"type": "timestampOrdered"})
+        r = api.post(mp, body)
+        self.assertStatus(r, 200, 201)
+        none = r.json["id"]
+        exprs = [(GOLD, prec), (BIG, prec), ('_acme.tier = "silver" and %s' % BIG, none)]
+        streaming = []
+        for e, p in exprs:
+            r = api.post(DEFS, {"name": kt.uid("seg-"), "schema": {"name": "_xdm.context.profile"},
+                                "expression": {"type": "PQL", "format": "pql/text", "value": e},
+                                "mergePolicyId": p})
+            self.assertStatus(r, 201)
+            streaming.append(r.json)
+        crms = self.people(fx, 12, loyalty=True)  # timestampOrdered: crm's tier; precedence: loyalty's
+        batch = []
+        for (e, p) in exprs:
+            body = {"name": kt.uid("seg-"), "schema": {"name": "_xdm.context.profile"},
+                    "expression": {"type": "PQL", "format": "pql/text", "value": e},
+                    "mergePolicyId": p, "evaluationInfo": BATCH_ONLY}
+            r = api.post(DEFS, body)
+            self.assertStatus(r, 201)
+            batch.append(r.json)
+        job = self.run_job(api, ["*"])
+        for s, b in zip(streaming, batch):
+            st = self.members(self.statuses(api, crms, s["id"]))
+            bt = self.members(self.statuses(api, crms, b["id"]))
+            self.assertEqual(st, bt, "streaming and batch differ for %s" % s["expression"]["value"])
+            self.assertEqual(job["metrics"]["segmentedProfileCounter"][b["id"]], len(bt))
+        # loyalty's older bronze wins for the even customers under the policy: gold only for 3 and 9
+        # (the default policy, timestampOrdered, says gold for 0, 3, 6 and 9)
+        self.assertEqual(self.members(self.statuses(api, crms, batch[0]["id"])), {crms[3], crms[9]})
 
     def test_inactive_profile_leaves_a_batch_segment(self):
         api, fx = self.sandbox()
