@@ -257,10 +257,12 @@ static long wait_job(const char *what, const char *id, uint64_t *members)
     json_object_foreach(json_object_get(m, "segmentedProfileCounter"), k, v) sum += (uint64_t)json_integer_value(v);
     long nseg = (long)json_object_size(json_object_get(m, "segmentedProfileCounter"));
     double s = ms > 0 ? ms / 1000.0 : 0.001;
+    json_t *w = json_object_get(job, "kith:writes");
     printf("%-26s %s in %.2f s: %ld profiles x %ld segments, %.0f profiles/s, %.0f evaluations/s, "
-           "%llu memberships\n",
+           "%llu memberships, %lld written (workers waited %.2f s for the writer)\n",
            what, st ? st : "?", ms / 1000.0, profiles, nseg, profiles / s, (double)profiles * nseg / s,
-           (unsigned long long)sum);
+           (unsigned long long)sum, (long long)json_integer_value(json_object_get(w, "memberships")),
+           json_integer_value(json_object_get(w, "waitMs")) / 1000.0);
     *members = sum;
     bool ok = st && strcmp(st, "SUCCEEDED") == 0;
     json_decref(job);

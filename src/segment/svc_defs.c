@@ -329,6 +329,8 @@ int segdef_put(kith_engine *e, store_batch *b, uint32_t sb, const char *id, cons
     const char *prev_job = cur ? json_string_value(json_object_get(cur->doc, "kith:backfillJobId")) : NULL;
     if (job[0] || prev_job)
         json_object_set_new(doc, "kith:backfillJobId", json_string(job[0] ? job : prev_job));
+    int64_t batch_eval = !job[0] && cur ? cur->batch_eval : 0; /* same expression: still evaluated */
+    if (batch_eval) json_object_set_new(doc, "kith:lastBatchEvaluation", json_integer(batch_eval));
     char *ser = kith_json_dumps(doc, JSON_COMPACT);
     store_key k;
     meta_key(&k, sb, id);
@@ -342,6 +344,7 @@ int segdef_put(kith_engine *e, store_batch *b, uint32_t sb, const char *id, cons
     d->mode = want_batch ? PQL_MODE_BATCH : pql_program_deps(prog)->mode;
     d->created = created;
     snprintf(d->mpid, sizeof d->mpid, "%s", mp ? mp : "");
+    d->batch_eval = batch_eval;
     cache_put(s, d);
     res->status = create ? 201 : 200;
     res->doc = doc;
@@ -445,6 +448,7 @@ int svc_defs_load(struct segsvc *s)
         memcpy(d->id, k + 5, SEGDEF_ID_LEN);
         d->doc = doc;
         d->created = json_integer_value(json_object_get(doc, "creationTime"));
+        d->batch_eval = json_integer_value(json_object_get(doc, "kith:lastBatchEvaluation"));
         snprintf(d->mpid, sizeof d->mpid, "%s",
                  json_string_value(json_object_get(doc, "mergePolicyId")) ?: "");
         d->mode = PQL_MODE_BATCH;
@@ -468,4 +472,33 @@ int svc_defs_load(struct segsvc *s)
                      text ? err.message : "no expression");
     }
     return 0;
+}
+
+int svc_status_shown(struct segsvc *s, uint32_t sb, const char *seg, int status, int64_t lqt)
+{
+    if (status != SEG_REALIZED) return status;
+    pthread_rwlock_rdlock(&s->lock);
+    const segdef *d = NULL;
+    for (size_t i = 0; i < s->n && !d; i++)
+        if (s->v[i]->sb == sb && memcmp(s->v[i]->id, seg, SEGDEF_ID_LEN) == 0) d = s->v[i];
+    if (d && d->mode == PQL_MODE_BATCH && lqt < d->batch_eval) status = SEG_EXISTING;
+    pthread_rwlock_unlock(&s->lock);
+    return status;
+}
+
+void svc_def_mark_evaluated(struct segsvc *s, store_batch *b, segdef *d, int64_t now)
+{
+    json_t *doc = json_deep_copy(d->doc);
+    json_object_set_new(doc, "kith:lastBatchEvaluation", json_integer(now));
+    char *ser = kith_json_dumps(doc, JSON_COMPACT);
+    store_key k;
+    meta_key(&k, d->sb, d->id);
+    store_batch_put(b, STORE_CF_META, k.b, k.n, ser, strlen(ser));
+    free(ser);
+    pthread_rwlock_wrlock(&s->lock);
+    json_t *old = d->doc;
+    d->doc = doc;
+    d->batch_eval = now;
+    pthread_rwlock_unlock(&s->lock);
+    json_decref(old);
 }

@@ -17,6 +17,9 @@ typedef struct segdef {
     int mode;          /* enum pql_mode */
     int64_t created;   /* creationTime (ms), the evaluation order */
     char mpid[64];     /* mergePolicyId ("" = the sandbox's default policy) */
+    int64_t batch_eval; /* batch segments: `now` of the last segment job that evaluated this
+                           expression completely (0: none); a realized membership older than it
+                           reads as existing (svc_status_shown) */
 } segdef;
 
 /* A merge policy resolved for the group's evaluations (svc_stream.c). */
@@ -145,6 +148,14 @@ typedef struct svc_state_ent {
     seg_state st;
 } svc_state_ent;
 size_t svc_states_load(kith_engine *e, uint32_t sb, uint64_t cluster, svc_state_ent *out, size_t cap);
+
+/* A batch segment's realized membership entered before the segment's last complete evaluation
+ * reads as existing: the job that confirms a member writes nothing (CONTRACT-NOTES "Segment
+ * jobs"). Any thread; locks the definitions when status is realized. */
+int svc_status_shown(struct segsvc *s, uint32_t sb, const char *seg, int status, int64_t lqt);
+/* Apply thread: records that a job at now evaluated batch segment d completely (persisted in the
+ * definition as kith:lastBatchEvaluation). */
+void svc_def_mark_evaluated(struct segsvc *s, store_batch *b, segdef *d, int64_t now);
 
 /* svc_jobs.c */
 void svc_jobs_start(struct segsvc *s);

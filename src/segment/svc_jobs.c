@@ -30,6 +30,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kith/jalloc.h"
@@ -71,7 +72,7 @@ typedef struct seg_job {
     job_seg *seg;
     size_t nseg, capseg;
     bool all; /* "*" */
-    atomic_ullong total, processed, writes;
+    atomic_ullong total, processed, writes, write_ns;
     char error[256];
     /* export */
     char *fields;
@@ -233,6 +234,10 @@ static json_t *segment_job_json(kith_engine *e, const seg_job *j)
         (json_int_t)(j->ended ? j->ended : j->started ? j->started : j->created), "updateEpoch",
         (json_int_t)((j->ended ? j->ended : j->created) / 1000), "kith:progress", progress(j));
     if (j->now) json_object_set_new(doc, "kith:now", json_integer(j->now));
+    /* Memberships the writer changed, and the time workers waited for those writes. */
+    json_object_set_new(doc, "kith:writes",
+                        json_pack("{s:I, s:I}", "memberships", (json_int_t)j->writes, "waitMs",
+                                  (json_int_t)(j->write_ns / 1000000)));
     if (j->error[0])
         json_object_set_new(doc, "errors",
                             json_pack("[{s:s, s:s}]", "code", "kith-job", "msg", j->error));
@@ -370,50 +375,75 @@ static int write_fn(void *ctx, store_batch *b)
     seg_job *j = c->r->j;
     kith_engine *e = s->e;
     int64_t now = kith_now_ms();
-    for (size_t i = 0; i < c->n; i++) {
+    /* The chunk's items come cluster by cluster: the definitions are looked up once per chunk,
+     * the cluster's existence and members once per cluster. */
+    segdef **defs = kith_xcalloc(j->nseg ? j->nseg : 1, sizeof *defs);
+    uint8_t *looked = kith_xcalloc(j->nseg ? j->nseg : 1, 1);
+    uint64_t last = 0;
+    bool have_last = false, exists = false, have_m = false;
+    cluster_members m = {0};
+    int rc = 0;
+    for (size_t i = 0; i < c->n && rc == 0; i++) {
         const struct witem *w = &c->v[i];
         const job_seg *g = &j->seg[w->seg];
-        segdef *d = svc_def_find(s, j->sb, g->id);
-        const char *text =
-            d ? json_string_value(json_object_get(json_object_get(d->doc, "expression"), "value"))
-              : NULL;
-        if (!d || !d->prog || !text || strcmp(text, g->text) != 0) continue; /* changed meanwhile */
-        store_key k;
-        skey_init(&k, j->sb);
-        skey_u64(&k, w->cluster);
-        kith_buf v = {0};
-        int rc = store_batch_get(e->store, b, STORE_CF_CLUSTER, k.b, k.n, &v);
-        kith_buf_free(&v);
-        if (rc == KITH_ENOTFOUND) continue; /* merged away meanwhile */
-        if (rc) return rc;
+        if (!looked[w->seg]) {
+            looked[w->seg] = 1;
+            segdef *d = svc_def_find(s, j->sb, g->id);
+            const char *text =
+                d ? json_string_value(json_object_get(json_object_get(d->doc, "expression"), "value"))
+                  : NULL;
+            /* changed or deleted meanwhile: not written */
+            defs[w->seg] = d && d->prog && text && strcmp(text, g->text) == 0 ? d : NULL;
+        }
+        segdef *d = defs[w->seg];
+        if (!d) continue;
+        if (!have_last || last != w->cluster) {
+            if (have_m) cluster_members_free(&m);
+            have_m = false;
+            last = w->cluster;
+            have_last = true;
+            store_key k;
+            skey_init(&k, j->sb);
+            skey_u64(&k, w->cluster);
+            kith_buf v = {0};
+            int grc = store_batch_get(e->store, b, STORE_CF_CLUSTER, k.b, k.n, &v);
+            kith_buf_free(&v);
+            if (grc && grc != KITH_ENOTFOUND) rc = grc;
+            exists = grc == 0; /* else merged away meanwhile */
+        }
+        if (!exists) continue;
         seg_state cur = svc_state_get(e, b, j->sb, g->id, w->cluster);
+        if (is_member(cur.status) == w->match) continue; /* nothing to change */
         if (d->mode == PQL_MODE_BATCH) {
+            /* Only entries and exits are written: a member the job confirms reads as existing
+             * once the job is complete (svc_status_shown). */
             seg_state st = cur;
-            st.status = transition(cur.status, w->match);
-            if (st.status == cur.status) continue;
-            if (st.status != SEG_EXISTING) st.lqt = j->now;
+            st.status = w->match ? SEG_REALIZED : SEG_EXITED;
+            st.lqt = j->now;
             svc_state_put(e, b, j->sb, g->id, w->cluster, &st);
-            if (st.status == SEG_REALIZED || st.status == SEG_EXITED) { /* the change stream */
-                cluster_members m;
-                bool have = identity_members(e, b, j->sb, w->cluster, &m) == 0;
-                svc_note_change(s, j->sb, w->cluster, g->id, st.status, st.lqt, have ? &m : NULL);
-                if (have) cluster_members_free(&m);
-            }
+            if (!have_m) have_m = identity_members(e, b, j->sb, w->cluster, &m) == 0;
+            svc_note_change(s, j->sb, w->cluster, g->id, st.status, st.lqt, have_m ? &m : NULL);
         } else {
-            if (is_member(cur.status) == w->match) continue; /* streaming already agrees */
+            /* streaming disagrees with the job: decide again on current data */
             rc = svc_eval_segment(e, b, j->sb, w->cluster, d, now);
-            if (rc) return rc;
         }
         j->writes++;
     }
-    return 0;
+    if (have_m) cluster_members_free(&m);
+    free(defs);
+    free(looked);
+    return rc;
 }
 
 static int flush_writes(struct job_run *r, struct witem *v, size_t *n)
 {
     if (*n == 0) return 0;
     struct wcall c = {r, v, *n};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = apply_call(r->s->e->apply, write_fn, &c, false);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    r->j->write_ns += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
     *n = 0;
     return rc;
 }
@@ -604,7 +634,7 @@ static void *segment_worker(void *arg)
                 if (nst == SEG_REALIZED) g->realized++;
                 else if (nst == SEG_EXISTING) g->existing++;
                 else if (nst == SEG_EXITED && ost != SEG_EXITED) g->exited++;
-                bool change = g->streaming ? is_member(ost) != match : nst != ost;
+                bool change = is_member(ost) != match;
                 if (!change) continue;
                 w[nw++] = (struct witem){ids[c], (uint32_t)i, match};
                 if (nw == JOB_WRITE_CHUNK) {
@@ -698,6 +728,24 @@ static void *export_worker(void *arg)
     merge_policy_clear(&pol);
     store_snapshot_use(NULL);
     return NULL;
+}
+
+/* Apply thread: the job evaluated its batch segments completely (their members' statuses now
+ * read against its now). */
+static int mark_fn(void *ctx, store_batch *b)
+{
+    struct job_run *r = ctx;
+    seg_job *j = r->j;
+    for (size_t i = 0; i < j->nseg; i++) {
+        const job_seg *g = &j->seg[i];
+        segdef *d = g->prog ? svc_def_find(r->s, j->sb, g->id) : NULL;
+        const char *text =
+            d ? json_string_value(json_object_get(json_object_get(d->doc, "expression"), "value"))
+              : NULL;
+        if (d && d->mode == PQL_MODE_BATCH && text && strcmp(text, g->text) == 0 && !g->failed)
+            svc_def_mark_evaluated(r->s, b, d, j->now);
+    }
+    return 0;
 }
 
 static int barrier_fn(void *ctx, store_batch *b)
@@ -836,6 +884,8 @@ static void run_job(struct segsvc *s, seg_job *j, int rc)
         for (int i = 0; i < started; i++)
             pthread_join(th[i], NULL);
         rc = r.rc;
+        if (rc == 0 && !j->cancel && j->kind == SEGJOB_SEGMENT)
+            rc = apply_call(e->apply, mark_fn, &r, false);
         store_iter_free(r.it);
         store_snapshot_free(r.snap);
     }

@@ -380,7 +380,9 @@ json_t *segsvc_membership(kith_engine *e, uint32_t sb, uint64_t cluster)
         kith_time_format((int64_t)kith_get_be64(val + 1), ts, sizeof ts);
         if (!ups) ups = json_object();
         json_object_set_new(ups, id,
-                            json_pack("{s:s, s:s}", "status", seg_status_name(val[0]),
+                            json_pack("{s:s, s:s}", "status",
+                                      seg_status_name(svc_status_shown(
+                                          svc_of(e), sb, id, val[0], (int64_t)kith_get_be64(val + 1))),
                                       "lastQualificationTime", ts));
     }
     store_iter_free(it);

@@ -133,6 +133,9 @@ class SegmentJobTest(kt.KithTestCase):
         self.assertEqual(st[crms[0]], "existing")
         self.assertEqual(job2["metrics"]["segmentedProfileByStatusCounter"][b_gold["id"]],
                          {"realized": 1, "existing": 8, "exited": 0})
+        # A member the job confirms is not rewritten (it reads as existing): one write, the entry.
+        self.assertEqual(job2["kith:writes"]["memberships"], 1)
+        self.assertEqual(api.get(DEFS + "/" + b_gold["id"]).json["kith:lastBatchEvaluation"], job2["kith:now"])
         # The list shows both jobs (and the backfills), newest first.
         lst = api.get(JOBS + "?limit=100").json
         ids = [j["id"] for j in lst["children"]]
@@ -194,6 +197,11 @@ class SegmentJobTest(kt.KithTestCase):
         self.assertEqual(job["metrics"]["segmentedProfileByStatusCounter"][b_gold["id"]],
                          {"realized": 0, "existing": 1, "exited": 1})
         self.assertEqual(self.statuses(api, [crms[3]], b_gold["id"])[crms[3]], "exited")
+        self.assertEqual(self.statuses(api, [crms[0]], b_gold["id"])[crms[0]], "existing")
+        # The statuses survive a restart (the last evaluation instant is kept with the definition).
+        self.server.restart()
+        st = self.statuses(api, crms, b_gold["id"])
+        self.assertEqual((st[crms[0]], st[crms[3]]), ("existing", "exited"))
 
     def wait_backfill(self, api, definition):
         job_id = definition.get("kith:backfillJobId")
