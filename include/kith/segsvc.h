@@ -57,10 +57,13 @@ bool segdef_find_name(kith_engine *e, uint32_t sb, const char *name, char *out);
 
 /* Apply thread: marks a cluster for re-evaluation at the end of the group (what: SEGSVC_TOUCH_*).
  */
-/* DELETE: data was deleted in this (exclusive) group: everything is re-evaluated, reading events
- * through the batch. */
+/* PROFILE: something of the profile changed (a merge, a computed attribute): every segment runs.
+ * EVENT: events were appended (segsvc_note_apply: only segments whose filters admit their types).
+ * TIMER: a timer fired. DELETE: data was deleted in this (exclusive) group: everything is
+ * re-evaluated, reading events through the batch. RECORD: a record fragment was stored
+ * (segsvc_note_apply: only segments reading a field whose union-view value changed). */
 enum { SEGSVC_TOUCH_PROFILE = 1, SEGSVC_TOUCH_EVENT = 2, SEGSVC_TOUCH_TIMER = 4,
-       SEGSVC_TOUCH_DELETE = 8 };
+       SEGSVC_TOUCH_DELETE = 8, SEGSVC_TOUCH_RECORD = 16 };
 void segsvc_touch(kith_engine *e, uint32_t sb, uint64_t cluster, unsigned what);
 /* Apply thread, end of group: re-evaluates the touched clusters. */
 int segsvc_flush_group(kith_engine *e, store_batch *b);

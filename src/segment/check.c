@@ -735,7 +735,10 @@ static int check(checker *c, pql_node *n)
                     c->ck->mode = PQL_MODE_STREAMING;
                     c->ck->reason = "aggregates over events";
                 }
-                if (!bounded) c->ck->unbounded = true;
+                if (!bounded) { /* read whole (xEvent.count()): every event matters */
+                    c->ck->unbounded = true;
+                    c->etypes_any = true;
+                }
                 return 0;
             }
         }

@@ -139,6 +139,7 @@ static void cache_put(struct segsvc *s, segdef *d)
         if (s->v[i]->sb == d->sb && strcmp(s->v[i]->id, d->id) == 0) {
             segdef *old = s->v[i];
             s->v[i] = d;
+            s->gen++;
             pthread_rwlock_unlock(&s->lock);
             def_free(old);
             return;
@@ -149,6 +150,7 @@ static void cache_put(struct segsvc *s, segdef *d)
         s->v = kith_xrealloc(s->v, s->cap * sizeof *s->v);
     }
     s->v[s->n++] = d;
+    s->gen++;
     pthread_rwlock_unlock(&s->lock);
 }
 
@@ -377,6 +379,7 @@ int segdef_delete(kith_engine *e, store_batch *b, uint32_t sb, const char *id, c
         if (s->v[i] == d) {
             memmove(&s->v[i], &s->v[i + 1], (s->n - i - 1) * sizeof *s->v);
             s->n--;
+            s->gen++;
             break;
         }
     }
@@ -460,6 +463,7 @@ int svc_defs_load(struct segsvc *s)
     }
     store_iter_free(it);
     if (s->n > 1) qsort(s->v, s->n, sizeof *s->v, by_created);
+    s->gen++;
     for (size_t i = 0; i < s->n; i++) {
         segdef *d = s->v[i];
         const char *text =

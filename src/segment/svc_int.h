@@ -57,6 +57,7 @@ struct segsvc {
         uint32_t sb;
         uint64_t cluster;
         unsigned what;
+        uint64_t etype; /* EVENT: the hash of the event's eventType (svc_etype_hash) */
     } * t;
     size_t nt, capt;
     pql_evaluator *ev;
@@ -71,6 +72,10 @@ struct segsvc {
     struct segfeed *feed;
     struct pol_slot *pol; /* policies resolved in this group */
     size_t npol, cappol;
+    uint64_t gen;           /* bumped whenever the definitions change (svc_defs.c) */
+    struct seg_index *idx;  /* svc_index.c */
+    uint32_t *cand;         /* candidates of the cluster being evaluated (positions in v) */
+    uint8_t *cand_kind;     /* per position: SVC_CAND_* */
     /* timer thread */
     pthread_t timer;
     pthread_mutex_t mu;
@@ -91,6 +96,30 @@ int svc_defs_load(struct segsvc *s);
 void svc_defs_free(struct segsvc *s);
 /* The definitions of a sandbox, apply thread (no lock needed there). */
 segdef *svc_def_find(struct segsvc *s, uint32_t sb, const char *id);
+
+/* svc_index.c: which streaming segments a change concerns. */
+#define SVC_MAX_PATHS 64
+enum { SVC_CAND_DIRECT = 0, SVC_CAND_DEPS = 1, SVC_CAND_POLICY = 2 };
+typedef struct seg_touch {
+    unsigned what;          /* SEGSVC_TOUCH_* bits */
+    const uint64_t *etypes; /* EVENT: hashes of the new events' eventType */
+    size_t netypes;
+    bool etypes_all;        /* too many to list: every segment reading events */
+    char **paths;           /* RECORD: union-view paths whose value changed (dotted) */
+    size_t npaths;
+    bool paths_all;         /* RECORD: treat every field as changed */
+} seg_touch;
+uint64_t svc_etype_hash(const char *s, size_t len);
+/* Apply thread: the positions (in s->v, creation order) of sandbox sb's streaming segments that
+ * touch t may concern, in s->cand (returns how many), with s->cand_kind[pos]: DIRECT (evaluate),
+ * DEPS (evaluate when a segment it reads with inSegment changed for this profile), POLICY (a
+ * record touch: evaluate when its merge policy is not the materialised one). */
+size_t svc_index_candidates(struct segsvc *s, uint32_t sb, const seg_touch *t);
+bool svc_sandbox_has_streaming(struct segsvc *s, uint32_t sb);
+void svc_index_free(struct segsvc *s);
+/* The dotted paths whose value differs between two profile entities (either may be NULL),
+ * appended to *paths (owned strings); *all when there are more than SVC_MAX_PATHS. */
+void svc_profile_diff(const json_t *old, const json_t *cur, char ***paths, size_t *n, bool *all);
 
 /* svc_feed.c */
 void svc_feed_init(struct segsvc *s);

@@ -29,6 +29,9 @@ struct pending_ev {
 
 static void *timer_main(void *arg);
 static void policies_clear(struct segsvc *s);
+struct seg_touch;
+static int eval_candidates(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t cluster,
+                           const struct seg_touch *t, int64_t now, size_t ncand);
 static int on_cluster_change(void *arg, store_batch *b, const cluster_change *v, size_t n);
 
 int segsvc_init(kith_engine *e)
@@ -97,6 +100,7 @@ void segsvc_free(kith_engine *e)
     free(s->t);
     policies_clear(s);
     free(s->pol);
+    svc_index_free(s);
     pql_evaluator_free(s->ev);
     pthread_rwlock_destroy(&s->lock);
     pthread_mutex_destroy(&s->mu);
@@ -121,16 +125,13 @@ void segsvc_get_stats(kith_engine *e, segsvc_stats *out)
 
 static bool sandbox_has_streaming(struct segsvc *s, uint32_t sb)
 {
-    for (size_t i = 0; i < s->n; i++)
-        if (s->v[i]->sb == sb && s->v[i]->prog && s->v[i]->mode != PQL_MODE_BATCH) return true;
-    return false;
+    return svc_sandbox_has_streaming(s, sb);
 }
 
-void segsvc_touch(kith_engine *e, uint32_t sb, uint64_t cluster, unsigned what)
+static void touch(struct segsvc *s, uint32_t sb, uint64_t cluster, unsigned what, uint64_t etype)
 {
-    struct segsvc *s = svc_of(e);
-    if (!s) return;
-    if (s->nt && s->t[s->nt - 1].sb == sb && s->t[s->nt - 1].cluster == cluster) {
+    if (s->nt && s->t[s->nt - 1].sb == sb && s->t[s->nt - 1].cluster == cluster &&
+        s->t[s->nt - 1].etype == etype) {
         s->t[s->nt - 1].what |= what;
         return;
     }
@@ -138,7 +139,13 @@ void segsvc_touch(kith_engine *e, uint32_t sb, uint64_t cluster, unsigned what)
         s->capt = s->capt ? s->capt * 2 : 256;
         s->t = kith_xrealloc(s->t, s->capt * sizeof *s->t);
     }
-    s->t[s->nt++] = (struct touched){sb, cluster, what};
+    s->t[s->nt++] = (struct touched){sb, cluster, what, etype};
+}
+
+void segsvc_touch(kith_engine *e, uint32_t sb, uint64_t cluster, unsigned what)
+{
+    struct segsvc *s = svc_of(e);
+    if (s) touch(s, sb, cluster, what, 0);
 }
 
 static size_t bucket_of(struct segsvc *s, uint32_t sb, uint64_t identity)
@@ -183,10 +190,17 @@ void segsvc_note_apply(kith_engine *e, uint32_t sb, uint64_t cluster, uint64_t i
 {
     struct segsvc *s = svc_of(e);
     if (!s || !sandbox_has_streaming(s, sb)) return;
-    segsvc_touch(e, sb, cluster, is_event ? SEGSVC_TOUCH_EVENT : SEGSVC_TOUCH_PROFILE);
-    if (!is_event) return;
+    if (!is_event) {
+        touch(s, sb, cluster, SEGSVC_TOUCH_RECORD, 0);
+        return;
+    }
     json_t *ev = kjson_parse(json, len, 256, NULL, NULL);
-    if (!ev) return; /* validated before: cannot happen */
+    if (!ev) { /* validated before: cannot happen; be safe anyway */
+        touch(s, sb, cluster, SEGSVC_TOUCH_PROFILE, 0);
+        return;
+    }
+    const char *et = json_string_value(json_object_get(ev, "eventType"));
+    touch(s, sb, cluster, SEGSVC_TOUCH_EVENT, et ? svc_etype_hash(et, strlen(et)) : 0);
     /* Events are blind appends written by the syncer: remember them until surely written. */
     if (s->npend == s->cappend) {
         s->cappend = s->cappend ? s->cappend * 2 : 1024;
@@ -502,13 +516,6 @@ static bool in_segment_cb(void *arg, const char *id)
     return st.status == SEG_REALIZED || st.status == SEG_EXISTING;
 }
 
-static bool wants(const segdef *d, unsigned what)
-{
-    if (!d->prog || d->mode == PQL_MODE_BATCH) return false;
-    const pql_deps *dp = pql_program_deps(d->prog);
-    if (what & (SEGSVC_TOUCH_PROFILE | SEGSVC_TOUCH_TIMER | SEGSVC_TOUCH_DELETE)) return true;
-    return dp->reads_events || dp->n_segments > 0;
-}
 
 /* Remembers a realized or exited change for the change stream (published once durable). */
 static void note_change(struct segsvc *s, uint32_t sb, uint64_t cluster, const char *seg,
@@ -740,18 +747,83 @@ static int eval_def(struct cluster_ctx *c, const segdef *d, pql_input *base, pql
     return 0;
 }
 
-/* Re-evaluates the streaming segments of one cluster that what concerns (only: just that one). */
+/* Does candidate d run? DIRECT always; DEPS when a segment it reads changed membership for this
+ * profile in this group (changed: ids, n); POLICY when its merge policy is not materialised. */
+static bool candidate_runs(struct cluster_ctx *c, const segdef *d, int kind, const char **changed,
+                           size_t nchanged)
+{
+    if (kind == SVC_CAND_DIRECT) return true;
+    if (kind == SVC_CAND_POLICY) {
+        size_t slot = policy_slot(c->s, c->sb, d->mpid); /* may grow c->s->pol */
+        return !c->s->pol[slot].materialised;
+    }
+    const pql_deps *dp = pql_program_deps(d->prog);
+    for (size_t i = 0; i < dp->n_segments; i++)
+        for (size_t j = 0; j < nchanged; j++)
+            if (strcmp(dp->segments[i], changed[j]) == 0) return true;
+    return false;
+}
+
+/* The union-view paths a record changed: the committed view (before this group) against the
+ * batch's. */
+static void record_changes(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t cluster,
+                           seg_touch *t)
+{
+    store_key pk;
+    skey_init(&pk, sb);
+    skey_u64(&pk, cluster);
+    json_t *views[2] = {NULL, NULL};
+    for (int i = 0; i < 2; i++) {
+        kith_buf pv = {0};
+        int rc = i == 0 ? store_get(s->e->store, STORE_CF_PROFILE, pk.b, pk.n, &pv)
+                        : store_batch_get(s->e->store, b, STORE_CF_PROFILE, pk.b, pk.n, &pv);
+        if (rc == 0) views[i] = kjson_parse(pv.data, pv.len, 256, NULL, NULL);
+        else if (rc != KITH_ENOTFOUND) t->paths_all = true;
+        kith_buf_free(&pv);
+    }
+    if (!t->paths_all)
+        svc_profile_diff(json_object_get(views[0], "entity"), json_object_get(views[1], "entity"),
+                         &t->paths, &t->npaths, &t->paths_all);
+    json_decref(views[0]);
+    json_decref(views[1]);
+}
+
+/* Re-evaluates the streaming segments of one cluster that the touch concerns (svc_index.c), or
+ * only segment `only` when it is not NULL. */
 static int eval_cluster(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t cluster,
-                        unsigned what, int64_t now, const segdef *only)
+                        seg_touch *t, int64_t now, const segdef *only)
+{
+    if (only) {
+        if (!only->prog) return 0;
+        size_t ncand = 0;
+        for (size_t i = 0; i < s->n && !ncand; i++)
+            if (s->v[i] == only) {
+                svc_index_candidates(s, sb, &(seg_touch){0}); /* sizes s->cand */
+                s->cand[ncand++] = (uint32_t)i;
+                s->cand_kind[i] = SVC_CAND_DIRECT;
+            }
+        return ncand ? eval_candidates(s, b, sb, cluster, t, now, 1) : 0;
+    }
+    if ((t->what & SEGSVC_TOUCH_RECORD) &&
+        !(t->what & (SEGSVC_TOUCH_PROFILE | SEGSVC_TOUCH_TIMER | SEGSVC_TOUCH_DELETE))) {
+        /* Field-level skipping holds for the materialised view only; a sandbox whose default
+         * policy merges otherwise re-runs every segment on a record. */
+        size_t slot = policy_slot(s, sb, ""); /* may grow s->pol */
+        if (!s->pol[slot].materialised) t->paths_all = true;
+        else record_changes(s, b, sb, cluster, t);
+    }
+    return eval_candidates(s, b, sb, cluster, t, now, svc_index_candidates(s, sb, t));
+}
+
+/* Evaluates the ncand candidates in s->cand for one cluster. */
+static int eval_candidates(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t cluster,
+                           const seg_touch *t, int64_t now, size_t ncand)
 {
     kith_engine *e = s->e;
-    bool any = false, events = false, computed = false;
+    bool events = false, computed = false;
     int64_t lookback = 0;
-    for (size_t i = 0; i < s->n; i++) {
-        segdef *d = s->v[i];
-        if (d->sb != sb || !wants(d, what) || (only && d != only)) continue;
-        any = true;
-        const pql_deps *dp = pql_program_deps(d->prog);
+    for (size_t k = 0; k < ncand; k++) {
+        const pql_deps *dp = pql_program_deps(s->v[s->cand[k]]->prog);
         if (svc_reads_computed(dp)) computed = true;
         if (dp->reads_events) {
             events = true;
@@ -761,7 +833,7 @@ static int eval_cluster(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t 
                 lookback = dp->lookback_ms;
         }
     }
-    if (!any) return 0;
+    if (!ncand) return 0;
     cluster_members m;
     int rc = identity_members(e, b, sb, cluster, &m);
     if (rc == KITH_ENOTFOUND) return 0;
@@ -773,13 +845,16 @@ static int eval_cluster(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t 
         /* A day of slack: calendar-relative windows (today, this month) reach a little further
          * back than their nominal length. */
         int64_t since = lookback < 0 ? INT64_MIN : now - lookback - 86400000LL * 2;
-        c.nevs = cluster_events(s, (what & SEGSVC_TOUCH_DELETE) ? b : NULL, sb, &m, since, &c.evs);
+        c.nevs = cluster_events(s, (t->what & SEGSVC_TOUCH_DELETE) ? b : NULL, sb, &m, since,
+                                &c.evs);
     }
     struct inseg_ctx ic = {e, b, sb, cluster};
     pql_input in = {.now_ms = now, .in_segment = in_segment_cb, .arg = &ic};
-    for (size_t i = 0; i < s->n; i++) {
-        segdef *d = s->v[i];
-        if (d->sb != sb || !wants(d, what) || (only && d != only)) continue;
+    const char **changed = NULL; /* segments whose membership flipped for this profile */
+    size_t nchanged = 0;
+    for (size_t k = 0; k < ncand; k++) {
+        segdef *d = s->v[s->cand[k]];
+        if (!candidate_runs(&c, d, s->cand_kind[s->cand[k]], changed, nchanged)) continue;
         pql_result res;
         int erc = eval_def(&c, d, &in, &res);
         s->evaluations++;
@@ -790,13 +865,18 @@ static int eval_cluster(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t 
         if (ca_next < res.next_change_ms && svc_reads_computed(pql_program_deps(d->prog)))
             res.next_change_ms = ca_next;
         seg_state old = svc_state_get(e, b, sb, d->id, cluster), st = old;
+        bool was = old.status == SEG_REALIZED || old.status == SEG_EXISTING;
+        if (was != res.match) {
+            changed = kith_xrealloc(changed, (nchanged + 1) * sizeof *changed);
+            changed[nchanged++] = d->id;
+        }
         if (res.match) {
             if (old.status == SEG_NONE || old.status == SEG_EXITED) {
                 st.status = SEG_REALIZED;
                 st.lqt = now;
                 s->realized++;
                 note_change(s, sb, cluster, d->id, SEG_REALIZED, now, &m);
-            } else if (old.status == SEG_REALIZED && !(what & SEGSVC_TOUCH_TIMER)) {
+            } else if (old.status == SEG_REALIZED && !(t->what & SEGSVC_TOUCH_TIMER)) {
                 st.status = SEG_EXISTING;
             }
         } else if (old.status == SEG_REALIZED || old.status == SEG_EXISTING) {
@@ -809,19 +889,20 @@ static int eval_cluster(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t 
         if (st.due && st.due <= now) st.due = now + 1;
         if (st.status == old.status && st.lqt == old.lqt && st.due == old.due) continue;
         if (old.due != st.due) {
-            store_key t;
+            store_key tk;
             if (old.due) {
-                timer_key(&t, sb, old.due, cluster, d->id);
-                store_batch_delete(b, STORE_CF_TIMER, t.b, t.n);
+                timer_key(&tk, sb, old.due, cluster, d->id);
+                store_batch_delete(b, STORE_CF_TIMER, tk.b, tk.n);
             }
             if (st.due) {
-                timer_key(&t, sb, st.due, cluster, d->id);
-                store_batch_put(b, STORE_CF_TIMER, t.b, t.n, "", 0);
+                timer_key(&tk, sb, st.due, cluster, d->id);
+                store_batch_put(b, STORE_CF_TIMER, tk.b, tk.n, "", 0);
                 s->timers_set++;
             }
         }
         svc_state_put(e, b, sb, d->id, cluster, &st);
     }
+    free(changed);
     cluster_ctx_free(&c);
     cluster_members_free(&m);
     return 0;
@@ -830,7 +911,11 @@ static int eval_cluster(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t 
 int svc_eval_segment(kith_engine *e, store_batch *b, uint32_t sb, uint64_t cluster, const segdef *d,
                      int64_t now)
 {
-    return eval_cluster(svc_of(e), b, sb, cluster, SEGSVC_TOUCH_TIMER, now, d);
+    struct segsvc *s = svc_of(e);
+    seg_touch t = {.what = SEGSVC_TOUCH_TIMER};
+    int rc = eval_cluster(s, b, sb, cluster, &t, now, d);
+    policies_clear(s);
+    return rc;
 }
 
 static int touched_cmp(const void *a, const void *b)
@@ -850,12 +935,24 @@ int segsvc_flush_group(kith_engine *e, store_batch *b)
     if (s->nt == 0) return 0;
     qsort(s->t, s->nt, sizeof *s->t, touched_cmp);
     int rc = 0;
+    uint64_t etypes[16];
     for (size_t i = 0; i < s->nt && rc == 0;) {
         size_t j = i;
-        unsigned what = 0;
-        while (j < s->nt && touched_cmp(&s->t[i], &s->t[j]) == 0)
-            what |= s->t[j++].what;
-        rc = eval_cluster(s, b, s->t[i].sb, s->t[i].cluster, what, now, NULL);
+        seg_touch t = {.etypes = etypes};
+        for (; j < s->nt && touched_cmp(&s->t[i], &s->t[j]) == 0; j++) {
+            t.what |= s->t[j].what;
+            if (!(s->t[j].what & SEGSVC_TOUCH_EVENT)) continue;
+            size_t k = 0;
+            while (k < t.netypes && etypes[k] != s->t[j].etype)
+                k++;
+            if (k < t.netypes) continue;
+            if (t.netypes == 16) t.etypes_all = true;
+            else etypes[t.netypes++] = s->t[j].etype;
+        }
+        rc = eval_cluster(s, b, s->t[i].sb, s->t[i].cluster, &t, now, NULL);
+        for (size_t k = 0; k < t.npaths; k++)
+            free(t.paths[k]);
+        free(t.paths);
         i = j;
     }
     s->nt = 0;
