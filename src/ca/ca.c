@@ -694,9 +694,14 @@ json_t *ca_list(kith_engine *e, uint32_t sb)
 
 /* --- per-cluster state blob --- */
 
+/* An entry is decoded only when an attribute touches it; the others are written back as they were
+ * read (raw points into the buffer the blob was loaded from, which outlives the blob). */
 typedef struct blob_ent {
     uint32_t slot;
-    agg_state st;
+    bool decoded;
+    const uint8_t *raw;
+    uint32_t rawlen;
+    agg_state st; /* valid when decoded */
 } blob_ent;
 
 typedef struct blob {
@@ -710,10 +715,15 @@ static void state_key(store_key *k, uint32_t sb, uint64_t cluster)
     skey_u64(k, cluster);
 }
 
+static void ent_clear(blob_ent *en)
+{
+    if (en->decoded) agg_free(&en->st);
+}
+
 static void blob_free(blob *bl)
 {
     for (size_t i = 0; i < bl->n; i++)
-        agg_free(&bl->v[i].st);
+        ent_clear(&bl->v[i]);
     free(bl->v);
     memset(bl, 0, sizeof *bl);
 }
@@ -729,9 +739,10 @@ static void blob_decode(blob *bl, const uint8_t *p, size_t len)
         uint32_t slot = kith_get_be32(p + off), l = kith_get_be32(p + off + 4);
         off += 8;
         if (len - off < l) break;
-        blob_ent *en = &bl->v[bl->n];
+        blob_ent *en = &bl->v[bl->n++];
         en->slot = slot;
-        if (agg_decode(&en->st, p + off, l, NULL) == 0) bl->n++;
+        en->raw = p + off;
+        en->rawlen = l;
         off += l;
     }
 }
@@ -740,27 +751,37 @@ static void blob_encode(const blob *bl, kith_buf *out)
 {
     size_t n = 0;
     for (size_t i = 0; i < bl->n; i++)
-        n += bl->v[i].st.n > 0;
+        n += !bl->v[i].decoded || bl->v[i].st.n > 0;
     uint8_t h[2] = {(uint8_t)(n >> 8), (uint8_t)n};
     kith_buf_append(out, h, 2);
     kith_buf st = {0};
     for (size_t i = 0; i < bl->n; i++) {
-        if (bl->v[i].st.n == 0) continue; /* empty: nothing to keep */
+        const blob_ent *en = &bl->v[i];
+        if (en->decoded && en->st.n == 0) continue; /* empty: nothing to keep */
         st.len = 0;
-        agg_encode(&bl->v[i].st, &st);
+        if (en->decoded) agg_encode(&en->st, &st);
         uint8_t e[8];
-        kith_put_be32(e, bl->v[i].slot);
-        kith_put_be32(e + 4, (uint32_t)st.len);
+        kith_put_be32(e, en->slot);
+        kith_put_be32(e + 4, (uint32_t)(en->decoded ? st.len : en->rawlen));
         kith_buf_append(out, e, 8);
-        kith_buf_append(out, st.data, st.len);
+        if (en->decoded) kith_buf_append(out, st.data, st.len);
+        else kith_buf_append(out, en->raw, en->rawlen);
     }
     kith_buf_free(&st);
 }
 
 static agg_state *blob_find(blob *bl, uint32_t slot)
 {
-    for (size_t i = 0; i < bl->n; i++)
-        if (bl->v[i].slot == slot) return &bl->v[i].st;
+    for (size_t i = 0; i < bl->n; i++) {
+        blob_ent *en = &bl->v[i];
+        if (en->slot != slot) continue;
+        if (!en->decoded) {
+            if (agg_decode(&en->st, en->raw, en->rawlen, NULL) != 0)
+                agg_init(&en->st, (agg_window){AGG_HOURS, 0}); /* unreadable: starts empty */
+            en->decoded = true;
+        }
+        return &en->st;
+    }
     return NULL;
 }
 
@@ -776,25 +797,29 @@ static unsigned keep_of(int fn)
     }
 }
 
-/* The entry of slot, created empty with window w (and re-created if its window changed). */
+/* The entry of slot, created empty with window w (and re-created if its window changed). The
+ * pointer is valid until the next blob_get (which may move the entries). */
 static agg_state *blob_get(blob *bl, uint32_t slot, agg_window w, unsigned keep)
 {
     agg_state *st = blob_find(bl, slot);
-    if (st) st->keep = keep;
     if (st && (st->w.unit != w.unit || st->w.count != w.count)) {
         agg_free(st);
         agg_init(st, w);
     }
-    if (st) return st;
-    if (bl->n == bl->cap) {
-        bl->cap = bl->cap ? bl->cap * 2 : 4;
-        bl->v = kith_xrealloc(bl->v, bl->cap * sizeof *bl->v);
+    if (!st) {
+        if (bl->n == bl->cap) {
+            bl->cap = bl->cap ? bl->cap * 2 : 4;
+            bl->v = kith_xrealloc(bl->v, bl->cap * sizeof *bl->v);
+        }
+        blob_ent *en = &bl->v[bl->n++];
+        memset(en, 0, sizeof *en);
+        en->slot = slot;
+        en->decoded = true;
+        agg_init(&en->st, w);
+        st = &en->st;
     }
-    blob_ent *en = &bl->v[bl->n++];
-    en->slot = slot;
-    agg_init(&en->st, w);
-    en->st.keep = keep;
-    return &en->st;
+    st->keep = keep;
+    return st;
 }
 
 static int blob_load(kith_engine *e, store_batch *b, uint32_t sb, uint64_t cluster, blob *bl,
@@ -854,8 +879,8 @@ static bool primitive(const json_t *v)
 
 /* Feeds one event (ts, parsed ev inside the one-element array arr) to the definitions; returns
  * whether a state changed. */
-static bool feed(ca_svc *s, const ca_def *const *defs, agg_state **states, size_t n, json_t *arr,
-                 int64_t ts, int64_t now)
+static bool feed(ca_svc *s, const ca_def *const *defs, blob *bl, size_t n, json_t *arr, int64_t ts,
+                 int64_t now)
 {
     json_t *ev = json_array_get(arr, 0);
     bool changed = false;
@@ -908,7 +933,8 @@ static bool feed(ca_svc *s, const ca_def *const *defs, agg_state **states, size_
             }
             if (!has_num) continue;
         }
-        if (agg_add(states[i], ts, has_num, num, last, last ? strlen(last) : 0, now)) changed = true;
+        agg_state *st = blob_get(bl, d->slot, d->w, keep_of(d->fn));
+        if (agg_add(st, ts, has_num, num, last, last ? strlen(last) : 0, now)) changed = true;
         free(last);
         s->events_matched++;
     }
@@ -1119,12 +1145,7 @@ void ca_note_event(kith_engine *e, store_batch *b, uint32_t sb, uint64_t cluster
     blob bl;
     kith_buf raw = {0};
     if (blob_load(e, b, sb, cluster, &bl, &raw) == 0) {
-        agg_state *states[CA_MAX_PER_SANDBOX];
-        for (size_t i = 0; i < n; i++) /* every entry first: blob_get may move the array */
-            blob_get(&bl, defs[i]->slot, defs[i]->w, keep_of(defs[i]->fn));
-        for (size_t i = 0; i < n; i++)
-            states[i] = blob_find(&bl, defs[i]->slot);
-        if (feed(s, defs, states, n, arr, ts, kith_now_ms()) &&
+        if (feed(s, defs, &bl, n, arr, ts, kith_now_ms()) &&
             blob_store(e, b, sb, cluster, &bl, &raw))
             segsvc_touch(e, sb, cluster, SEGSVC_TOUCH_PROFILE);
     }
@@ -1136,7 +1157,7 @@ void ca_note_event(kith_engine *e, store_batch *b, uint32_t sb, uint64_t cluster
 }
 
 static int feed_stored(ca_svc *s, store_batch *b, uint32_t sb, uint64_t identity, int64_t since,
-                       const ca_def *const *defs, agg_state **states, size_t n, int64_t now,
+                       const ca_def *const *defs, blob *bl, size_t n, int64_t now,
                        uint64_t *events)
 {
     kith_engine *e = s->e;
@@ -1156,7 +1177,7 @@ static int feed_stored(ca_svc *s, store_batch *b, uint32_t sb, uint64_t identity
         if (!ev) continue;
         json_t *arr = json_array();
         json_array_append_new(arr, ev);
-        feed(s, defs, states, n, arr, (int64_t)(kith_get_be64(key + plen) - TS_BIAS), now);
+        feed(s, defs, bl, n, arr, (int64_t)(kith_get_be64(key + plen) - TS_BIAS), now);
         json_decref(arr);
         (*events)++;
     }
@@ -1178,7 +1199,7 @@ static int feed_stored(ca_svc *s, store_batch *b, uint32_t sb, uint64_t identity
         if (!ev) continue;
         json_t *arr = json_array();
         json_array_append_new(arr, ev);
-        feed(s, defs, states, n, arr, p->ts, now);
+        feed(s, defs, bl, n, arr, p->ts, now);
         json_decref(arr);
         (*events)++;
     }
@@ -1216,25 +1237,22 @@ int ca_recompute(ca_svc *s, store_batch *b, uint32_t sb, uint64_t cluster, const
             for (size_t j = 0; j < n && !known; j++)
                 known = defs[j]->slot == bl.v[i].slot;
             if (known) bl.v[k++] = bl.v[i];
-            else agg_free(&bl.v[i].st);
+            else ent_clear(&bl.v[i]);
         }
         bl.n = k;
     }
-    agg_state *states[CA_MAX_PER_SANDBOX];
     int64_t since = INT64_MAX;
-    for (size_t i = 0; i < n; i++) /* every entry first: blob_get may move the array */
-        blob_get(&bl, defs[i]->slot, defs[i]->w, keep_of(defs[i]->fn));
     for (size_t i = 0; i < n; i++) {
-        states[i] = blob_find(&bl, defs[i]->slot);
-        agg_free(states[i]);
-        agg_init(states[i], defs[i]->w);
-        states[i]->keep = keep_of(defs[i]->fn);
+        agg_state *st = blob_get(&bl, defs[i]->slot, defs[i]->w, keep_of(defs[i]->fn));
+        agg_free(st);
+        agg_init(st, defs[i]->w);
+        st->keep = keep_of(defs[i]->fn);
         int64_t ws = agg_window_start(defs[i]->w, now);
         if (ws < since) since = ws;
     }
     uint64_t events = 0;
     for (size_t i = 0; i < m.n && rc == 0; i++)
-        rc = feed_stored(s, b, sb, m.v[i].id, since, defs, states, n, now, &events);
+        rc = feed_stored(s, b, sb, m.v[i].id, since, defs, &bl, n, now, &events);
     if (rc == 0 && blob_store(e, b, sb, cluster, &bl, &raw))
         segsvc_touch(e, sb, cluster, SEGSVC_TOUCH_PROFILE);
     if (events_out) *events_out += events;

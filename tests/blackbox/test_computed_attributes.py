@@ -341,6 +341,10 @@ class ComputedAttributesRestartTest(kt.KithTestCase):
         r = api.post(CA, attr(PURCHASES + ".sum(commerce.order.priceTotal)"))
         self.assertStatus(r, 201)
         wait_backfill(api, r.json)
+        seg = api.post(DEFS, {"name": kt.uid("seg-"), "schema": {"name": "_xdm.context.profile"},
+                              "expression": {"type": "PQL", "format": "pql/text",
+                                             "value": "_computed.%s > 10" % r.json["name"]}})
+        self.assertStatus(seg, 201)
         crm = kt.uid("c-")
         fx.ingest_event({"_id": kt.uid("ev-"), "timestamp": kt.iso(now_ms() - 1000),
                          "eventType": "commerce.purchases", "commerce": {"order": {"priceTotal": 7}},
@@ -352,6 +356,13 @@ class ComputedAttributesRestartTest(kt.KithTestCase):
         self.assertEqual(g.json["status"], {"type": "PUBLISHED", "job": "ENABLED"})
         prof = api.profile("CRMID", crm, withCA="true")
         self.assertEqual(prof["entity"]["_computed"][r.json["name"]], 7)
+        # The segment that reads it still compiles after the restart and follows the value.
+        fx.ingest_event({"_id": kt.uid("ev-"), "timestamp": kt.iso(now_ms() - 500),
+                         "eventType": "commerce.purchases", "commerce": {"order": {"priceTotal": 5}},
+                         "identityMap": kt.idmap(("CRMID", crm))})
+        prof = api.profile("CRMID", crm, withCA="true")
+        self.assertEqual(prof["entity"]["_computed"][r.json["name"]], 12)
+        self.assertEqual(prof["entity"]["segmentMembership"]["ups"][seg.json["id"]]["status"], "realized")
 
 
 @kt.unittest.skipUnless(os.path.exists(FAKETIME), "libfaketime is not installed (scripts/deps.sh installs it)")
