@@ -182,8 +182,8 @@ static const char *const fns[] = {"sum(commerce.order.priceTotal)", "count()",
                                   "mostRecent(web.webPageDetails.name)"};
 static const char *const filters[] = {"eventType = \"commerce.purchases\"",
                                       "eventType = \"web.webpagedetails.pageViews\"",
-                                      "eventType = \"advertising.impressions\" or eventType = "
-                                      "\"commerce.purchases\""};
+                                      ("eventType = \"advertising.impressions\" or eventType = "
+                                       "\"commerce.purchases\"")};
 static const char *const units[] = {"HOURS", "DAYS", "WEEKS", "MONTHS"};
 static const int counts[] = {24, 7, 4, 6};
 

@@ -554,23 +554,25 @@ int ca_put(kith_engine *e, store_batch *b, uint32_t sb, const char *id, const js
         return fail(res, 400, errors, "the expression is not a supported computed attribute: %s", msg);
     }
     json_decref(errors);
-    /* A loaded definition keeps its slot; a new one gets a fresh one. */
-    const json_t *js = json_object_get(body, "kith:slot");
+    /* A definition loaded at start keeps its slot, times and job status (never taken from a
+     * request); a new one gets a fresh slot. */
+    const json_t *stored = s->loading ? body : NULL;
+    const json_t *js = json_object_get(stored, "kith:slot");
     d->slot = cur ? cur->slot
               : json_is_integer(js) && json_integer_value(js) > 0
                   ? (uint32_t)json_integer_value(js)
                   : new_slot(s, sb);
     int64_t now = kith_now_ms();
     d->created = cur ? cur->created
-                     : json_is_integer(json_object_get(body, "createEpoch"))
-                         ? json_integer_value(json_object_get(body, "createEpoch"))
+                     : json_is_integer(json_object_get(stored, "createEpoch"))
+                         ? json_integer_value(json_object_get(stored, "createEpoch"))
                          : now;
     const char *job = !publish ? "NOT_STARTED"
                       : cur && cur->published
                           ? json_string_value(json_object_get(json_object_get(cur->doc, "status"), "job"))
                           : "PROCESSING";
-    const json_t *given_job = json_object_get(json_object_get(body, "status"), "job");
-    if (!cur && json_is_string(given_job) && publish) job = json_string_value(given_job); /* load */
+    const json_t *given_job = json_object_get(json_object_get(stored, "status"), "job");
+    if (!cur && json_is_string(given_job) && publish) job = json_string_value(given_job);
     json_t *doc = json_object();
     json_object_set_new(doc, "id", json_string(id));
     json_object_set_new(doc, "type", json_string("ComputedAttribute"));
@@ -599,9 +601,9 @@ int ca_put(kith_engine *e, store_batch *b, uint32_t sb, const char *id, const js
     catalog_unlock(e->cat);
     json_object_set_new(doc, "createEpoch", json_integer(d->created));
     json_object_set_new(doc, "updateEpoch",
-                        json_integer(cur || !json_is_integer(json_object_get(body, "updateEpoch"))
+                        json_integer(cur || !json_is_integer(json_object_get(stored, "updateEpoch"))
                                          ? now
-                                         : json_integer_value(json_object_get(body, "updateEpoch"))));
+                                         : json_integer_value(json_object_get(stored, "updateEpoch"))));
     json_object_set_new(doc, "kith:slot", json_integer(d->slot));
     d->doc = doc;
     bool start_backfill = publish && (!cur || !cur->published) && (!job || strcmp(job, "ENABLED") != 0);
@@ -1373,6 +1375,7 @@ static void load_defs(ca_svc *s)
     kith_engine *e = s->e;
     store_iter *it = store_iter_new(e->store, NULL, STORE_CF_META, "", 0);
     store_batch *b = store_batch_new(e->store); /* loading writes nothing it keeps */
+    s->loading = true;
     for (; store_iter_valid(it); store_iter_next(it)) {
         size_t kl, vl;
         const uint8_t *k = store_iter_key(it, &kl);
@@ -1392,6 +1395,7 @@ static void load_defs(ca_svc *s)
         }
         json_decref(doc);
     }
+    s->loading = false;
     store_batch_free(b);
     store_iter_free(it);
 }

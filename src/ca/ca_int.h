@@ -72,6 +72,7 @@ typedef struct ca_svc {
     ca_job *jobs; /* every job of this process, newest first */
     pthread_t thread;
     bool started, stopping;
+    bool loading; /* ca_init: definitions read back from the store */
     _Atomic uint64_t events_matched, recomputes, backfill_events, events_noted, note_ns;
 } ca_svc;
 

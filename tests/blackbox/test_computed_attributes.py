@@ -321,6 +321,15 @@ class ComputedAttributesTest(kt.KithTestCase):
             if words:
                 self.assertIn(words, r.json["detail"], r)
         self.assertProblem(self.admin.post(CA, [1, 2]), 400)
+        # What kith decides is not taken from a request: the job status, the times.
+        r = self.admin.post(CA, attr(PURCHASES + ".count()", status={"type": "PUBLISHED", "job": "ENABLED"},
+                                     createEpoch=1, updateEpoch=1, **{"kith:slot": 7}))
+        self.assertStatus(r, 201)
+        self.assertEqual(r.json["status"]["job"], "PROCESSING")
+        self.assertGreater(r.json["createEpoch"], 1)
+        self.assertNotIn("kith:slot", r.json)
+        wait_backfill(self.admin, r.json)
+        before += 1
         self.assertEqual(self.admin.get(CA + "?limit=40").json["_page"]["totalCount"], before + 1)
 
     def test_limit_per_sandbox(self):
