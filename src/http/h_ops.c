@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "kith/ca.h"
 #include "metrics.h"
 
 int h_livez(kith_req *r)
@@ -63,6 +64,15 @@ int h_metrics(kith_req *r)
                        "# TYPE kith_apply_write_seconds counter\nkith_apply_write_seconds %.6f\n",
                     (double)st.write_ns_total / 1e9);
     GAUGE("kith_commit_seconds_max_ns", "Longest group commit in ns.", st.commit_ns_max);
+    ca_stats cs; /* computed attributes (src/ca/) */
+    ca_get_stats(e, &cs);
+    COUNTER("kith_ca_attribute_updates_total", "Computed attribute states an event fed.", cs.events_matched);
+    COUNTER("kith_ca_recomputations_total", "Profiles whose computed attributes were recomputed from their events.",
+            cs.recomputes);
+    COUNTER("kith_ca_backfill_events_total", "Stored events read by computed attribute backfills.", cs.backfill_events);
+    kith_buf_printf(o, "# HELP kith_ca_update_cpu_seconds Writer CPU time updating computed attributes on events.\n"
+                       "# TYPE kith_ca_update_cpu_seconds counter\nkith_ca_update_cpu_seconds %.6f\n",
+                    (double)cs.note_ns / 1e9);
     GAUGE("kith_profiles_estimate", "Materialised union views (RocksDB estimate).",
           store_estimate_keys(e->store, STORE_CF_PROFILE));
     GAUGE("kith_clusters_estimate", "Identity clusters (RocksDB estimate).",

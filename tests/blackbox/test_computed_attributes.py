@@ -291,6 +291,12 @@ class ComputedAttributesTest(kt.KithTestCase):
         self.assertEqual(bf["progress"], 100.0)
         for i, crm in enumerate(crms):
             self.assertEqual(self.computed(crm)[g["name"]], 10 * (i % 4 + 1))
+        metrics = self.server.raw("GET", "/metrics").text
+        for name in ("kith_ca_backfill_events_total", "kith_ca_recomputations_total",
+                     "kith_ca_attribute_updates_total", "kith_ca_update_cpu_seconds"):
+            self.assertIn(name + " ", metrics)
+        line = [x for x in metrics.splitlines() if x.startswith("kith_ca_backfill_events_total ")][0]
+        self.assertGreaterEqual(int(line.split()[1]), bf["eventsScanned"])
 
     # --- bad input --------------------------------------------------------------------------------
 
