@@ -50,6 +50,12 @@ void store_batch_put(store_batch *b, int cf, const void *k, size_t kl, const voi
  * writes run exclusive (after the previous group was written). */
 void store_batch_put_blind(store_batch *b, int cf, const void *k, size_t kl, const void *v, size_t vl);
 void store_batch_delete(store_batch *b, int cf, const void *k, size_t kl);
+/* The batch's tail: writes committed atomically with the indexed part (one RocksDB write) that skip the
+ * index, so nothing reads them back before the commit and no savepoint covers them. For a module that
+ * keeps its own copy of what it wrote and hands the group's writes over once, at the group's end (the
+ * identity graph). */
+void store_batch_put_tail(store_batch *b, int cf, const void *k, size_t kl, const void *v, size_t vl);
+void store_batch_delete_tail(store_batch *b, int cf, const void *k, size_t kl);
 /* Reads through the batch to the committed database. Same returns as store_get. */
 int store_batch_get(kith_store *st, store_batch *b, int cf, const void *k, size_t kl, kith_buf *val);
 size_t store_batch_count(store_batch *b);

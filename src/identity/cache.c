@@ -99,15 +99,9 @@ void kv_cache_put(kv_cache *c, int cf, const void *key, size_t klen, const void 
     if (!val) vlen = 0;
     uint64_t h = hash_of(cf, key, klen);
     slot *s = find(c, h, cf, key, klen);
-    if (!s->hash) {
-        if (c->bytes + c->cap * sizeof *s > c->max_bytes) { /* full: start over */
-            kv_cache_clear(c);
-            c->clears++;
-            s = find(c, h, cf, key, klen);
-        } else if ((c->n + 1) * 4 > c->cap * 3) {
-            grow(c);
-            s = find(c, h, cf, key, klen);
-        }
+    if (!s->hash && (c->n + 1) * 4 > c->cap * 3) {
+        grow(c);
+        s = find(c, h, cf, key, klen);
     }
     kv_ent *e = s->hash ? s->e : NULL;
     if (e && e->vlen == vlen) { /* same size: in place */
@@ -138,6 +132,17 @@ size_t kv_cache_entries(const kv_cache *c)
 size_t kv_cache_bytes(const kv_cache *c)
 {
     return c->bytes + c->cap * sizeof(slot);
+}
+
+bool kv_cache_full(const kv_cache *c)
+{
+    return kv_cache_bytes(c) > c->max_bytes;
+}
+
+void kv_cache_clear_full(kv_cache *c)
+{
+    kv_cache_clear(c);
+    c->clears++;
 }
 
 uint64_t kv_cache_clears(const kv_cache *c)

@@ -2,8 +2,7 @@
  * cluster), so that the writer reads no key of the graph twice. It holds what the store holds — the
  * committed data plus the group's batch — key by key, including keys known to be absent: every
  * graph write goes to the batch and to the cache together (write-through), a miss is read through the
- * batch once. It is dropped whenever the batch is rolled back or cleared and when a sandbox is
- * deleted, so it never disagrees with the store. Bounded in bytes: when full it is dropped too.
+ * batch once. Bounded in bytes: its owner drops it between groups when it is full.
  * Owned by the apply thread (any other thread only while the apply thread is idle, e.g. a benchmark).
  */
 #ifndef KITH_IDENTITY_CACHE_H
@@ -35,6 +34,8 @@ const kv_ent *kv_cache_get(kv_cache *c, int cf, const void *key, size_t klen);
 /* val NULL: the key is absent (deleted or never written). */
 void kv_cache_put(kv_cache *c, int cf, const void *key, size_t klen, const void *val, size_t vlen);
 size_t kv_cache_entries(const kv_cache *c);
+bool kv_cache_full(const kv_cache *c);
+void kv_cache_clear_full(kv_cache *c); /* a clear because it was full (counted) */
 size_t kv_cache_bytes(const kv_cache *c);
 uint64_t kv_cache_clears(const kv_cache *c); /* times it was dropped because it was full */
 

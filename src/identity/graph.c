@@ -44,8 +44,15 @@ static void id_key(store_key *k, uint32_t sb, uint64_t id)
     skey_u64(k, id);
 }
 
-/* --- the writer's reads and writes of the graph's keys (ident, node, cluster): through its cache
- * (cache.h), so a key is read from the store at most once. b NULL: a committed read, any thread. */
+/* --- the writer's reads and writes of the graph's keys (ident, node, cluster).
+ *
+ * Reads go through the writer's cache (cache.h), so a key is read from the store at most once. Writes
+ * go to the cache and to the group's write log; at the end of the group (identity_flush_group) the
+ * log is handed to the batch's tail once, sorted, one write per key however often the group changed
+ * it — a person's node and cluster are written once per group, and the memtable takes the keys in
+ * order. Nothing reads the graph's keys through the batch, so the tail needs no index. A rolled-back
+ * savepoint truncates the log; the cache is then rebuilt from the store plus what the log still
+ * holds (dropped, then the log replayed into it). b NULL: a committed read, any thread. */
 
 #define WCACHE_DEFAULT_BYTES (2ull << 30)
 
@@ -75,17 +82,98 @@ static int gread(kith_engine *e, store_batch *b, int cf, const store_key *k, kit
     return rc;
 }
 
+/* Write log entry: [cf u8][absent u8][klen u16][vlen u32][key][value]. */
+#define WLOG_HDR 8
+
+static void wlog_append(struct ident_state *s, int cf, const store_key *k, const void *v,
+                        size_t len)
+{
+    uint8_t h[WLOG_HDR];
+    h[0] = (uint8_t)cf;
+    h[1] = v == NULL;
+    h[2] = (uint8_t)(k->n >> 8);
+    h[3] = (uint8_t)k->n;
+    kith_put_be32(h + 4, (uint32_t)(v ? len : 0));
+    kith_buf_append(&s->wlog, h, WLOG_HDR);
+    kith_buf_append(&s->wlog, k->b, k->n);
+    if (v && len) kith_buf_append(&s->wlog, v, len);
+    s->nwlog++;
+}
+
 static void gput(kith_engine *e, store_batch *b, int cf, const store_key *k, const void *v,
                  size_t len)
 {
-    store_batch_put(b, cf, k->b, k->n, v, len);
+    (void)b;
+    wlog_append(ident_state_get(e), cf, k, v, len);
     kv_cache_put(wcache(e), cf, k->b, k->n, v, len);
 }
 
 static void gdel(kith_engine *e, store_batch *b, int cf, const store_key *k)
 {
-    store_batch_delete(b, cf, k->b, k->n);
+    (void)b;
+    wlog_append(ident_state_get(e), cf, k, NULL, 0);
     kv_cache_put(wcache(e), cf, k->b, k->n, NULL, 0);
+}
+
+typedef struct wlog_ref {
+    const uint8_t *p;
+    size_t seq;
+} wlog_ref;
+
+static int wlog_cmp(const void *a, const void *b)
+{
+    const wlog_ref *x = a, *y = b;
+    if (x->p[0] != y->p[0]) return x->p[0] < y->p[0] ? -1 : 1;
+    size_t xl = (size_t)x->p[2] << 8 | x->p[3], yl = (size_t)y->p[2] << 8 | y->p[3];
+    int c = memcmp(x->p + WLOG_HDR, y->p + WLOG_HDR, xl < yl ? xl : yl);
+    if (c) return c;
+    if (xl != yl) return xl < yl ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static bool same_key(const uint8_t *x, const uint8_t *y)
+{
+    return x[0] == y[0] && x[2] == y[2] && x[3] == y[3] &&
+           memcmp(x + WLOG_HDR, y + WLOG_HDR, (size_t)x[2] << 8 | x[3]) == 0;
+}
+
+/* Drops the cache and replays the group's write log into it: the store plus the group. */
+static void wcache_rebuild(struct ident_state *s)
+{
+    if (!s->kv) return;
+    kv_cache_clear(s->kv);
+    const uint8_t *p = (const uint8_t *)s->wlog.data, *end = p + s->wlog.len;
+    while (p && p < end) {
+        size_t kl = (size_t)p[2] << 8 | p[3], vl = kith_get_be32(p + 4);
+        kv_cache_put(s->kv, p[0], p + WLOG_HDR, kl, p[1] ? NULL : p + WLOG_HDR + kl, vl);
+        p += WLOG_HDR + kl + vl;
+    }
+}
+
+int identity_emit_writes(kith_engine *e, store_batch *b)
+{
+    struct ident_state *s = e->ident;
+    if (!s || s->nwlog == 0) return 0;
+    wlog_ref *v = kith_xcalloc(s->nwlog, sizeof *v);
+    size_t n = 0;
+    const uint8_t *p = (const uint8_t *)s->wlog.data, *end = p + s->wlog.len;
+    while (p < end && n < s->nwlog) {
+        v[n] = (wlog_ref){p, n};
+        n++;
+        p += WLOG_HDR + ((size_t)p[2] << 8 | p[3]) + kith_get_be32(p + 4);
+    }
+    qsort(v, n, sizeof *v, wlog_cmp);
+    for (size_t i = 0; i < n; i++) {
+        if (i + 1 < n && same_key(v[i].p, v[i + 1].p)) continue; /* a later write follows */
+        const uint8_t *q = v[i].p;
+        size_t kl = (size_t)q[2] << 8 | q[3], vl = kith_get_be32(q + 4);
+        if (q[1]) store_batch_delete_tail(b, q[0], q + WLOG_HDR, kl);
+        else store_batch_put_tail(b, q[0], q + WLOG_HDR, kl, q + WLOG_HDR + kl, vl);
+    }
+    free(v);
+    s->wlog.len = 0;
+    s->nwlog = 0;
+    return 0;
 }
 
 /* --- following the batch: the group's change list and the cache undo with it --- */
@@ -97,25 +185,37 @@ static void hook_savepoint(void *arg)
         s->capmarks = s->capmarks ? s->capmarks * 2 : 64;
         s->marks = kith_xrealloc(s->marks, s->capmarks * sizeof *s->marks);
     }
-    s->marks[s->nmarks++] = s->nchg;
+    s->marks[s->nmarks++] = (struct ident_mark){s->nchg, s->wlog.len, s->nwlog};
 }
 
 static void hook_rollback(void *arg)
 {
     struct ident_state *s = arg;
-    /* The changes staged since the savepoint were rolled back with the batch: none is published. */
-    size_t keep = s->nmarks ? s->marks[--s->nmarks] : 0;
-    if (keep < s->nchg) s->nchg = keep;
-    if (s->kv) kv_cache_clear(s->kv);
+    /* What was staged since the savepoint was rolled back with the batch: no change of it is
+     * published, none of its writes is written, the cache forgets them. */
+    struct ident_mark m = s->nmarks ? s->marks[--s->nmarks] : (struct ident_mark){0, 0, 0};
+    if (m.nchg < s->nchg) s->nchg = m.nchg;
+    if (m.wlog < s->wlog.len) {
+        s->wlog.len = m.wlog;
+        s->nwlog = m.nwlog;
+    }
+    wcache_rebuild(s);
 }
 
 static void hook_settled(void *arg, bool ok)
 {
     struct ident_state *s = arg;
     s->nmarks = 0;
+    if (s->nwlog && ok)
+        kith_log(KITH_LOG_ERROR, "identity", "%zu graph writes staged after the group's flush: lost",
+                 s->nwlog);
+    s->wlog.len = 0;
+    s->nwlog = 0;
     if (!ok) {
         s->nchg = 0;
         if (s->kv) kv_cache_clear(s->kv);
+    } else if (s->kv && kv_cache_full(s->kv)) {
+        kv_cache_clear_full(s->kv);
     }
 }
 
@@ -202,7 +302,7 @@ int identity_members(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t 
 
 void identity_cache_reset(kith_engine *e)
 {
-    if (e->ident && e->ident->kv) kv_cache_clear(e->ident->kv);
+    if (e->ident) wcache_rebuild(e->ident); /* the group's own writes stay known */
 }
 
 /* --- ident entries: [id][cluster][first][last] then the cluster history, newest first --- */

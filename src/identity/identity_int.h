@@ -45,10 +45,18 @@ struct ident_state {
     } subs[16];
     int nsubs;
     int64_t stamp; /* last edge stamp handed out (µs, strictly increasing) */
-    kv_cache *kv;  /* the writer's copy of the graph's keys (cache.h) */
-    size_t *marks; /* nchg at each savepoint of the batch (store_batch_hooks) */
+    kv_cache *kv;   /* the writer's copy of the graph's keys (cache.h) */
+    kith_buf wlog;  /* the group's writes of graph keys, in order (graph.c) */
+    size_t nwlog;
+    struct ident_mark {
+        size_t nchg, wlog, nwlog;
+    } * marks; /* at each savepoint of the batch (store_batch_hooks) */
     size_t nmarks, capmarks;
 };
+
+/* Apply thread, at the end of a group (identity_flush_group): the group's graph writes into the
+ * batch's tail, one per key, in key order. */
+int identity_emit_writes(kith_engine *e, store_batch *b);
 
 /* Lazily created, any thread. */
 struct ident_state *ident_state_get(kith_engine *e);

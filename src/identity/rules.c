@@ -59,6 +59,7 @@ void identity_state_free(kith_engine *e)
     free(s->retired);
     free(s->chg);
     free(s->marks);
+    kith_buf_free(&s->wlog);
     kv_cache_free(s->kv);
     pthread_mutex_destroy(&s->mu);
     free(s);
@@ -462,6 +463,7 @@ static int chg_cmp(const void *a, const void *b)
 int identity_flush_group(kith_engine *e, store_batch *b)
 {
     struct ident_state *s = e->ident;
+    if (s) identity_emit_writes(e, b);
     if (!s || s->nchg == 0) return 0;
     qsort(s->chg, s->nchg, sizeof *s->chg, chg_cmp);
     size_t n = 0;

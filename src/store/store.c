@@ -25,6 +25,7 @@ struct kith_store {
 struct store_batch {
     rocksdb_writebatch_wi_t *wb;
     rocksdb_writebatch_t *blind; /* appends never read back within the group (no index) */
+    rocksdb_writebatch_t *tail;  /* written with the indexed part, never read back (no index) */
     kith_store *st; /* borrowed: column family handles */
     store_batch_hooks hooks;
 };
@@ -115,7 +116,9 @@ int store_open(const char *dir, const store_options *opt, kith_store **out, char
          * over the memtable's whole keys answers those without walking the skip list. */
         rocksdb_options_set_memtable_prefix_bloom_size_ratio(st->cf_opts[i], 0.05);
         rocksdb_options_set_memtable_whole_key_filtering(st->cf_opts[i], 1);
-        if (i == STORE_CF_DEDUP) {
+        /* ident and node keys, too, are only read whole (the identity graph's point reads; a
+         * sandbox goes by range delete), and a new person's keys land at random in them. */
+        if (i == STORE_CF_DEDUP || i == STORE_CF_IDENT || i == STORE_CF_NODE) {
             rocksdb_options_set_prefix_extractor(
                 st->cf_opts[i],
                 rocksdb_slicetransform_create(NULL, no_state, whole_key, always, never, whole_key_name));
@@ -208,6 +211,7 @@ store_batch *store_batch_new(kith_store *st)
     b->st = st;
     b->wb = rocksdb_writebatch_wi_create(1 << 20, 1);
     b->blind = rocksdb_writebatch_create();
+    b->tail = rocksdb_writebatch_create();
     return b;
 }
 
@@ -216,6 +220,7 @@ void store_batch_free(store_batch *b)
     if (!b) return;
     rocksdb_writebatch_wi_destroy(b->wb);
     rocksdb_writebatch_destroy(b->blind);
+    rocksdb_writebatch_destroy(b->tail);
     free(b);
 }
 
@@ -243,9 +248,42 @@ int store_batch_get(kith_store *st, store_batch *b, int cf, const void *k, size_
     return finish_get(v, vl, err, val);
 }
 
+void store_batch_put_tail(store_batch *b, int cf, const void *k, size_t kl, const void *v, size_t vl)
+{
+    rocksdb_writebatch_put_cf(b->tail, b->st->cf[cf], k, kl, v, vl);
+}
+
+void store_batch_delete_tail(store_batch *b, int cf, const void *k, size_t kl)
+{
+    rocksdb_writebatch_delete_cf(b->tail, b->st->cf[cf], k, kl);
+}
+
+/* The indexed part and the tail as one atomic write: one WriteBatch of both reps (a rep is an 8-byte
+ * sequence, a 4-byte little-endian count, then the records). */
+static void write_with_tail(kith_store *st, store_batch *b, char **err)
+{
+    size_t wl = 0, tl = 0;
+    const char *w = rocksdb_writebatch_wi_data(b->wb, &wl);
+    const char *t = rocksdb_writebatch_data(b->tail, &tl);
+    if (wl < 12 || tl < 12) {
+        *err = strdup("malformed write batch");
+        return;
+    }
+    uint32_t n = (uint32_t)rocksdb_writebatch_wi_count(b->wb) + (uint32_t)rocksdb_writebatch_count(b->tail);
+    char *all = kith_xmalloc(wl + tl - 12);
+    memcpy(all, w, wl);
+    memcpy(all + wl, t + 12, tl - 12);
+    for (int i = 0; i < 4; i++) all[8 + i] = (char)(n >> (8 * i));
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create_from(all, wl + tl - 12);
+    free(all);
+    rocksdb_write(st->db, st->wopts, wb, err);
+    rocksdb_writebatch_destroy(wb);
+}
+
 size_t store_batch_count(store_batch *b)
 {
-    return (size_t)rocksdb_writebatch_wi_count(b->wb) + (size_t)rocksdb_writebatch_count(b->blind);
+    return (size_t)rocksdb_writebatch_wi_count(b->wb) + (size_t)rocksdb_writebatch_count(b->blind) +
+           (size_t)rocksdb_writebatch_count(b->tail);
 }
 
 void store_batch_set_hooks(store_batch *b, const store_batch_hooks *h)
@@ -257,8 +295,10 @@ void store_batch_set_hooks(store_batch *b, const store_batch_hooks *h)
 int store_batch_commit(kith_store *st, store_batch *b)
 {
     char *err = NULL;
-    if (rocksdb_writebatch_wi_count(b->wb) > 0) rocksdb_write_writebatch_wi(st->db, st->wopts, b->wb, &err);
+    if (rocksdb_writebatch_count(b->tail) > 0) write_with_tail(st, b, &err);
+    else if (rocksdb_writebatch_wi_count(b->wb) > 0) rocksdb_write_writebatch_wi(st->db, st->wopts, b->wb, &err);
     rocksdb_writebatch_wi_clear(b->wb);
+    rocksdb_writebatch_clear(b->tail);
     if (b->hooks.settled) b->hooks.settled(b->hooks.arg, err == NULL);
     if (err) {
         kith_log(KITH_LOG_ERROR, "store", "commit: %s", err);
@@ -284,6 +324,7 @@ int store_sync_wal(kith_store *st)
 void store_batch_clear(store_batch *b)
 {
     rocksdb_writebatch_wi_clear(b->wb);
+    rocksdb_writebatch_clear(b->tail);
     rocksdb_writebatch_clear(b->blind);
     if (b->hooks.settled) b->hooks.settled(b->hooks.arg, false);
 }

@@ -449,12 +449,16 @@ static void test_one_event_per_cluster_per_group(void **state)
  * change event, and the writer forgets what it staged; an operation that fails as a whole neither. */
 struct rollback_ctx {
     fixture *f;
-    ingest_msg *rejected, *kept;
+    ingest_msg *before, *rejected, *kept;
 };
 
 static int rollback_fn(void *ctx, store_batch *b)
 {
     struct rollback_ctx *c = ctx;
+    if (c->before) {
+        store_batch_savepoint(b);
+        assert_int_equal(ingest_apply_msg(c->f->e, b, c->before), 0);
+    }
     store_batch_savepoint(b);
     assert_int_equal(ingest_apply_msg(c->f->e, b, c->rejected), 0); /* merges two clusters... */
     store_batch_rollback(b);                                         /* ...then is rejected */
@@ -473,10 +477,10 @@ static void test_rollback_publishes_nothing(void **state)
     uint64_t p = cluster_of(f, "CRMID", "r1"), q = cluster_of(f, "CRMID", "r2");
     assert_int_not_equal(p, q);
     engine_on_cluster_change(f->e, on_change, &seen);
-    ingest_msg m[2];
+    ingest_msg m[4];
     msg_of(f, "{\"identityMap\":{\"Email\":[{\"id\":\"r1@x.com\",\"primary\":true}],\"Phone\":[{\"id\":\"p2\"}]}}", &m[0]);
     msg_of(f, "{\"identityMap\":{\"CRMID\":[{\"id\":\"r3\",\"primary\":true}],\"Email\":[{\"id\":\"r3@x.com\"}]}}", &m[1]);
-    struct rollback_ctx c = {f, &m[0], &m[1]};
+    struct rollback_ctx c = {f, NULL, &m[0], &m[1]};
     assert_int_equal(apply_call(f->e->apply, rollback_fn, &c, false), 0);
     /* Nothing of the rejected record: both clusters as they were, no event naming them. */
     assert_int_equal(cluster_of(f, "CRMID", "r1"), p);
@@ -502,7 +506,24 @@ static void test_rollback_publishes_nothing(void **state)
     assert_int_equal(m[0].rc, 0);
     assert_int_equal(cluster_of(f, "CRMID", "r1"), cluster_of(f, "CRMID", "r2"));
     assert_int_equal(seen.calls, 1);
-    for (int i = 0; i < 2; i++) ingest_msg_clear(&m[i]);
+    /* In one group: a record creates new identities, the next one touches them and is rejected, a
+     * third links to them — it finds what the first wrote (one identity each, one cluster). */
+    msg_of(f, "{\"identityMap\":{\"CRMID\":[{\"id\":\"r5\",\"primary\":true}],\"Email\":[{\"id\":\"r5@x.com\"}]}}", &m[2]);
+    msg_of(f, "{\"identityMap\":{\"Email\":[{\"id\":\"r5@x.com\",\"primary\":true}],\"Phone\":[{\"id\":\"p6\"}]}}", &m[3]);
+    ingest_msg_clear(&m[1]);
+    msg_of(f, "{\"identityMap\":{\"CRMID\":[{\"id\":\"r5\",\"primary\":true}],\"Phone\":[{\"id\":\"p7\"}]}}", &m[1]);
+    c = (struct rollback_ctx){f, &m[2], &m[3], &m[1]};
+    assert_int_equal(apply_call(f->e->apply, rollback_fn, &c, false), 0);
+    uint64_t r5 = cluster_of(f, "CRMID", "r5");
+    assert_int_equal(cluster_of(f, "Email", "r5@x.com"), r5);
+    assert_int_equal(cluster_of(f, "Phone", "p7"), r5);
+    uint64_t id;
+    assert_int_equal(identity_lookup(f->e, 1, nsid(f, "Phone"), "p6", 2, &id, &r3), KITH_ENOTFOUND);
+    cluster_members cm;
+    assert_int_equal(identity_members(f->e, NULL, 1, r5, &cm), 0);
+    assert_int_equal((int)cm.n, 3);
+    cluster_members_free(&cm);
+    for (int i = 0; i < 4; i++) ingest_msg_clear(&m[i]);
 }
 
 /* Events are stored under their highest-priority identity when the rules name a priority. */
