@@ -1,15 +1,17 @@
 /* kith bench: the identity graph through the apply path, in process.
  *
- *   build/bench/identity [--identities N] [--links M] [--lookups L] [--dir DIR]
+ *   build/bench/identity [--identities N] [--links M] [--lookups L] [--cache-mb MB] [--dir DIR]
  *
  * 1. preload: N identities (N/2 people, each a CRMID linked to an ECID), 1,000 records per writer
  *    operation, WAL sync off (a bulk load);
- * 2. links: M new ECIDs, each linked to a random existing person (a merge of a new singleton into a
- *    cluster: ident, node, cluster and history writes), 1,000 per writer operation, WAL sync off;
+ * 2. links: M new ECIDs, each linked to a random existing person (the new ECID joins the person's
+ *    cluster: its ident and node, the person's node and the cluster record are written), 1,000 per
+ *    writer operation, WAL sync off;
  * 3. lookups: identity → cluster, L random existing identities, through identity_lookup (any
  * thread, committed data: RocksDB) and through the writer's cache (identity_writer_lookup). Prints the
  * figures and the command that reproduces them. */
 #include <getopt.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,12 +80,13 @@ static double run_links(kith_engine *e, uint64_t first, uint64_t n, uint64_t peo
 
 int main(int argc, char **argv)
 {
-    uint64_t identities = 2000000, links = 500000, lookups = 1000000;
+    uint64_t identities = 2000000, links = 500000, lookups = 1000000, cache_mb = 0;
     const char *dir = NULL;
     static const struct option opts[] = {{"identities", required_argument, NULL, 'n'},
                                          {"links", required_argument, NULL, 'm'},
                                          {"lookups", required_argument, NULL, 'l'},
                                          {"dir", required_argument, NULL, 'd'},
+                                         {"cache-mb", required_argument, NULL, 'c'},
                                          {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -100,9 +103,13 @@ int main(int argc, char **argv)
         case 'd':
             dir = optarg;
             break;
+        case 'c':
+            cache_mb = strtoull(optarg, NULL, 10);
+            break;
         default:
             fprintf(stderr,
-                    "usage: identity [--identities N] [--links M] [--lookups L] [--dir DIR]\n");
+                    "usage: identity [--identities N] [--links M] [--lookups L] [--cache-mb MB] "
+                    "[--dir DIR]\n");
             return 2;
         }
     }
@@ -111,6 +118,7 @@ int main(int argc, char **argv)
     kith_engine *e = NULL;
     char *err = NULL;
     kith_limits lim = KITH_LIMITS_DEFAULT;
+    lim.ident_cache_bytes = (size_t)cache_mb << 20; /* 0: the engine's default */
     if (engine_open(dir, &lim, "bench-admin", false, &e, &err) != 0) {
         fprintf(stderr, "identity: %s\n", err ? err : "engine_open failed");
         return 1;
@@ -152,8 +160,17 @@ int main(int argc, char **argv)
            "(%llu hits)\n",
            (unsigned long long)lookups, dt, lookups / dt, dt * 1e6 / lookups,
            (unsigned long long)found);
-    printf("command   build/bench/identity --identities %llu --links %llu --lookups %llu\n",
-           (unsigned long long)identities, (unsigned long long)links, (unsigned long long)lookups);
+    size_t entries, bytes;
+    uint64_t clears;
+    identity_cache_stats(e, &entries, &bytes, &clears);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("memory    writer cache %zu keys, %.0f MiB (%llu clears when full); peak RSS %.0f MiB\n",
+           entries, bytes / 1048576.0, (unsigned long long)clears, ru.ru_maxrss / 1024.0);
+    printf("command   build/bench/identity --identities %llu --links %llu --lookups %llu%s",
+           (unsigned long long)identities, (unsigned long long)links, (unsigned long long)lookups,
+           cache_mb ? "" : "\n");
+    if (cache_mb) printf(" --cache-mb %llu\n", (unsigned long long)cache_mb);
     engine_close(e);
     if (dir == tmp) {
         char cmd[200];

@@ -154,6 +154,8 @@ void identity_attach(kith_engine *e, store_batch *b);
  * cache does not hold the identity. */
 int identity_writer_lookup(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *value, size_t len,
                            uint64_t *id_out, uint64_t *cluster_out);
+/* The writer cache's size (apply thread, or while it is idle): keys held, bytes, clears when full. */
+void identity_cache_stats(kith_engine *e, size_t *entries, size_t *bytes, uint64_t *clears);
 /* Any thread: committed lookups. Return 0, KITH_ENOTFOUND or KITH_EIO. */
 int identity_lookup(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *value, size_t len,
                     uint64_t *id_out, uint64_t *cluster_out);

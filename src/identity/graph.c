@@ -227,6 +227,14 @@ void identity_attach(kith_engine *e, store_batch *b)
     s->nmarks = 0;
 }
 
+void identity_cache_stats(kith_engine *e, size_t *entries, size_t *bytes, uint64_t *clears)
+{
+    kv_cache *c = wcache(e);
+    *entries = kv_cache_entries(c);
+    *bytes = kv_cache_bytes(c);
+    *clears = kv_cache_clears(c);
+}
+
 int identity_writer_lookup(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *value,
                            size_t len, uint64_t *id_out, uint64_t *cluster_out)
 {
