@@ -1,7 +1,7 @@
 /* bench/segbatch: batch segmentation time, in process (the engine without HTTP).
  *
  *   segbatch [--people N] [--segments M] [--events E] [--seed S] [--dir DIR] [--streaming]
- *            [--seed-segments]
+ *            [--seed-segments] [--runs R]
  *
  * It creates a data dir (DIR, default a temporary one, removed at the end), the loadgen schemas (a
  * profile class with person, personal, loyalty and _acme.crm fields; an ExperienceEvent class with
@@ -11,7 +11,8 @@
  * Then it creates M segment definitions of mixed shapes in one group (profile attributes, event
  * counts and sums, the seed's three segments with varied constants; batch-only unless --streaming),
  * which queues ONE backfill job over all of them — the first evaluation, timed — and then runs a
- * segment job over "*" again, the re-evaluation of a population whose memberships exist. With
+ * segment job over "*" again (R times; the best is reported), the re-evaluation of a population whose
+ * memberships exist. With
  * --seed-segments the M segments are just the seed's three (PQL.md). It prints the load rate, the
  * two job times, profiles/s and segment evaluations/s; the last line, "RESULT ...", is for scripts. */
 #include <getopt.h>
@@ -30,7 +31,8 @@ static struct {
     uint64_t seed;
     const char *dir;
     bool streaming, seed_segments;
-} opt = {.people = 100000, .segments = 100, .events = 4, .seed = 1};
+    long runs;
+} opt = {.people = 100000, .segments = 100, .events = 4, .seed = 1, .runs = 1};
 
 static kith_engine *eng;
 static char ds_crm[KITH_ID_LEN + 1], ds_loy[KITH_ID_LEN + 1], ds_web[KITH_ID_LEN + 1];
@@ -274,7 +276,7 @@ int main(int argc, char **argv)
     static const struct option lo[] = {
         {"people", 1, 0, 'n'},    {"segments", 1, 0, 'm'}, {"events", 1, 0, 'e'},
         {"seed", 1, 0, 's'},      {"dir", 1, 0, 'D'},      {"streaming", 0, 0, 'S'},
-        {"seed-segments", 0, 0, 'T'}, {0, 0, 0, 0},
+        {"seed-segments", 0, 0, 'T'}, {"runs", 1, 0, 'R'}, {0, 0, 0, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -300,13 +302,17 @@ int main(int argc, char **argv)
         case 'T':
             opt.seed_segments = true;
             break;
+        case 'R':
+            opt.runs = atol(optarg);
+            break;
         default:
             fprintf(stderr, "usage: segbatch [--people N] [--segments M] [--events E] [--seed S] "
-                            "[--dir DIR] [--streaming] [--seed-segments]\n");
+                            "[--dir DIR] [--streaming] [--seed-segments] [--runs R]\n");
             return 2;
         }
     }
     if (opt.seed_segments) opt.segments = 3;
+    if (opt.runs < 1 || opt.runs > 1000) return 2;
     if (opt.people < 1 || opt.segments < 1 || opt.segments > SEGDEF_MAX_PER_SANDBOX ||
         opt.events < 0 || opt.events > 100)
         return 2;
@@ -370,17 +376,25 @@ int main(int argc, char **argv)
     }
     uint64_t members1 = 0, members2 = 0;
     long first = wait_job("first evaluation (backfill)", dc.job, &members1);
-    segdef_result res;
-    json_t *body = json_pack("[{s:s}]", "segmentId", "*");
-    if (segsvc_job_create(eng, 1, SEGJOB_SEGMENT, body, &res) != 0) {
-        fprintf(stderr, "segbatch: job: %s\n", res.detail);
-        return 1;
+    long again = -1;
+    for (long run = 0; run < opt.runs; run++) { /* the best of the re-runs */
+        segdef_result res;
+        json_t *body = json_pack("[{s:s}]", "segmentId", "*");
+        if (segsvc_job_create(eng, 1, SEGJOB_SEGMENT, body, &res) != 0) {
+            fprintf(stderr, "segbatch: job: %s\n", res.detail);
+            return 1;
+        }
+        json_decref(body);
+        char id[64];
+        snprintf(id, sizeof id, "%s", json_string_value(json_object_get(res.doc, "id")));
+        json_decref(res.doc);
+        long ms = wait_job("re-evaluation (\"*\" job)", id, &members2);
+        if (ms < 0) {
+            again = -1;
+            break;
+        }
+        if (again < 0 || ms < again) again = ms;
     }
-    json_decref(body);
-    char id[64];
-    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(res.doc, "id")));
-    json_decref(res.doc);
-    long again = wait_job("re-evaluation (\"*\" job)", id, &members2);
     printf("RESULT people=%ld segments=%ld events=%ld load_per_s=%.0f first_ms=%ld again_ms=%ld "
            "members=%llu\n",
            opt.people, opt.segments, opt.events, total / load, first, again,

@@ -171,7 +171,8 @@ int svc_profile_load(kith_engine *e, uint32_t sb, uint64_t cluster, unsigned wha
 /* True when a program reads computed attributes. */
 bool svc_reads_computed(const pql_deps *dp);
 void svc_profile_clear(svc_profile *p);
-/* Every membership state of a cluster, in segment id order (at most cap). */
+/* Every membership state of a cluster, in segment id order (at most cap), as stored (the caller
+ * applies svc_status_shown's rule). */
 typedef struct svc_state_ent {
     char id[SEGDEF_ID_LEN + 1];
     seg_state st;

@@ -57,6 +57,7 @@ typedef struct job_seg {
     bool streaming;
     unsigned statuses; /* export filter: bits 1 << SEG_* */
     int slot;          /* its merge policy in job_run.pol */
+    int64_t batch_eval; /* batch segments: the definition's last complete evaluation at the start */
     atomic_ullong realized, existing, exited, failed;
 } job_seg;
 
@@ -630,7 +631,9 @@ static void *segment_worker(void *arg)
                 }
                 answer[i] = match ? 1 : 0;
                 const seg_state *old = state_find(states, ns, g->id);
-                int ost = old ? old->status : SEG_NONE, nst = transition(ost, match);
+                int ost = old ? old->status : SEG_NONE;
+                if (ost == SEG_REALIZED && old->lqt < g->batch_eval) ost = SEG_EXISTING;
+                int nst = transition(ost, match);
                 if (nst == SEG_REALIZED) g->realized++;
                 else if (nst == SEG_EXISTING) g->existing++;
                 else if (nst == SEG_EXITED && ost != SEG_EXITED) g->exited++;
@@ -683,7 +686,8 @@ static void *export_worker(void *arg)
                 size_t ns = svc_states_load(e, j->sb, ids[c], states, JOB_STATES_MAX);
                 for (size_t i = 0; i < j->nseg && !pass; i++) {
                     const seg_state *st = state_find(states, ns, j->seg[i].id);
-                    pass = st && (j->seg[i].statuses & (1u << st->status));
+                    int shown = st ? svc_status_shown(r->s, j->sb, j->seg[i].id, st->status, st->lqt) : 0;
+                    pass = st && (j->seg[i].statuses & (1u << shown));
                 }
             }
             if (!pass) continue;
@@ -804,6 +808,7 @@ static void resolve_segments(struct segsvc *s, seg_job *j)
         free(g->mp);
         g->mp = mp ? kith_xstrdup(mp) : NULL;
         g->streaming = d && d->mode != PQL_MODE_BATCH;
+        g->batch_eval = d && !g->streaming ? d->batch_eval : 0;
     }
     pthread_rwlock_unlock(&s->lock);
     pthread_mutex_unlock(&s->jobs->mu);

@@ -132,7 +132,7 @@ size_t svc_states_load(kith_engine *e, uint32_t sb, uint64_t cluster, svc_state_
         memcpy(out[n].id, key + p.n, SEGDEF_ID_LEN);
         out[n].id[SEGDEF_ID_LEN] = 0;
         out[n].st.lqt = (int64_t)kith_get_be64(val + 1);
-        out[n].st.status = svc_status_shown(svc_of(e), sb, out[n].id, val[0], out[n].st.lqt);
+        out[n].st.status = val[0];
         out[n].st.due = (int64_t)kith_get_be64(val + 9);
         n++;
     }
