@@ -97,6 +97,10 @@ int store_delete_prefix(kith_store *st, int cf, const void *prefix, size_t plen)
 /* Iterates keys beginning with prefix, in key order, over committed data, or over committed data plus
  * batch b when b is not NULL. The iterator borrows st (and b) and must be freed before them. */
 store_iter *store_iter_new(kith_store *st, store_batch *b, int cf, const void *prefix, size_t plen);
+/* Re-aims the iterator at another prefix (the same length as the one it was made with, else it is
+ * rebuilt) and positions at its first key: a scan that visits many small prefixes (a profile's
+ * events, its memberships) makes one iterator instead of one per prefix. Keeps the snapshot. */
+void store_iter_reset(store_iter *it, const void *prefix, size_t plen);
 /* Positions at the first key >= key (still bounded by the prefix). */
 void store_iter_seek(store_iter *it, const void *key, size_t klen);
 /* Positions at the last key <= key within the prefix (for descending scans). */

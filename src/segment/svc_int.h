@@ -164,10 +164,17 @@ typedef struct svc_profile {
         char dataset[KITH_ID_LEN + 1]; /* its dataset */
     } * evmeta;                        /* one per event (owned) */
 } svc_profile;
+/* Iterators a scanning thread keeps and re-aims (store_iter_reset) instead of making one per
+ * profile; NULL members are made on first use. svc_iters_free at the end. */
+typedef struct svc_iters {
+    store_iter *events, *states;
+} svc_iters;
+void svc_iters_free(svc_iters *it);
 /* 0, or the identity_members error (KITH_ENOTFOUND: the cluster is gone). since: ms or INT64_MIN.
- * SVC_LOAD_COMPUTED sets the computed attributes at now into the entity (`_computed`). */
+ * SVC_LOAD_COMPUTED sets the computed attributes at now into the entity (`_computed`). its: the
+ * thread's iterators, or NULL. */
 int svc_profile_load(kith_engine *e, uint32_t sb, uint64_t cluster, unsigned what, int64_t since,
-                     int64_t now, svc_profile *p);
+                     int64_t now, svc_iters *its, svc_profile *p);
 /* True when a program reads computed attributes. */
 bool svc_reads_computed(const pql_deps *dp);
 void svc_profile_clear(svc_profile *p);
@@ -177,7 +184,8 @@ typedef struct svc_state_ent {
     char id[SEGDEF_ID_LEN + 1];
     seg_state st;
 } svc_state_ent;
-size_t svc_states_load(kith_engine *e, uint32_t sb, uint64_t cluster, svc_state_ent *out, size_t cap);
+size_t svc_states_load(kith_engine *e, uint32_t sb, uint64_t cluster, svc_iters *its,
+                       svc_state_ent *out, size_t cap);
 
 /* A batch segment's realized membership entered before the segment's last complete evaluation
  * reads as existing: the job that confirms a member writes nothing (CONTRACT-NOTES "Segment

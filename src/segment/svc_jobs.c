@@ -608,16 +608,17 @@ static void *segment_worker(void *arg)
     struct witem *w = kith_xmalloc(JOB_WRITE_CHUNK * sizeof *w);
     size_t nw = 0;
     struct job_inputs inputs = {.n = 0};
+    svc_iters its = {NULL, NULL};
     uint64_t ids[JOB_CLUSTER_CHUNK];
     size_t n;
     while (!j->cancel && r->rc == 0 && (n = next_clusters(r, ids, JOB_CLUSTER_CHUNK)) > 0) {
         for (size_t c = 0; c < n && !j->cancel && r->rc == 0; c++) {
             svc_profile p;
-            if (svc_profile_load(e, j->sb, ids[c], r->load, r->since, j->now, &p) != 0) {
+            if (svc_profile_load(e, j->sb, ids[c], r->load, r->since, j->now, &its, &p) != 0) {
                 j->processed++;
                 continue;
             }
-            size_t ns = svc_states_load(e, j->sb, ids[c], states, JOB_STATES_MAX);
+            size_t ns = svc_states_load(e, j->sb, ids[c], &its, states, JOB_STATES_MAX);
             memset(answer, 0xff, j->nseg ? j->nseg : 1);
             struct inseg_ctx ic = {r, states, ns, answer};
             pql_input in = {.now_ms = j->now, .in_segment = job_in_segment, .arg = &ic};
@@ -658,6 +659,7 @@ static void *segment_worker(void *arg)
     free(answer);
     free(states);
     pql_evaluator_free(ev);
+    svc_iters_free(&its);
     store_snapshot_use(NULL);
     return NULL;
 }
@@ -675,6 +677,7 @@ static void *export_worker(void *arg)
         snprintf(j->error, sizeof j->error, "the merge policy %s no longer exists", j->mp_id);
     }
     svc_state_ent *states = kith_xmalloc(JOB_STATES_MAX * sizeof *states);
+    svc_iters its = {NULL, NULL};
     kith_buf buf = {0};
     uint64_t ids[JOB_CLUSTER_CHUNK];
     size_t n;
@@ -683,7 +686,7 @@ static void *export_worker(void *arg)
             j->processed++;
             bool pass = j->nseg == 0;
             if (!pass) {
-                size_t ns = svc_states_load(e, j->sb, ids[c], states, JOB_STATES_MAX);
+                size_t ns = svc_states_load(e, j->sb, ids[c], &its, states, JOB_STATES_MAX);
                 for (size_t i = 0; i < j->nseg && !pass; i++) {
                     const seg_state *st = state_find(states, ns, j->seg[i].id);
                     int shown = st ? svc_status_shown(r->s, j->sb, j->seg[i].id, st->status, st->lqt) : 0;
@@ -730,6 +733,7 @@ static void *export_worker(void *arg)
     kith_buf_free(&buf);
     free(states);
     merge_policy_clear(&pol);
+    svc_iters_free(&its);
     store_snapshot_use(NULL);
     return NULL;
 }

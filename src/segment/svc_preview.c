@@ -71,7 +71,7 @@ int segsvc_preview(kith_engine *e, uint32_t sb, const char *text, int64_t now, c
         svc_profile p;
         if (svc_profile_load(e, sb, cluster,
                              SVC_LOAD_MEMBERS | SVC_LOAD_COMPUTED | (events ? SVC_LOAD_EVENTS : 0),
-                             INT64_MIN, now, &p) != 0)
+                             INT64_MIN, now, NULL, &p) != 0)
             continue;
         const cluster_members *mp = &p.m;
         struct inseg ic = {e, sb, cluster};

@@ -27,8 +27,28 @@ static int ev_ent_cmp(const void *a, const void *b)
 
 /* The committed events of the members at or after since (ms; INT64_MIN: all), sorted by timestamp
  * (owned array), and who and which dataset each one is of (*meta, owned). */
+/* An iterator over prefix: the thread's one re-aimed, or a new one (*own then). */
+static store_iter *iter_at(kith_engine *e, store_iter **kept, int cf, const void *prefix,
+                           size_t plen, store_iter **own)
+{
+    *own = NULL;
+    if (!kept) return *own = store_iter_new(e->store, NULL, cf, prefix, plen);
+    if (!*kept)
+        *kept = store_iter_new(e->store, NULL, cf, prefix, plen);
+    else
+        store_iter_reset(*kept, prefix, plen);
+    return *kept;
+}
+
+void svc_iters_free(svc_iters *it)
+{
+    store_iter_free(it->events);
+    store_iter_free(it->states);
+    it->events = it->states = NULL;
+}
+
 static json_t *events_committed(kith_engine *e, uint32_t sb, const cluster_members *m, int64_t since,
-                                struct svc_ev_meta **meta)
+                                svc_iters *its, struct svc_ev_meta **meta)
 {
     struct ev_ent *v = NULL;
     size_t n = 0, cap = 0;
@@ -37,7 +57,7 @@ static json_t *events_committed(kith_engine *e, uint32_t sb, const cluster_membe
         skey_init(&k, sb);
         skey_u64(&k, m->v[i].id);
         size_t plen = k.n;
-        store_iter *it = store_iter_new(e->store, NULL, STORE_CF_EVENT, k.b, plen);
+        store_iter *own, *it = iter_at(e, its ? &its->events : NULL, STORE_CF_EVENT, k.b, plen, &own);
         if (since != INT64_MIN) {
             skey_u64(&k, (uint64_t)since + TS_BIAS);
             store_iter_seek(it, k.b, k.n);
@@ -59,7 +79,7 @@ static json_t *events_committed(kith_engine *e, uint32_t sb, const cluster_membe
             memcpy(v[n].meta.dataset, val + 8, KITH_ID_LEN);
             n++;
         }
-        store_iter_free(it);
+        store_iter_free(own);
     }
     if (m->n > 1 && n > 1) qsort(v, n, sizeof *v, ev_ent_cmp);
     json_t *arr = json_array();
@@ -81,7 +101,7 @@ bool svc_reads_computed(const pql_deps *dp)
 }
 
 int svc_profile_load(kith_engine *e, uint32_t sb, uint64_t cluster, unsigned what, int64_t since,
-                     int64_t now, svc_profile *p)
+                     int64_t now, svc_iters *its, svc_profile *p)
 {
     memset(p, 0, sizeof *p);
     p->cluster = cluster;
@@ -102,7 +122,7 @@ int svc_profile_load(kith_engine *e, uint32_t sb, uint64_t cluster, unsigned wha
         if (!p->entity) p->entity = p->own = json_object();
         ca_attach(e, NULL, sb, cluster, now, p->entity); /* _computed.<name> (src/ca/) */
     }
-    if (what & SVC_LOAD_EVENTS) p->events = events_committed(e, sb, &p->m, since, &p->evmeta);
+    if (what & SVC_LOAD_EVENTS) p->events = events_committed(e, sb, &p->m, since, its, &p->evmeta);
     return 0;
 }
 
@@ -116,14 +136,15 @@ void svc_profile_clear(svc_profile *p)
     memset(p, 0, sizeof *p);
 }
 
-size_t svc_states_load(kith_engine *e, uint32_t sb, uint64_t cluster, svc_state_ent *out, size_t cap)
+size_t svc_states_load(kith_engine *e, uint32_t sb, uint64_t cluster, svc_iters *its,
+                       svc_state_ent *out, size_t cap)
 {
     store_key p;
     skey_init(&p, sb);
     skey_u8(&p, 0);
     skey_u64(&p, cluster);
     size_t n = 0;
-    store_iter *it = store_iter_new(e->store, NULL, STORE_CF_SEGIDX, p.b, p.n);
+    store_iter *own, *it = iter_at(e, its ? &its->states : NULL, STORE_CF_SEGIDX, p.b, p.n, &own);
     for (; store_iter_valid(it) && n < cap; store_iter_next(it)) {
         size_t kl, vl;
         const uint8_t *key = store_iter_key(it, &kl);
@@ -136,6 +157,6 @@ size_t svc_states_load(kith_engine *e, uint32_t sb, uint64_t cluster, svc_state_
         out[n].st.due = (int64_t)kith_get_be64(val + 9);
         n++;
     }
-    store_iter_free(it);
+    store_iter_free(own);
     return n;
 }

@@ -47,11 +47,15 @@ static const rocksdb_readoptions_t *read_opts(kith_store *st)
 }
 
 struct store_iter {
+    kith_store *st;
+    int cf;
+    store_batch *b; /* borrowed, or NULL */
     rocksdb_iterator_t *it;
     rocksdb_readoptions_t *ropts;
     uint8_t prefix[64];
     size_t plen;
     uint8_t upper[64]; /* the prefix's successor: RocksDB stops there */
+    size_t ulen;       /* its length (0: no bound) */
 };
 
 /* The dedup CF is only read by whole key (and range-deleted by prefix, which needs no iterator): its
@@ -406,9 +410,22 @@ int store_delete_prefix(kith_store *st, int cf, const void *prefix, size_t plen)
     return 0;
 }
 
+/* (Re)makes the RocksDB iterator of it with its read options (bound and snapshot set). */
+static void iter_build(store_iter *it)
+{
+    if (it->it) rocksdb_iter_destroy(it->it);
+    rocksdb_iterator_t *base = rocksdb_create_iterator_cf(it->st->db, it->ropts, it->st->cf[it->cf]);
+    it->it = it->b ? rocksdb_writebatch_wi_create_iterator_with_base_cf(it->b->wb, base,
+                                                                        it->st->cf[it->cf])
+                   : base;
+}
+
 store_iter *store_iter_new(kith_store *st, store_batch *b, int cf, const void *prefix, size_t plen)
 {
     store_iter *it = kith_xcalloc(1, sizeof *it);
+    it->st = st;
+    it->cf = cf;
+    it->b = b;
     if (plen > sizeof it->prefix) plen = sizeof it->prefix;
     memcpy(it->prefix, prefix, plen);
     it->plen = plen;
@@ -417,17 +434,29 @@ store_iter *store_iter_new(kith_store *st, store_batch *b, int cf, const void *p
     /* Without an upper bound a seek past the prefix's last visible key walks every key after it
      * that the read cannot see (newer than a snapshot, deleted) until a visible one: quadratic
      * for scans over a snapshot while the writer adds keys. */
-    size_t ul = plen ? prefix_successor(it->prefix, plen, it->upper) : 0;
-    if (ul) rocksdb_readoptions_set_iterate_upper_bound(it->ropts, (const char *)it->upper, ul);
+    it->ulen = plen ? prefix_successor(it->prefix, plen, it->upper) : 0;
+    if (it->ulen)
+        rocksdb_readoptions_set_iterate_upper_bound(it->ropts, (const char *)it->upper, it->ulen);
     if (!b && tl_snap && tl_snap->st == st) rocksdb_readoptions_set_snapshot(it->ropts, tl_snap->snap);
-    rocksdb_iterator_t *base = rocksdb_create_iterator_cf(st->db, it->ropts, st->cf[cf]);
-    if (b) {
-            it->it = rocksdb_writebatch_wi_create_iterator_with_base_cf(b->wb, base, st->cf[cf]);
-    } else {
-        it->it = base;
-    }
+    iter_build(it);
     rocksdb_iter_seek(it->it, prefix, plen);
     return it;
+}
+
+void store_iter_reset(store_iter *it, const void *prefix, size_t plen)
+{
+    if (plen > sizeof it->prefix) plen = sizeof it->prefix;
+    memcpy(it->prefix, prefix, plen);
+    it->plen = plen;
+    size_t was = it->ulen;
+    it->ulen = plen ? prefix_successor(it->prefix, plen, it->upper) : 0;
+    /* The RocksDB iterator reads its upper bound through the read options' Slice at every seek and
+     * step, so setting it again moves the bound for the next seek; only a change between "a bound"
+     * and "none" needs a new iterator (the snapshot stays in the read options). */
+    rocksdb_readoptions_set_iterate_upper_bound(it->ropts, it->ulen ? (const char *)it->upper : NULL,
+                                                it->ulen);
+    if ((was == 0) != (it->ulen == 0)) iter_build(it);
+    rocksdb_iter_seek(it->it, prefix, plen);
 }
 
 void store_iter_seek(store_iter *it, const void *key, size_t klen)

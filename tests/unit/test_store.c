@@ -130,6 +130,60 @@ static void test_iterators_and_prefix_delete(void **state)
     store_batch_free(b);
 }
 
+/* One iterator re-aimed at many prefixes over a snapshot: it sees only its prefix's keys as of the
+ * snapshot, never keys written later (which fill the key space between the prefixes). */
+static void test_iterator_reset_over_snapshot(void **state)
+{
+    kith_store *st = *state;
+    store_batch *b = store_batch_new(st);
+    for (uint8_t p = 0; p < 20; p += 2)
+        for (uint8_t k = 0; k < 3; k++) {
+            uint8_t key[3] = {'r', p, k};
+            store_batch_put(b, STORE_CF_SEGIDX, key, 3, "old", 3);
+        }
+    assert_int_equal(store_batch_commit(st, b), 0);
+    store_snapshot *snap = store_snapshot_new(st);
+    for (uint8_t p = 0; p < 20; p++)
+        for (uint8_t k = 0; k < 50; k++) {
+            uint8_t key[3] = {'r', p, (uint8_t)(k + 3)};
+            store_batch_put(b, STORE_CF_SEGIDX, key, 3, "new", 3);
+        }
+    assert_int_equal(store_batch_commit(st, b), 0);
+    store_snapshot_use(snap);
+    uint8_t first[2] = {'r', 0};
+    store_iter *it = store_iter_new(st, NULL, STORE_CF_SEGIDX, first, 2);
+    for (uint8_t p = 0; p < 20; p++) {
+        uint8_t prefix[2] = {'r', p};
+        store_iter_reset(it, prefix, 2);
+        int n = 0;
+        for (; store_iter_valid(it); store_iter_next(it)) {
+            size_t vl;
+            const uint8_t *v = store_iter_value(it, &vl);
+            assert_memory_equal(v, "old", 3);
+            n++;
+        }
+        assert_int_equal(n, p % 2 == 0 ? 3 : 0);
+    }
+    /* a prefix of another length, then back */
+    store_iter_reset(it, "r", 1);
+    int n = 0;
+    for (; store_iter_valid(it); store_iter_next(it)) n++;
+    assert_int_equal(n, 30);
+    store_iter_reset(it, first, 2);
+    n = 0;
+    for (; store_iter_valid(it); store_iter_next(it)) n++;
+    assert_int_equal(n, 3);
+    store_iter_free(it);
+    store_snapshot_use(NULL);
+    it = store_iter_new(st, NULL, STORE_CF_SEGIDX, first, 2);
+    n = 0;
+    for (; store_iter_valid(it); store_iter_next(it)) n++;
+    assert_int_equal(n, 53); /* without the snapshot: everything */
+    store_iter_free(it);
+    store_snapshot_free(snap);
+    store_batch_free(b);
+}
+
 static void test_reopen_keeps_data(void **state)
 {
     kith_store *st = *state;
@@ -153,6 +207,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batch_read_your_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_savepoint_rollback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iterators_and_prefix_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_iterator_reset_over_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
