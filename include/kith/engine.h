@@ -116,6 +116,11 @@ int identity_unlink_identity(kith_engine *e, store_batch *b, uint32_t sandbox, u
  * provenance (returns owned json), or NULL with *err (KITH_ENOTFOUND, KITH_EIO). */
 json_t *identity_explain(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *v, size_t len,
                          int *err);
+/* Any thread: the other members of the identity's cluster in namespace target_ns (every namespace when
+ * target_ns < 0): [{"nsid", "id", "lastAssociationTime" (ms: the member's newest link)}] (owned), or NULL
+ * with *err (KITH_ENOTFOUND, KITH_EIO). */
+json_t *identity_mapping(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *v, size_t len,
+                         int64_t target_ns, int *err);
 /* Any thread: [{"clusterId", "cRecordedTS"}] newest first (returns owned json), or NULL with *err. */
 json_t *identity_history(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *v, size_t len,
                          int *err);

@@ -136,12 +136,43 @@ static json_t *members_of(kith_req *r, const ident_ref *ref, bool *found)
     return a;
 }
 
-static json_t *cluster_entry(kith_req *r, const ident_ref *ref, bool history, bool *found)
+/* What a cluster query answers: its members, the identity's cluster history, or its mappings (the
+ * other members, optionally of one target namespace, with the time each was last linked). */
+enum view { V_MEMBERS, V_HISTORY, V_MAPPING };
+
+static json_t *mapping_of(kith_req *r, const ident_ref *ref, int64_t target, bool *found)
+{
+    int err = 0;
+    json_t *raw = identity_mapping(r->e, r->sandbox_id, ref->ns, ref->value, ref->len, target, &err);
+    *found = raw != NULL;
+    if (!raw) return err == KITH_ENOTFOUND ? json_array() : NULL;
+    json_t *out = json_array();
+    size_t i;
+    json_t *m;
+    json_array_foreach(raw, i, m)
+    {
+        ident_ref mref = {.ns = (uint32_t)json_integer_value(json_object_get(m, "nsid"))};
+        if (set_value(&mref, json_string_value(json_object_get(m, "id"))) != 0) continue;
+        char mx[KITH_XID_MAX];
+        xid_of(&mref, mx);
+        json_array_append_new(out, json_pack("{s:s, s:o, s:O}", "xid", mx, "compositeXid",
+                                             composite(&mref), "lastAssociationTime",
+                                             json_object_get(m, "lastAssociationTime")));
+    }
+    json_decref(raw);
+    return out;
+}
+
+static json_t *cluster_entry(kith_req *r, const ident_ref *ref, enum view view, int64_t target,
+                             bool *found)
 {
     char xid[KITH_XID_MAX];
     xid_of(ref, xid);
     json_t *body;
-    if (history) {
+    bool history = view == V_HISTORY;
+    if (view == V_MAPPING) {
+        body = mapping_of(r, ref, target, found);
+    } else if (history) {
         int err = 0;
         body = identity_history(r->e, r->sandbox_id, ref->ns, ref->value, ref->len, &err);
         *found = body != NULL;
@@ -151,21 +182,60 @@ static json_t *cluster_entry(kith_req *r, const ident_ref *ref, bool history, bo
     }
     if (!body) return NULL;
     return json_pack("{s:s, s:o, s:o}", "xid", xid, "compositeXid", composite(ref),
-                     history ? "clusterHistory" : "members", body);
+                     view == V_MAPPING ? "mapping" : history ? "clusterHistory" : "members", body);
 }
 
-static int single(kith_req *r, bool history)
+/* targetNs (mappings): a namespace id of the sandbox, as a number or a string of digits; absent: every
+ * namespace (*out = -1). Answers the 400 itself and returns non-zero when the value is wrong. */
+static int target_ns(kith_req *r, json_t *v, const char *path, int64_t *out)
+{
+    *out = -1;
+    if (!v) return 0;
+    json_int_t n = -1;
+    if (json_is_integer(v)) {
+        n = json_integer_value(v);
+    } else if (json_is_string(v)) {
+        char *end;
+        const char *s = json_string_value(v);
+        n = *s ? (json_int_t)strtoll(s, &end, 10) : -1;
+        if (*s && *end) n = -1;
+    }
+    ident_ref tmp;
+    if (n < 0 || n > UINT32_MAX || ns_by_id(r, (uint32_t)n, &tmp) != 0) {
+        http_problem(r, 400, "Bad Request",
+                     json_pack("[{s:s, s:s}]", "path", path, "message",
+                               "a namespace id of this sandbox (see GET "
+                               "/data/core/idnamespace/identities)"),
+                     "targetNs is not a namespace id of this sandbox");
+        return 1;
+    }
+    *out = n;
+    return 0;
+}
+
+static int single(kith_req *r, enum view view)
 {
     ident_ref ref;
     if (ref_from_query(r, &ref)) return 0;
+    int64_t target = -1;
+    if (view == V_MAPPING) {
+        const char *t = http_query(r, "targetNs");
+        json_t *tv = t ? json_string(t) : NULL;
+        int bad = target_ns(r, tv, "targetNs", &target);
+        json_decref(tv);
+        if (bad) return 0;
+    }
     bool found;
-    json_t *out = cluster_entry(r, &ref, history, &found);
+    json_t *out = cluster_entry(r, &ref, view, target, &found);
     if (!out)
         http_error(r, KITH_EIO, "the identity graph could not be read");
     else if (!found) {
         json_decref(out);
         http_problem(r, 404, "Not Found", NULL, "no identity %s:%.200s in this sandbox", ref.code,
                      ref.value);
+    } else if (view == V_MAPPING && json_array_size(json_object_get(out, "mapping")) == 0) {
+        json_decref(out);
+        r->status = 204; /* nothing related (aep-spec 2.6) */
     } else
         http_json(r, 200, out);
     return 0;
@@ -173,20 +243,30 @@ static int single(kith_req *r, bool history)
 
 int h_cluster_members(kith_req *r)
 {
-    return single(r, false);
+    return single(r, V_MEMBERS);
 }
 
 int h_cluster_history(kith_req *r)
 {
-    return single(r, true);
+    return single(r, V_HISTORY);
+}
+
+int h_identity_mapping(kith_req *r)
+{
+    return single(r, V_MAPPING);
 }
 
 /* Batch form: {"xids": [...]} or {"compositeXids": [{"nsid", "id"}]}, at most 1,000. One entry per
  * requested identity; malformed ones are listed in unprocessedXids / unprocessedNids. */
-static int batch(kith_req *r, bool history)
+static int batch(kith_req *r, enum view view)
 {
     json_t *body = http_body_json(r);
     if (!body) return 0;
+    int64_t target = -1;
+    if (view == V_MAPPING && target_ns(r, json_object_get(body, "targetNs"), "/targetNs", &target)) {
+        json_decref(body);
+        return 0;
+    }
     json_t *xids = json_object_get(body, "xids"), *nids = json_object_get(body, "compositeXids");
     if ((xids && !json_is_array(xids)) || (nids && !json_is_array(nids)) || (!xids && !nids)) {
         http_problem(r, 400, "Bad Request",
@@ -219,7 +299,7 @@ static int batch(kith_req *r, bool history)
             continue;
         }
         bool found;
-        json_t *e = cluster_entry(r, &ref, history, &found);
+        json_t *e = cluster_entry(r, &ref, view, target, &found);
         if (!e)
             io = true;
         else
@@ -239,7 +319,7 @@ static int batch(kith_req *r, bool history)
             continue;
         }
         bool found;
-        json_t *e = cluster_entry(r, &ref, history, &found);
+        json_t *e = cluster_entry(r, &ref, view, target, &found);
         if (!e)
             io = true;
         else
@@ -253,20 +333,40 @@ static int batch(kith_req *r, bool history)
         http_error(r, KITH_EIO, "the identity graph could not be read");
         return 0;
     }
+    if (view == V_MAPPING && json_array_size(bad_x) + json_array_size(bad_n) == 0) {
+        bool any = false;
+        json_array_foreach(clusters, i, v) any |= json_array_size(json_object_get(v, "mapping")) > 0;
+        if (!any) { /* nothing related (aep-spec 2.6) */
+            json_decref(clusters);
+            json_decref(bad_x);
+            json_decref(bad_n);
+            r->status = 204;
+            return 0;
+        }
+    }
     http_json(r, 200,
               json_pack("{s:s, s:o, s:o, s:o}", "version", "1.0.0", "unprocessedXids", bad_x,
-                        "unprocessedNids", bad_n, history ? "xidsHistory" : "clusters", clusters));
+                        "unprocessedNids", bad_n,
+                        view == V_MAPPING   ? "mappings"
+                        : view == V_HISTORY ? "xidsHistory"
+                                            : "clusters",
+                        clusters));
     return 0;
 }
 
 int h_clusters_members(kith_req *r)
 {
-    return batch(r, false);
+    return batch(r, V_MEMBERS);
 }
 
 int h_clusters_history(kith_req *r)
 {
-    return batch(r, true);
+    return batch(r, V_HISTORY);
+}
+
+int h_identities_mapping(kith_req *r)
+{
+    return batch(r, V_MAPPING);
 }
 
 int h_cluster_explain(kith_req *r)

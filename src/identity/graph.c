@@ -1475,6 +1475,32 @@ json_t *identity_explain(kith_engine *e, uint32_t sandbox, uint32_t ns, const ch
                      "members", members, "edges", edges, "removedLinks", removed);
 }
 
+json_t *identity_mapping(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *v, size_t len,
+                         int64_t target_ns, int *err)
+{
+    uint64_t id, cl;
+    *err = get_ident(e, NULL, sandbox, ns, v, len, &id, &cl, NULL);
+    if (*err) return NULL;
+    cluster_members m;
+    *err = identity_members(e, NULL, sandbox, cl, &m);
+    if (*err) return NULL;
+    json_t *out = json_array();
+    for (size_t i = 0; i < m.n; i++) {
+        if (m.v[i].id == id || (target_ns >= 0 && m.v[i].ns != (uint32_t)target_ns)) continue;
+        gnode n;
+        int64_t seen = 0;
+        if (node_load(e, NULL, sandbox, m.v[i].id, &n) == 0) {
+            seen = node_seen(&n);
+            gnode_free(&n);
+        }
+        json_array_append_new(out, json_pack("{s:I, s:s%, s:I}", "nsid", (json_int_t)m.v[i].ns,
+                                             "id", m.v[i].value, m.v[i].len,
+                                             "lastAssociationTime", (json_int_t)(seen / 1000)));
+    }
+    cluster_members_free(&m);
+    return out;
+}
+
 json_t *identity_history(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *v, size_t len,
                          int *err)
 {

@@ -138,6 +138,47 @@ class IdentityTest(kt.KithTestCase):
         ts = [e["cRecordedTS"] for e in h]
         self.assertEqual(ts, sorted(ts, reverse=True))
 
+    def test_mappings(self):
+        """aep-spec 2.6: the identities linked to one, optionally of one target namespace, with the
+        time each was last linked; 204 when nothing is related."""
+        fx = self.fx
+        crm, email, ecid = kt.uid("map"), kt.uid() + "@map.example", kt.ecid()
+        fx.ingest_record({"identityMap": kt.idmap(("CRMID", crm), ("Email", email), primary=0)})
+        fx.ingest_event(kt.web_event([("CRMID", crm), ("ECID", ecid)], T0))
+        M = "/data/core/identity/mapping"
+        r = self.admin.get(M + q(ns="CRMID", id=crm, targetNs=4))
+        self.assertStatus(r, 200)
+        self.assertEqual([(m["compositeXid"]["nsid"], m["compositeXid"]["id"]) for m in r.json["mapping"]],
+                         [(4, ecid)])
+        m = r.json["mapping"][0]
+        xid = self.admin.get("/data/core/identity/identity" + q(nsId=4, id=ecid)).json["xid"]
+        self.assertEqual(m["xid"], xid)
+        self.assertGreater(m["lastAssociationTime"], 1700000000000)
+        self.assertEqual(r.json["compositeXid"], {"nsid": 8, "id": crm})
+        r = self.admin.get(M + q(ns="CRMID", id=crm))  # no target: every other member
+        self.assertEqual({(x["compositeXid"]["nsid"], x["compositeXid"]["id"]) for x in r.json["mapping"]},
+                         {(4, ecid), (6, email)})
+        self.assertStatus(self.admin.get(M + q(ns="CRMID", id=crm, targetNs="6")), 200)
+        self.assertStatus(self.admin.get(M + q(ns="CRMID", id=crm, targetNs=411)), 204)
+        self.assertProblem(self.admin.get(M + q(ns="CRMID", id=crm, targetNs="x")), 400)
+        self.assertProblem(self.admin.get(M + q(ns="CRMID", id=crm, targetNs=987654321)), 400)
+        self.assertProblem(self.admin.get(M + q(ns="CRMID", id="nobody-" + kt.uid(), targetNs=4)), 404)
+        # Batch: one entry per identity, bad ones listed; 204 when nothing at all is related.
+        B = "/data/core/identity/mappings"
+        r = self.admin.post(B, {"compositeXids": [{"nsid": 8, "id": crm}, {"nsid": 6, "id": email},
+                                                  {"nsid": 6, "id": "unknown@x.example"}],
+                                "targetNs": "4", "graph-type": "Private Graph"})
+        self.assertStatus(r, 200)
+        self.assertEqual([len(e["mapping"]) for e in r.json["mappings"]], [1, 1, 0])
+        self.assertEqual(r.json["mappings"][1]["mapping"][0]["compositeXid"], {"nsid": 4, "id": ecid})
+        r = self.admin.post(B, {"xids": [xid, "garbage"], "targetNs": 8})
+        self.assertStatus(r, 200)
+        self.assertEqual(r.json["unprocessedXids"], ["garbage"])
+        self.assertEqual(r.json["mappings"][0]["mapping"][0]["compositeXid"], {"nsid": 8, "id": crm})
+        self.assertStatus(self.admin.post(B, {"xids": [xid], "targetNs": 411}), 204)
+        self.assertErrorPath(self.admin.post(B, {"xids": [xid], "targetNs": "nope"}), "/targetNs")
+        self.assertErrorPath(self.admin.post(B, {"xids": ["x"] * 1001, "targetNs": 4}), "/xids")
+
     # --- linking rules -----------------------------------------------------------------------------
 
     def test_linking_rules_validation(self):
