@@ -125,4 +125,31 @@ int pql_eval(pql_evaluator *ev, const pql_program *p, const pql_input *in, pql_r
 int pql_eval_value(pql_evaluator *ev, const pql_program *p, const pql_input *in, pql_result *res,
                    json_t **value);
 
+/* ---- pql/json: AEP's tree form of PQL (src/segment/pqljson.c; docs/CONTRACT-NOTES.md "pql/json") ----
+ * A tree is read by printing it as canonical PQL text and compiling that text, so the one parser and
+ * checker decide everything; a position map ties every printed token back to the JSON pointer of its
+ * node, so errors name the JSON path at fault. Bounds: nesting PQL_JSON_MAX_DEPTH, node count
+ * PQL_JSON_MAX_NODES, and the printed text the 64 KiB of PQL text. */
+#define PQL_JSON_MAX_DEPTH 128
+#define PQL_JSON_MAX_NODES 20000
+
+typedef struct pql_json_error {
+    char path[256]; /* JSON pointer inside the tree ("" = the root) */
+    char message[256];
+} pql_json_error;
+
+/* PQL text → tree (returns owned). Syntax only (the parser, not the checker): errors are a line and
+ * column of the text, as pql_compile's. */
+int pql_text_to_json(const char *text, size_t len, json_t **out, pql_error *err);
+/* Tree → canonical PQL text (*text owned, NUL-terminated). Checks the tree's shape only. Returns 0,
+ * KITH_EINVAL or KITH_ETOOLARGE with err naming the JSON pointer at fault. */
+int pql_json_to_text(const json_t *tree, char **text, pql_json_error *err);
+/* Tree → program: pql_json_to_text and pql_compile; a compile error names the node's JSON pointer.
+ * *text (optional) receives the canonical text (owned). */
+int pql_compile_json(const json_t *tree, const pql_env *env, pql_program **out, char **text,
+                     pql_json_error *err);
+/* The value of a pql/json expression object: a tree, or (as AEP writes it) a string holding one.
+ * Returns the tree (new reference), or NULL with err filled (path relative to the value). */
+json_t *pql_json_value(const json_t *value, pql_json_error *err);
+
 #endif

@@ -78,6 +78,13 @@ int segsvc_preview(kith_engine *e, uint32_t sb, const char *text, int64_t now, c
                    pql_error *err);
 /* Any thread: compiles text as a definition of sandbox sb would be (union schemas, segment ids). */
 int segsvc_compile(kith_engine *e, uint32_t sb, const char *text, pql_program **out, pql_error *err);
+/* The same for a pql/json tree: *canon (owned) receives its canonical PQL text; a failure names the
+ * tree's JSON pointer at fault. */
+int segsvc_compile_json(kith_engine *e, uint32_t sb, const json_t *tree, pql_program **out,
+                        char **canon, pql_json_error *err);
+/* Rewrites doc's expression object into format "pql/text" or "pql/json" (the tree as a JSON string,
+ * as AEP writes it). 0, or KITH_EINVAL for another format or an expression that does not convert. */
+int segdef_expression_as(json_t *doc, const char *format);
 /* The kept preview (estimate = false) or estimate answer (owned), or NULL when unknown. */
 json_t *segsvc_preview_get(uint32_t sb, const char *id, bool estimate);
 void segsvc_preview_free_all(void);

@@ -115,6 +115,7 @@ static int cmd_export(struct cli *c, const struct args *a);
 static int cmd_pql_check(struct cli *c, const struct args *a);
 static int cmd_pql_explain(struct cli *c, const struct args *a);
 static int cmd_pql_eval(struct cli *c, const struct args *a);
+static int cmd_pql_convert(struct cli *c, const struct args *a);
 static int cmd_version(struct cli *c, const struct args *a);
 static int cmd_help(struct cli *c, const struct args *a);
 
@@ -237,6 +238,11 @@ static const struct command commands[] = {
      "Prints the disassembly of the compiled program (one step per line, the constant pool) and its\n"
      "dependency information.",
      1, 1, pql_check_opts, cmd_pql_explain},
+    {"pql", "convert", "EXPRESSION|TREE|-", "convert between pql/text and pql/json",
+     "A PQL expression is printed as its pql/json tree (AEP's AST form); a pql/json tree (input\n"
+     "starting with '{') is printed as canonical PQL text. Syntax only, as the conversion\n"
+     "endpoint's first step; a mistake is printed as LINE:COLUMN or as the JSON path at fault.",
+     1, 1, no_opts, cmd_pql_convert},
     {"pql", "eval", "EXPRESSION|- (--ns NS --id VALUE | --xid XID) [--now TIME]",
      "evaluate a PQL expression on a stored profile",
      "Reads the merged profile and every event of the identity's cluster from kithd and evaluates\n"
@@ -1666,6 +1672,45 @@ static int cmd_pql_explain(struct cli *c, const struct args *a)
     print_deps(c, p);
     pql_program_free(p);
     return EXIT_OK;
+}
+
+static int cmd_pql_convert(struct cli *c, const struct args *a)
+{
+    (void)c;
+    char *in = pql_text(a);
+    const char *s = in;
+    while (isspace((unsigned char)*s))
+        s++;
+    int rc = EXIT_OK;
+    if (*s == '{') {
+        json_error_t je;
+        json_t *tree = json_loads(s, JSON_REJECT_DUPLICATES, &je);
+        char *text = NULL;
+        pql_json_error err;
+        if (!tree) {
+            fprintf(stderr, "%d:%d: %s\n", je.line, je.column, je.text);
+            rc = EXIT_FAIL;
+        } else if (pql_json_to_text(tree, &text, &err)) {
+            fprintf(stderr, "%s: %s\n", err.path[0] ? err.path : "/", err.message);
+            rc = EXIT_FAIL;
+        } else {
+            printf("%s\n", text);
+        }
+        free(text);
+        json_decref(tree);
+    } else {
+        json_t *tree = NULL;
+        pql_error err;
+        if (pql_text_to_json(in, strlen(in), &tree, &err)) {
+            fprintf(stderr, "%d:%d: %s\n", err.line, err.column, err.message);
+            rc = EXIT_FAIL;
+        } else {
+            print_pretty(tree);
+        }
+        json_decref(tree);
+    }
+    free(in);
+    return rc;
 }
 
 /* GET of one Profile Access resource; returns the parsed body or NULL after printing why. */

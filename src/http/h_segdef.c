@@ -78,10 +78,124 @@ static json_t *get_or_404(kith_req *r, const char *id)
     return doc;
 }
 
+/* ?expressionFormat=pql/text|pql/json (kith): answer with the expressions in that form, whatever
+ * form they were written in. *fmt is NULL when absent; false after answering 400. */
+static bool want_format(kith_req *r, const char **fmt)
+{
+    *fmt = http_query(r, "expressionFormat");
+    if (*fmt && strcmp(*fmt, "pql/text") != 0 && strcmp(*fmt, "pql/json") != 0) {
+        http_problem(r, 400, "Bad Request",
+                     json_pack("[{s:s, s:s}]", "path", "expressionFormat", "message",
+                               "\"pql/text\" or \"pql/json\""),
+                     "expressionFormat must be \"pql/text\" or \"pql/json\"");
+        return false;
+    }
+    return true;
+}
+
+static void as_format(json_t *doc, const char *fmt)
+{
+    if (fmt && segdef_expression_as(doc, fmt))
+        kith_log(KITH_LOG_WARN, "segment", "definition %s: the expression does not convert to %s",
+                 json_string_value(json_object_get(doc, "id")), fmt);
+}
+
 int h_segdef_get(kith_req *r)
 {
+    const char *fmt;
+    if (!want_format(r, &fmt)) return 0;
     json_t *doc = get_or_404(r, r->params[0]);
-    if (doc) http_json(r, 200, doc);
+    if (doc) {
+        as_format(doc, fmt);
+        http_json(r, 200, doc);
+    }
+    return 0;
+}
+
+/* POST /segment/conversion (AEP pql-conversions): a definition-like object whose expression is
+ * converted pql/text ↔ pql/json (to the other format, or to "targetFormat", a kith extension) and
+ * answered as 200 with the same object. The expression must compile in the sandbox, as a
+ * definition's must; errors name line and column (text) or the JSON path in the tree (json). */
+int h_segdef_convert(kith_req *r)
+{
+    json_t *body = http_body_json(r);
+    if (!body) return 0;
+    const json_t *ex = json_object_get(body, "expression");
+    const char *type = json_string_value(json_object_get(ex, "type"));
+    const char *fmt = json_string_value(json_object_get(ex, "format"));
+    const json_t *val = json_object_get(ex, "value");
+    const json_t *tj = json_object_get(body, "targetFormat");
+    const char *tgt = json_string_value(tj);
+    const char *bad_path = NULL, *bad_msg = NULL;
+    json_t *tree = NULL;
+    pql_json_error jerr;
+    if (!json_is_object(body))
+        bad_path = "", bad_msg = "a definition-like object with an \"expression\"";
+    else if (!json_is_object(ex))
+        bad_path = "/expression", bad_msg = "required: {\"type\": \"PQL\", \"format\", \"value\"}";
+    else if (!type || strcmp(type, "PQL") != 0)
+        bad_path = "/expression/type", bad_msg = "\"PQL\"";
+    else if (!fmt || (strcmp(fmt, "pql/text") != 0 && strcmp(fmt, "pql/json") != 0))
+        bad_path = "/expression/format", bad_msg = "\"pql/text\" or \"pql/json\"";
+    else if (tj && (!tgt || (strcmp(tgt, "pql/text") != 0 && strcmp(tgt, "pql/json") != 0)))
+        bad_path = "/targetFormat", bad_msg = "\"pql/text\" or \"pql/json\"";
+    else if (!strcmp(fmt, "pql/text") && (!json_is_string(val) || !json_string_length(val)))
+        bad_path = "/expression/value", bad_msg = "a non-empty PQL string";
+    else if (!strcmp(fmt, "pql/json") && !(tree = pql_json_value(val, &jerr)))
+        bad_path = "/expression/value", bad_msg = jerr.message;
+    if (bad_path) {
+        http_problem(r, 400, "Invalid conversion request",
+                     json_pack("[{s:s, s:s}]", "path", bad_path, "message", bad_msg), "%s: %s",
+                     *bad_path ? bad_path : "/", bad_msg);
+        json_decref(body);
+        return 0;
+    }
+    if (!tgt) tgt = !strcmp(fmt, "pql/text") ? "pql/json" : "pql/text";
+    pql_program *p = NULL;
+    char *canon = NULL;
+    int rc;
+    if (tree) {
+        rc = segsvc_compile_json(r->e, r->sandbox_id, tree, &p, &canon, &jerr);
+        if (rc) {
+            char path[300];
+            snprintf(path, sizeof path, "/expression/value%s", jerr.path);
+            http_problem(r, 400, "Invalid conversion request",
+                         json_pack("[{s:s, s:s}]", "path", path, "message", jerr.message),
+                         "the expression does not compile: %s: %s", path, jerr.message);
+        }
+    } else {
+        pql_error perr;
+        rc = segsvc_compile(r->e, r->sandbox_id, json_string_value(val), &p, &perr);
+        if (rc) {
+            char msg[400];
+            snprintf(msg, sizeof msg, "line %d, column %d: %s", perr.line, perr.column,
+                     perr.message);
+            http_problem(r, 400, "Invalid conversion request",
+                         json_pack("[{s:s, s:s, s:i, s:i}]", "path", "/expression/value",
+                                   "message", msg, "line", perr.line, "column", perr.column),
+                         "the expression does not compile: %s", msg);
+        } else {
+            canon = kith_xstrdup(json_string_value(val));
+        }
+    }
+    pql_program_free(p);
+    if (!rc) {
+        json_t *out = json_deep_copy(body);
+        json_object_del(out, "targetFormat");
+        json_t *wrap = json_pack("{s:{s:s, s:s, s:s}}", "expression", "type", "PQL", "format",
+                                 "pql/text", "value", canon);
+        if (segdef_expression_as(wrap, tgt) == 0) {
+            json_object_set(out, "expression", json_object_get(wrap, "expression"));
+            http_json(r, 200, out);
+        } else {
+            json_decref(out);
+            http_error(r, KITH_EINVAL, "the expression could not be converted");
+        }
+        json_decref(wrap);
+    }
+    free(canon);
+    json_decref(tree);
+    json_decref(body);
     return 0;
 }
 
@@ -147,6 +261,8 @@ static bool filter_ok(kith_req *r, const json_t *doc)
 
 int h_segdef_list(kith_req *r)
 {
+    const char *fmt;
+    if (!want_format(r, &fmt)) return 0;
     long start = 0, limit = LIST_LIMIT_DEFAULT;
     const char *s = http_query(r, "start"), *l = http_query(r, "limit"), *p = http_query(r, "page");
     if (l && !parse_count(l, 1, LIST_LIMIT_MAX, &limit)) {
@@ -170,8 +286,10 @@ int h_segdef_list(kith_req *r)
     json_decref(all);
     size_t total = json_array_size(kept);
     json_t *segs = json_array();
-    for (size_t k = (size_t)start; k < total && json_array_size(segs) < (size_t)limit; k++)
+    for (size_t k = (size_t)start; k < total && json_array_size(segs) < (size_t)limit; k++) {
+        as_format(json_array_get(kept, k), fmt);
         json_array_append(segs, json_array_get(kept, k));
+    }
     json_decref(kept);
     json_t *body = json_pack("{s:o, s:{s:I, s:I, s:s, s:s, s:I, s:I, s:I}, s:{}}", "segments", segs,
                              "page", "totalCount", (json_int_t)total, "totalPages",
@@ -185,6 +303,8 @@ int h_segdef_list(kith_req *r)
 /* {"ids": [{"id": ...}]} → 207 {"results": {id: definition | {"status", "title", "detail"}}} */
 int h_segdef_bulk_get(kith_req *r)
 {
+    const char *fmt;
+    if (!want_format(r, &fmt)) return 0;
     json_t *body = http_body_json(r);
     if (!body) return 0;
     json_t *ids = json_object_get(body, "ids");
@@ -203,6 +323,7 @@ int h_segdef_bulk_get(kith_req *r)
         const char *id = json_string_value(json_is_object(it) ? json_object_get(it, "id") : it);
         if (!id) continue;
         json_t *doc = segdef_get(r->e, r->sandbox_id, id);
+        if (doc) as_format(doc, fmt);
         json_object_set_new(results, id,
                             doc ? doc
                                 : json_pack("{s:i, s:s, s:s}", "status", 404, "title", "Not Found",

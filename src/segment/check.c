@@ -711,6 +711,7 @@ static int check(checker *c, pql_node *n)
     case N_PARAM:
         n->ref = 3;
         n->ty = c->sc[0].ty;
+        n->path = ""; /* $1.a.b reads the profile field a.b, as a.b does */
         return 0;
     case N_NAME: {
         if (!n->up) {

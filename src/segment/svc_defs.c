@@ -94,9 +94,12 @@ static int segment_mode_cb(void *arg, const char *id)
     return d ? d->mode : -1;
 }
 
-/* Compiles text for sandbox sb; *out owned. Apply thread (or load, before data flows). */
-static int compile_for(struct segsvc *s, uint32_t sb, const char *self, const char *text,
-                       pql_program **out, pql_error *err)
+/* Compiles text, or a pql/json tree (then *canon receives the canonical text, owned, and a
+ * failure names the tree's JSON pointer in *jerr), for sandbox sb; *out owned. Apply thread (or
+ * load, before data flows), or any thread under the segsvc read lock. */
+static int compile_any(struct segsvc *s, uint32_t sb, const char *self, const char *text,
+                       const json_t *tree, pql_program **out, char **canon, pql_error *err,
+                       pql_json_error *jerr)
 {
     kith_engine *e = s->e;
     catalog_rdlock(e->cat);
@@ -107,10 +110,62 @@ static int compile_for(struct segsvc *s, uint32_t sb, const char *self, const ch
     struct mode_ctx mc = {s, sb, self};
     pql_env env = {
         .profile_schema = prof, .event_schema = ev, .segment_mode = segment_mode_cb, .arg = &mc};
-    int rc = pql_compile(text, strlen(text), &env, out, err);
+    int rc = tree ? pql_compile_json(tree, &env, out, canon, jerr)
+                  : pql_compile(text, strlen(text), &env, out, err);
     json_decref(prof);
     json_decref(ev);
     return rc;
+}
+
+static int compile_for(struct segsvc *s, uint32_t sb, const char *self, const char *text,
+                       pql_program **out, pql_error *err)
+{
+    return compile_any(s, sb, self, text, NULL, out, NULL, err, NULL);
+}
+
+/* Any thread: compiles a pql/json tree as a definition of sandbox sb would be. */
+int segsvc_compile_json(kith_engine *e, uint32_t sb, const json_t *tree, pql_program **out,
+                        char **canon, pql_json_error *err)
+{
+    struct segsvc *s = svc_of(e);
+    pthread_rwlock_rdlock(&s->lock);
+    int rc = compile_any(s, sb, NULL, NULL, tree, out, canon, NULL, err);
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
+}
+
+/* The canonical pql/json value (AEP writes the tree as a JSON string) of PQL text (owned), or
+ * NULL when the text does not parse. */
+static char *tree_string(const char *text)
+{
+    json_t *tree = NULL;
+    if (pql_text_to_json(text, strlen(text), &tree, NULL)) return NULL;
+    char *s = kith_json_dumps(tree, JSON_COMPACT);
+    json_decref(tree);
+    return s;
+}
+
+int segdef_expression_as(json_t *doc, const char *format)
+{
+    json_t *ex = json_object_get(doc, "expression");
+    const char *cur = json_string_value(json_object_get(ex, "format"));
+    const json_t *v = json_object_get(ex, "value");
+    if (strcmp(format, "pql/text") != 0 && strcmp(format, "pql/json") != 0) return KITH_EINVAL;
+    if (!cur || !strcmp(cur, format)) return 0;
+    char *out = NULL;
+    if (!strcmp(format, "pql/json")) {
+        if (json_is_string(v)) out = tree_string(json_string_value(v));
+    } else {
+        pql_json_error je;
+        json_t *tree = pql_json_value(v, &je);
+        if (tree) pql_json_to_text(tree, &out, &je);
+        json_decref(tree);
+    }
+    if (!out) return KITH_EINVAL;
+    json_object_set_new(ex, "format", json_string(format));
+    json_object_set_new(ex, "value", json_string(out));
+    free(out);
+    return 0;
 }
 
 /* Any thread: compiles text for sandbox sb against its union schemas and definitions (previews). */
@@ -233,14 +288,15 @@ int segdef_put(kith_engine *e, store_batch *b, uint32_t sb, const char *id, cons
     const char *efmt = json_string_value(json_object_get(ex, "format"));
     const json_t *eval = json_object_get(ex, "value");
     char *text = NULL;
+    json_t *tree = NULL;
+    pql_json_error jerr = {.path = ""};
     if (!json_is_object(ex)) {
         add_err(errors, "/expression",
                 "required: {\"type\": \"PQL\", \"format\": \"pql/text\", \"value\"}");
     } else if (!etype || strcmp(etype, "PQL") != 0) {
         add_err(errors, "/expression/type", "\"PQL\"");
     } else if (efmt && strcmp(efmt, "pql/json") == 0) {
-        add_err(errors, "/expression/format",
-                "\"pql/text\" (kith does not read the pql/json tree form yet)");
+        if (!(tree = pql_json_value(eval, &jerr))) add_err(errors, "/expression/value", jerr.message);
     } else if (efmt && strcmp(efmt, "pql/text") != 0) {
         add_err(errors, "/expression/format", "\"pql/text\" or \"pql/json\"");
     } else if (!json_is_string(eval) || json_string_length(eval) == 0) {
@@ -263,17 +319,28 @@ int segdef_put(kith_engine *e, store_batch *b, uint32_t sb, const char *id, cons
     }
     if (json_array_size(errors)) {
         free(text);
+        json_decref(tree);
         return fail(res, 400, errors, "invalid segment definition", NULL);
     }
     char other[SEGDEF_ID_LEN + 1];
     if (segdef_find_name(e, sb, name, other) && strcmp(other, id) != 0) {
         free(text);
+        json_decref(tree);
         add_err(errors, "/name", "unique in the sandbox");
         return fail(res, 409, errors, "a segment definition exists with the name", name);
     }
     pql_program *prog = NULL;
     pql_error perr = {0};
-    int rc = compile_for(s, sb, id, text, &prog, &perr);
+    int rc = compile_any(s, sb, id, text, tree, &prog, &text, &perr, &jerr);
+    bool is_json = tree != NULL;
+    json_decref(tree);
+    if (rc && is_json) {
+        char path[300], msg[600];
+        snprintf(path, sizeof path, "/expression/value%s", jerr.path);
+        snprintf(msg, sizeof msg, "%s: %s", path, jerr.message);
+        add_err(errors, path, jerr.message);
+        return fail(res, 400, errors, "the expression does not compile:", msg);
+    }
     if (rc) {
         char msg[400];
         snprintf(msg, sizeof msg, "line %d, column %d: %s", perr.line, perr.column, perr.message);
@@ -292,9 +359,11 @@ int segdef_put(kith_engine *e, store_batch *b, uint32_t sb, const char *id, cons
                         json_string(json_string_value(desc) ? json_string_value(desc) : ""));
     json_object_set_new(doc, "schema", json_pack("{s:s}", "name", "_xdm.context.profile"));
     json_object_set_new(doc, "profileInstanceId", json_string("ups"));
-    json_object_set_new(
-        doc, "expression",
-        json_pack("{s:s, s:s, s:s}", "type", "PQL", "format", "pql/text", "value", text));
+    char *stored = is_json ? tree_string(text) : NULL; /* pql/json: stored as the canonical tree */
+    json_object_set_new(doc, "expression",
+                        json_pack("{s:s, s:s, s:s}", "type", "PQL", "format",
+                                  stored ? "pql/json" : "pql/text", "value", stored ? stored : text));
+    free(stored);
     free(text);
     const char *mp = json_string_value(json_object_get(body, "mergePolicyId"));
     if (mp) json_object_set_new(doc, "mergePolicyId", json_string(mp));
@@ -466,14 +535,23 @@ int svc_defs_load(struct segsvc *s)
     s->gen++;
     for (size_t i = 0; i < s->n; i++) {
         segdef *d = s->v[i];
-        const char *text =
-            json_string_value(json_object_get(json_object_get(d->doc, "expression"), "value"));
-        pql_error err;
-        if (text && compile_for(s, d->sb, d->id, text, &d->prog, &err) == 0)
+        const json_t *ex = json_object_get(d->doc, "expression");
+        const char *text = json_string_value(json_object_get(ex, "value"));
+        const char *fmt = json_string_value(json_object_get(ex, "format"));
+        pql_error err = {0};
+        pql_json_error jerr = {.path = ""};
+        json_t *tree = NULL;
+        if (text && fmt && !strcmp(fmt, "pql/json") &&
+            !(tree = pql_json_value(json_object_get(ex, "value"), &jerr)))
+            text = NULL;
+        char *canon = NULL;
+        if (text && compile_any(s, d->sb, d->id, text, tree, &d->prog, &canon, &err, &jerr) == 0)
             d->mode = batch_requested(d->doc) ? PQL_MODE_BATCH : pql_program_deps(d->prog)->mode;
         else
             kith_log(KITH_LOG_WARN, "segment", "definition %s no longer compiles: %s", d->id,
-                     text ? err.message : "no expression");
+                     !text ? "no expression" : tree ? jerr.message : err.message);
+        free(canon);
+        json_decref(tree);
     }
     return 0;
 }

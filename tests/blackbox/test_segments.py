@@ -1,5 +1,5 @@
 """Segment service (issue 5; aep-spec 4.1, 4.2, 4.5, 4.8; API.md section 6): definitions CRUD,
-bulk-get, pql/json refused clearly, errors naming line and column, evaluationInfo decided by kith; streaming
+bulk-get, errors naming line and column, evaluationInfo decided by kith; streaming
 membership of the seed's three segments over HTTP, a profile leaving a time window with no new event
 (timers), segments of segments, identity merges."""
 
@@ -100,12 +100,6 @@ class SegmentTest(kt.KithTestCase):
         name = kt.uid("dup-")
         self.create('_acme.tier = "gold"', name=name)
         self.assertProblem(self.admin.post(DEFS, definition('_acme.tier = "gold"', name=name)), 409)
-
-    def test_pql_json_is_refused_clearly(self):
-        body = definition('_acme.tier = "gold"')
-        body["expression"] = {"type": "PQL", "format": "pql/json", "value": "{}"}
-        r = self.admin.post(DEFS, body)
-        self.assertErrorPath(r, "/expression/format")
 
     # --- streaming --------------------------------------------------------------------------------
 

@@ -13,7 +13,9 @@
  *   next: never | RFC 3339       expected next-change instant
  *   error: LINE:COL substring    expected compile error
  *   explain: substring           the disassembly contains it
- *   deps: {...}                  these keys of pql_deps_json are equal */
+ *   deps: {...}                  these keys of pql_deps_json are equal
+ * Every case that parses also goes text → pql/json → text → program and must give the same program
+ * (disassembly and dependencies) as the text itself, or the same error. */
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -79,6 +81,70 @@ static json_t *parse_json(const kase *k, const char *what, const char *s)
     return j;
 }
 
+static char *explain_of(const pql_program *p)
+{
+    kith_buf b = {0};
+    pql_explain(p, &b);
+    json_t *d = pql_deps_json(p);
+    char *ds = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
+    kith_buf_puts(&b, ds);
+    free(ds);
+    json_decref(d);
+    kith_buf_append(&b, "", 1);
+    return b.data;
+}
+
+/* text → tree → (serialised, parsed again) → text → program; the same program as from the text. */
+static void round_trip(kase *k, const pql_env *env, const pql_program *p, int rc)
+{
+    json_t *tree = NULL;
+    pql_error perr;
+    if (pql_text_to_json(k->expr, strlen(k->expr), &tree, &perr)) {
+        if (!rc) failf(k, "pql/json: compiles but does not convert: %s", perr.message);
+        return;
+    }
+    char *ser = json_dumps(tree, JSON_COMPACT);
+    json_t *again = json_loads(ser, 0, NULL);
+    char *text = NULL;
+    pql_json_error jerr;
+    if (pql_json_to_text(again, &text, &jerr)) {
+        failf(k, "pql/json: %s does not convert back: %s: %s", ser, jerr.path, jerr.message);
+        goto out;
+    }
+    pql_program *q = NULL;
+    pql_error qerr;
+    int qrc = pql_compile(text, strlen(text), env, &q, &qerr);
+    if (!rc != !qrc) {
+        failf(k, "pql/json: text %s %s", text, qrc ? qerr.message : "compiles, the original does not");
+    } else if (!rc) {
+        char *a = explain_of(p), *b = explain_of(q);
+        if (strcmp(a, b)) failf(k, "pql/json: %s gives another program:\n%s\n---\n%s", text, a, b);
+        free(a);
+        free(b);
+        json_t *tree2 = NULL;
+        if (pql_text_to_json(text, strlen(text), &tree2, &perr) || !json_equal(tree, tree2))
+            failf(k, "pql/json: the canonical text %s gives another tree", text);
+        json_decref(tree2);
+        pql_program *r = NULL;
+        pql_json_error cerr;
+        if (pql_compile_json(again, env, &r, NULL, &cerr))
+            failf(k, "pql/json: pql_compile_json: %s: %s", cerr.path, cerr.message);
+        pql_program_free(r);
+    } else {
+        pql_program *r = NULL;
+        pql_json_error cerr;
+        if (!pql_compile_json(again, env, &r, NULL, &cerr) || !cerr.message[0])
+            failf(k, "pql/json: pql_compile_json accepts what the text refuses");
+        pql_program_free(r);
+    }
+    pql_program_free(q);
+out:
+    free(text);
+    free(ser);
+    json_decref(again);
+    json_decref(tree);
+}
+
 static void run_case(ctx *c, kase *k)
 {
     cases++;
@@ -90,6 +156,7 @@ static void run_case(ctx *c, kase *k)
     pql_program *p = NULL;
     pql_error err;
     int rc = pql_compile(k->expr, strlen(k->expr), &env, &p, &err);
+    round_trip(k, &env, p, rc);
     if (k->error) {
         int line = 0, col = 0, off = 0;
         sscanf(k->error, "%d:%d %n", &line, &col, &off);
