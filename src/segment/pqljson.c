@@ -397,12 +397,46 @@ bad:
     return NULL;
 }
 
+/* Offset of the first byte of text that is not valid UTF-8 (overlong forms, surrogates and code
+ * points above U+10FFFF included), or len. */
+static size_t utf8_invalid_at(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = s[i];
+        size_t n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+        if (!n || i + n > len || c == 0) return i;
+        uint32_t cp = n == 1 ? c : n == 2 ? c & 0x1f : n == 3 ? c & 0x0f : c & 0x07;
+        for (size_t k = 1; k < n; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) return i;
+            cp = cp << 6 | (s[i + k] & 0x3f);
+        }
+        if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return i;
+        i += n;
+    }
+    return len;
+}
+
 int pql_text_to_json(const char *text, size_t len, json_t **out, pql_error *err)
 {
     pql_error scratch;
     if (!err) err = &scratch;
     memset(err, 0, sizeof *err);
     *out = NULL;
+    size_t bad = len <= PQL_MAX_TEXT ? utf8_invalid_at((const unsigned char *)text, len) : len;
+    if (bad < len) {
+        /* JSON text is UTF-8: names and strings of the tree must be */
+        err->line = 1;
+        size_t ls = 0;
+        for (size_t i = 0; i < bad; i++)
+            if (text[i] == '\n') err->line++, ls = i + 1;
+        err->column = (int)(bad - ls) + 1;
+        snprintf(err->message, sizeof err->message,
+                 "expected UTF-8 text (a pql/json tree holds only UTF-8 names and strings)");
+        return KITH_EINVAL;
+    }
     pql_arena a = {0};
     pql_parse_out po;
     int rc = pql_parse(text, len, &a, &po, err);

@@ -1,5 +1,7 @@
-"""kith pql check / explain / eval: the language runs in the client; eval reads a stored profile and its
-events from kithd and evaluates the expression on them."""
+"""kith pql check / explain / eval / convert: the language runs in the client; eval reads a stored
+profile and its events from kithd and evaluates the expression on them; convert turns text into the
+pql/json tree and back."""
+import json
 import os
 import subprocess
 
@@ -33,6 +35,22 @@ class CliPqlTest(kt.KithTestCase):
         self.assertIn("nosuchfield", r.stderr)
         r = self.kith("pql", "check", "--server", 'person.name.firstName = "x"')
         self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_convert_both_ways(self):
+        text = 'xEvent[eventType = "commerce.purchases"].sum(commerce.order.priceTotal) > 10000'
+        r = self.kith("pql", "convert", text)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        tree = json.loads(r.stdout)
+        self.assertEqual((tree["nodeType"], tree["fnName"]), ("fnApply", ">"))
+        r = self.kith("pql", "convert", "-", stdin=r.stdout)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, text), r.stderr)
+        tree["params"][1]["literalType"] = "Nope"
+        r = self.kith("pql", "convert", json.dumps(tree))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("/params/1/literalType: ", r.stderr)
+        r = self.kith("pql", "convert", "a = ")
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stderr, r"^1:\d+: ")
 
     def test_explain_prints_steps(self):
         r = self.kith("pql", "explain", 'person.name.firstName.startsWith("A")')
