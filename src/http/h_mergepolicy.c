@@ -103,15 +103,45 @@ static json_t *get_or_404(kith_req *r, const char *id)
     return doc;
 }
 
+static bool parse_count(const char *s, long lo, long hi, long *out);
+
+/* GET one; ?version=N answers that earlier version (kept until the policy is deleted). */
 int h_mp_get(kith_req *r)
 {
+    const char *vq = http_query(r, "version");
+    long version = 0;
+    if (vq && !parse_count(vq, 1, 1L << 40, &version)) {
+        http_problem(r, 400, "Bad Request", err1("version", "a positive integer"),
+                     "version must be a positive integer");
+        return 0;
+    }
     json_t *doc = get_or_404(r, r->params[0]);
+    if (doc && version) {
+        int64_t cur = json_integer_value(json_object_get(doc, "version"));
+        json_decref(doc);
+        doc = mpolicy_get_version(r->e, r->sandbox_id, r->params[0], version);
+        if (!doc)
+            http_problem(r, 404, "Not Found", NULL,
+                         "merge policy \"%s\" has no version %ld (its versions are 1 to %lld)",
+                         r->params[0], version, (long long)cur);
+    }
     if (doc) http_json(r, 200, doc);
     return 0;
 }
 
+/* The built-in policy cannot be changed: 403 (true when answered). */
+static bool builtin_403(kith_req *r)
+{
+    if (!mpolicy_is_builtin(r->params[0])) return false;
+    http_problem(r, 403, "Forbidden", NULL,
+                 "\"%s\" is kith's built-in merge policy: it cannot be changed or deleted",
+                 r->params[0]);
+    return true;
+}
+
 int h_mp_put(kith_req *r)
 {
+    if (builtin_403(r)) return 0;
     json_t *body = http_body_json(r);
     if (!body) return 0;
     json_t *cur = get_or_404(r, r->params[0]);
@@ -155,6 +185,7 @@ static const char *patch_pointer(const char *path)
 /* PATCH: one JSON-Patch operation object (AEP), or an array holding exactly one. */
 int h_mp_patch(kith_req *r)
 {
+    if (builtin_403(r)) return 0;
     json_t *body = http_body_json(r);
     if (!body) return 0;
     json_t *cur = NULL, *fields = NULL;
@@ -210,6 +241,7 @@ int h_mp_patch(kith_req *r)
 
 int h_mp_delete(kith_req *r)
 {
+    if (builtin_403(r)) return 0;
     struct mp_op c = {r->e, r->sandbox_id, r->params[0], NULL, 0, NULL};
     int rc = apply_call(r->e->apply, mp_fn, &c, false);
     if (rc == KITH_ENOTFOUND)
@@ -315,6 +347,18 @@ int h_mp_list(kith_req *r)
     json_t *keep = json_array();
     size_t i;
     json_t *p;
+    if (version) {
+        /* version=N: each policy as it was at version N (those that had one) */
+        json_t *then = json_array();
+        json_array_foreach(all, i, p)
+        {
+            json_t *old = mpolicy_get_version(r->e, r->sandbox_id,
+                                              json_string_value(json_object_get(p, "id")), version);
+            if (old) json_array_append_new(then, old);
+        }
+        json_decref(all);
+        all = then;
+    }
     json_array_foreach(all, i, p)
     {
         if (cls && strcmp(cls, json_string_value(
@@ -328,7 +372,6 @@ int h_mp_list(kith_req *r)
             continue;
         if (dflt && json_is_true(json_object_get(p, "default")) != (dflt == 1)) continue;
         if (edge && json_is_true(json_object_get(p, "isActiveOnEdge")) != (edge == 1)) continue;
-        if (version && json_integer_value(json_object_get(p, "version")) != version) continue;
         json_array_append(keep, p);
     }
     json_decref(all);
@@ -356,6 +399,7 @@ int h_mp_list(kith_req *r)
         if (dflt) append_q(&href, "default", dflt == 1 ? "true" : "false");
         if (edge) append_q(&href, "isActiveOnEdge", edge == 1 ? "true" : "false");
         if (order) append_q(&href, "orderBy", order);
+        if (version) kith_buf_printf(&href, "&version=%ld", version);
     }
     http_json(r, 200,
               json_pack("{s:{s:I, s:I}, s:o, s:{s:{s:s}}}", "_page", "totalCount",

@@ -6,6 +6,7 @@
 #include "kith/ca.h"
 #include "jsonpatch.h"
 #include "kith/schema.h"
+#include "profile/mergepolicy.h"
 
 #define TENANT "kith"
 
@@ -98,6 +99,7 @@ static int cp_put_fn(void *ctx, store_batch *b)
     case CP_DATASET: return catalog_put_dataset(c->e->cat, b, c->sandbox, json_incref(c->doc));
     case CP_DATASET_DEL: {
         int rc = purge_dataset(c->e, b, c->sandbox, c->id);
+        if (!rc) mpolicy_prune_dataset(c->e, b, c->sandbox, c->id); /* out of every order */
         return rc ? rc : catalog_delete_dataset(c->e->cat, b, c->sandbox, c->id);
     }
     case CP_INLET: return catalog_put_inlet(c->e->cat, b, c->sandbox, json_incref(c->doc));

@@ -12,6 +12,7 @@
 #include "kith/jalloc.h"
 
 #define META_KIND 'm'
+#define HIST_KIND 'V' /* meta [sb]['V'][id][0][version u64] → that version's document */
 
 typedef struct mp_entry {
     uint32_t sb;
@@ -229,25 +230,48 @@ done:
 
 /* --- apply thread --- */
 
-static void meta_write(store_batch *b, uint32_t sb, const char *id, const json_t *doc)
+static void hist_key(store_key *k, uint32_t sb, const char *id, int64_t version)
+{
+    skey_init(k, sb);
+    skey_u8(k, HIST_KIND);
+    skey_bytes(k, id, strlen(id));
+    skey_u8(k, 0);
+    if (version > 0) skey_u64(k, (uint64_t)version);
+}
+
+/* Writes doc as the current policy id and as its version in the history; NULL deletes the policy
+ * and every version of it. */
+static void meta_write(kith_engine *e, store_batch *b, uint32_t sb, const char *id,
+                       const json_t *doc)
 {
     store_key k;
     skey_init(&k, sb);
     skey_u8(&k, META_KIND);
     skey_bytes(&k, id, strlen(id));
+    store_key h;
     if (!doc) {
         store_batch_delete(b, STORE_CF_META, k.b, k.n);
+        hist_key(&h, sb, id, 0);
+        store_iter *it = store_iter_new(e->store, b, STORE_CF_META, h.b, h.n);
+        for (; store_iter_valid(it); store_iter_next(it)) {
+            size_t kl;
+            const uint8_t *key = store_iter_key(it, &kl);
+            if (kl == h.n + 8) store_batch_delete(b, STORE_CF_META, key, kl);
+        }
+        store_iter_free(it);
         return;
     }
     char *s = kith_json_dumps(doc, JSON_COMPACT);
     store_batch_put(b, STORE_CF_META, k.b, k.n, s, strlen(s));
+    hist_key(&h, sb, id, json_integer_value(json_object_get(doc, "version")));
+    store_batch_put(b, STORE_CF_META, h.b, h.n, s, strlen(s));
     free(s);
 }
 
 /* Takes a flag (default, isActiveOnEdge) from the other policies of the sandbox that hold it
  * (same class only for default). */
-static void take_flag(struct mpolicy_cache *c, store_batch *b, uint32_t sb, const char *id,
-                      const char *flag, const char *cls, json_int_t now_s)
+static void take_flag(kith_engine *e, struct mpolicy_cache *c, store_batch *b, uint32_t sb,
+                      const char *id, const char *flag, const char *cls, json_int_t now_s)
 {
     for (size_t i = 0; i < c->n; i++) {
         mp_entry *m = &c->v[i];
@@ -260,7 +284,7 @@ static void take_flag(struct mpolicy_cache *c, store_batch *b, uint32_t sb, cons
         json_object_set_new(doc, "version",
                             json_integer(json_integer_value(json_object_get(doc, "version")) + 1));
         json_object_set_new(doc, "updateEpoch", json_integer(now_s));
-        meta_write(b, sb, m->id, doc);
+        meta_write(e, b, sb, m->id, doc);
         json_decref(m->doc);
         m->doc = doc;
     }
@@ -317,10 +341,10 @@ int mpolicy_store(kith_engine *e, store_batch *b, uint32_t sandbox, const char *
                   json_object_get(fields, "isActiveOnEdge"), "default",
                   json_object_get(fields, "default"), "updateEpoch", now_s);
     if (json_is_true(json_object_get(doc, "default")))
-        take_flag(c, b, sandbox, id, "default", doc_str(doc, "schema", "name"), now_s);
+        take_flag(e, c, b, sandbox, id, "default", doc_str(doc, "schema", "name"), now_s);
     if (json_is_true(json_object_get(doc, "isActiveOnEdge")))
-        take_flag(c, b, sandbox, id, "isActiveOnEdge", NULL, now_s);
-    meta_write(b, sandbox, id, doc);
+        take_flag(e, c, b, sandbox, id, "isActiveOnEdge", NULL, now_s);
+    meta_write(e, b, sandbox, id, doc);
     cur = cache_find(c, sandbox, id); /* take_flag does not move entries, but be plain about it */
     if (cur) {
         json_decref(cur->doc);
@@ -342,14 +366,74 @@ int mpolicy_delete(kith_engine *e, store_batch *b, uint32_t sandbox, const char 
         pthread_rwlock_unlock(&c->lock);
         return KITH_ENOTFOUND;
     }
-    meta_write(b, sandbox, id, NULL);
+    meta_write(e, b, sandbox, id, NULL);
     json_decref(cur->doc);
     *cur = c->v[--c->n];
     pthread_rwlock_unlock(&c->lock);
     return 0;
 }
 
+int mpolicy_prune_dataset(kith_engine *e, store_batch *b, uint32_t sandbox, const char *dataset)
+{
+    struct mpolicy_cache *c = cache_get(e);
+    json_int_t now_s = (json_int_t)(kith_now_ms() / 1000);
+    int n = 0;
+    pthread_rwlock_wrlock(&c->lock);
+    for (size_t i = 0; i < c->n; i++) {
+        mp_entry *m = &c->v[i];
+        if (m->sb != sandbox) continue;
+        const json_t *order = json_object_get(json_object_get(m->doc, "attributeMerge"), "order");
+        size_t j, at = SIZE_MAX;
+        const json_t *v;
+        json_array_foreach(order, j, v) if (json_is_string(v) && !strcmp(json_string_value(v), dataset)) at = j;
+        if (at == SIZE_MAX) continue;
+        json_t *doc = json_deep_copy(m->doc);
+        json_array_remove(json_object_get(json_object_get(doc, "attributeMerge"), "order"), at);
+        json_object_set_new(doc, "version",
+                            json_integer(json_integer_value(json_object_get(doc, "version")) + 1));
+        json_object_set_new(doc, "updateEpoch", json_integer(now_s));
+        meta_write(e, b, sandbox, m->id, doc);
+        json_decref(m->doc);
+        m->doc = doc;
+        n++;
+    }
+    pthread_rwlock_unlock(&c->lock);
+    return n;
+}
+
 /* --- reads --- */
+
+bool mpolicy_is_builtin(const char *id)
+{
+    return id && strcmp(id, MPOLICY_BUILTIN_ID) == 0;
+}
+
+/* The built-in policy of a sandbox (owned): timestampOrdered, identity graph none, never the
+ * default, read-only, version 1 (aep-spec 3.3: export jobs name it). */
+static json_t *builtin_doc(kith_engine *e, uint32_t sandbox)
+{
+    char sbname[KITH_SANDBOX_NAME_MAX + 1] = "";
+    const char *type = "development";
+    catalog_rdlock(e->cat);
+    const cat_sandbox *s = catalog_sandbox_by_id(e->cat, sandbox);
+    if (s) {
+        snprintf(sbname, sizeof sbname, "%s", s->name);
+        if (json_string_value(json_object_get(s->doc, "type")))
+            type = strcmp(json_string_value(json_object_get(s->doc, "type")), "production") == 0
+                       ? "production"
+                       : "development";
+    }
+    catalog_unlock(e->cat);
+    if (!s) return NULL;
+    return json_pack("{s:s, s:s, s:s, s:{s:I, s:s, s:s, s:b}, s:{s:s}, s:i, s:{s:s}, s:{s:s}, "
+                     "s:b, s:b, s:i, s:b}",
+                     "id", MPOLICY_BUILTIN_ID, "name", MPOLICY_BUILTIN_ID, "imsOrgId",
+                     "kith@AdobeOrg", "sandbox", "sandboxId", (json_int_t)sandbox, "sandboxName",
+                     sbname, "type", type, "default", strcmp(sbname, "prod") == 0, "schema",
+                     "name", MPOLICY_PROFILE_CLASS, "version", 1, "identityGraph", "type", "none",
+                     "attributeMerge", "type", "timestampOrdered", "isActiveOnEdge", 0, "default",
+                     0, "updateEpoch", 0, "kith:builtIn", 1);
+}
 
 json_t *mpolicy_get(kith_engine *e, uint32_t sandbox, const char *id)
 {
@@ -358,7 +442,24 @@ json_t *mpolicy_get(kith_engine *e, uint32_t sandbox, const char *id)
     mp_entry *m = cache_find(c, sandbox, id);
     json_t *out = m ? json_deep_copy(m->doc) : NULL;
     pthread_rwlock_unlock(&c->lock);
+    if (!out && mpolicy_is_builtin(id)) out = builtin_doc(e, sandbox);
     return out;
+}
+
+json_t *mpolicy_get_version(kith_engine *e, uint32_t sandbox, const char *id, int64_t version)
+{
+    json_t *cur = mpolicy_get(e, sandbox, id);
+    if (!cur) return NULL;
+    if (json_integer_value(json_object_get(cur, "version")) == version) return cur;
+    json_decref(cur);
+    store_key h;
+    hist_key(&h, sandbox, id, version);
+    kith_buf v = {0};
+    json_t *doc = NULL;
+    if (version > 0 && store_get(e->store, STORE_CF_META, h.b, h.n, &v) == 0)
+        doc = json_loadb(v.data, v.len, 0, NULL);
+    kith_buf_free(&v);
+    return doc;
 }
 
 static int by_name(const void *a, const void *b)
@@ -374,9 +475,17 @@ json_t *mpolicy_list(kith_engine *e, uint32_t sandbox)
     pthread_rwlock_rdlock(&c->lock);
     json_t **v = kith_xcalloc(c->n + 1, sizeof *v);
     size_t n = 0;
+    bool builtin_stored = false;
     for (size_t i = 0; i < c->n; i++)
-        if (c->v[i].sb == sandbox) v[n++] = json_deep_copy(c->v[i].doc);
+        if (c->v[i].sb == sandbox) {
+            v[n++] = json_deep_copy(c->v[i].doc);
+            builtin_stored = builtin_stored || mpolicy_is_builtin(c->v[i].id);
+        }
     pthread_rwlock_unlock(&c->lock);
+    if (!builtin_stored) {
+        v = kith_xrealloc(v, (n + 2) * sizeof *v);
+        if ((v[n] = builtin_doc(e, sandbox))) n++;
+    }
     if (n > 1) qsort(v, n, sizeof *v, by_name);
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
@@ -420,7 +529,11 @@ int profile_policy_resolve(kith_engine *e, uint32_t sandbox, const char *id, mer
     const mp_entry *m = NULL;
     if (id && *id) {
         m = cache_find(c, sandbox, id);
-        if (!m)
+        if (!m && mpolicy_is_builtin(id)) {
+            snprintf(out->id, sizeof out->id, "%s", id);
+            out->graph = MP_GRAPH_NONE;
+            out->attr = MP_TIMESTAMP_ORDERED;
+        } else if (!m)
             rc = KITH_ENOTFOUND;
         else if (strcmp(doc_str(m->doc, "schema", "name") ?: "", MPOLICY_PROFILE_CLASS) != 0)
             rc = KITH_EINVAL;

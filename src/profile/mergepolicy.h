@@ -1,6 +1,7 @@
 /* kith merge policies: the stored documents behind /data/core/ups/config/mergePolicies.
  *
- * meta [sb]['m'][policy id] → the policy document as the API returns it:
+ * meta [sb]['m'][policy id] → the policy document as the API returns it (and [sb]['V'][id][0][version
+ * u64] → every version of it, for GET ?version=):
  *   {"id", "name", "imsOrgId", "sandbox": {...}, "schema": {"name"}, "version", "identityGraph":
  *    {"type"}, "attributeMerge": {"type", "order"?}, "isActiveOnEdge", "default", "updateEpoch"}
  *
@@ -33,8 +34,20 @@ int mpolicy_store(kith_engine *e, store_batch *b, uint32_t sandbox, const char *
 /* Apply thread: 0 or KITH_ENOTFOUND. */
 int mpolicy_delete(kith_engine *e, store_batch *b, uint32_t sandbox, const char *id);
 
-/* Any thread: a copy (owned) of one policy, or NULL. */
+/* Apply thread: removes a deleted dataset from the dataSetPrecedence order of every policy of the
+ * sandbox that lists it (each such policy's version goes up). Returns how many changed. */
+int mpolicy_prune_dataset(kith_engine *e, store_batch *b, uint32_t sandbox, const char *dataset);
+
+/* The built-in policy every sandbox has (aep-spec 3.3: export jobs name it): timestampOrdered,
+ * identity graph none, never the default, read-only, not counted in the limit. */
+#define MPOLICY_BUILTIN_ID "timestampOrdered-none-mp"
+bool mpolicy_is_builtin(const char *id);
+
+/* Any thread: a copy (owned) of one policy (the built-in one included), or NULL. */
 json_t *mpolicy_get(kith_engine *e, uint32_t sandbox, const char *id);
+/* Any thread: version `version` of a policy that still exists (owned), or NULL. Every stored
+ * version is kept (meta [sb]['V'][id][0][version]) until the policy is deleted. */
+json_t *mpolicy_get_version(kith_engine *e, uint32_t sandbox, const char *id, int64_t version);
 /* Any thread: copies (owned array) of the sandbox's policies, sorted by name then id. */
 json_t *mpolicy_list(kith_engine *e, uint32_t sandbox);
 

@@ -13,6 +13,7 @@
  * kith's own for what AEP does not document: filter {object, predicate}, occurs {value, ...tail},
  * let {varName, value, body}, aggregate {fnName, value, variables}, chain {events, timestampField,
  * steps: [{label, what, when}]}, fieldLookup {up: n} for '^'. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +42,11 @@ static const char *const method_names[] = {
 static const char *const word_names[] = {"now", "today", "yesterday", "tomorrow", NULL};
 static const char *const dir_names[] = {"before", "after", "from", NULL};
 static const char *const agg_names[] = {"sum", "count", "min", "max", "avg", "average", NULL};
-/* Words a bare field name cannot be: the parser reads them as keywords. */
+/* Words a declared variable cannot be named (the parser's reserved words). */
+static const char *const reserved[] = {"and",    "or",     "not",    "in",    "notIn",  "like",
+                                       "occurs", "let",    "select", "exists", "forall", "from",
+                                       "where",  "over",   "before", "after", "between", NULL};
+/* Words a bare field name or a variable reference cannot be: the parser reads them as keywords. */
 static const char *const keywords[] = {
     "and",   "or",     "not",    "in",     "notIn",   "like",  "occurs", "let",   "select",
     "exists", "forall", "from",  "where",  "over",    "before", "after", "between", "true",
@@ -214,6 +219,8 @@ static json_t *to_json(tj *t, const pql_node *n)
     json_t *j = NULL;
     switch (n->kind) {
     case N_LIT: {
+        if (n->val.t == V_DBL && !isfinite(n->val.d))
+            return tj_fail(t, n, "expected a finite number (JSON has no infinity)");
         static const char *const types[] = {[V_MISSING] = "Null", [V_BOOL] = "Boolean",
                                             [V_INT] = "Integer", [V_DBL] = "Double",
                                             [V_STR] = "String"};
@@ -224,8 +231,12 @@ static json_t *to_json(tj *t, const pql_node *n)
     }
     case N_LIST: {
         bool lits = true;
-        for (int i = 0; i < n->nkids; i++)
+        for (int i = 0; i < n->nkids; i++) {
             lits = lits && n->kids[i]->kind == N_LIT;
+            if (n->kids[i]->kind == N_LIT && n->kids[i]->val.t == V_DBL &&
+                !isfinite(n->kids[i]->val.d))
+                return tj_fail(t, n->kids[i], "expected a finite number (JSON has no infinity)");
+        }
         if (lits) {
             j = jnode("literal");
             json_object_set_new(j, "literalType", json_string("List"));
@@ -848,7 +859,6 @@ static int pr_field(tp *t, const json_t *n)
             return tp_fail(t, "up", "expected the number of scopes to climb (0..64)");
         int k = (int)json_integer_value(up);
         if (k > 0) {
-            if (kw) return tp_fail(t, "fieldName", "'%s' is a PQL keyword", name);
             mark(t);
             for (int i = 0; i < k; i++)
                 puts_(t, "^");
@@ -937,7 +947,7 @@ static int pr_binding(tp *t, const json_t *vs, size_t i, int *pushed, bool where
     }
     const char *name = ident_member(t, v, "varName", "a variable name");
     if (!name) goto out;
-    if (find(keywords, name) >= 0) {
+    if (find(reserved, name) >= 0) {
         tp_fail(t, "varName", "'%s' is a PQL keyword", name);
         goto out;
     }
@@ -1115,7 +1125,9 @@ static int pr(tp *t, const json_t *n, int need)
         puts_(t, "$1");
     } else if (!strcmp(nt, "varRef")) {
         const char *v = ident_member(t, n, "varName", "a variable name");
-        if (v && !tp_is_var(t, v) && strcmp(v, "xEvent"))
+        if (v && find(keywords, v) >= 0)
+            tp_fail(t, "varName", "'%s' is a PQL keyword: a variable of that name cannot be used", v);
+        else if (v && !tp_is_var(t, v) && strcmp(v, "xEvent"))
             tp_fail(t, "varName",
                     "unknown variable '%s' (expected xEvent or a variable of an enclosing let, "
                     "select, exists, forall, lambda or CHAIN step)",
@@ -1144,7 +1156,7 @@ static int pr(tp *t, const json_t *n, int need)
         }
     } else if (!strcmp(nt, "let")) {
         const char *v = ident_member(t, n, "varName", "a variable name");
-        if (v && find(keywords, v) >= 0) tp_fail(t, "varName", "'%s' is a PQL keyword", v);
+        if (v && find(reserved, v) >= 0) tp_fail(t, "varName", "'%s' is a PQL keyword", v);
         if (!t->rc) {
             mark(t);
             kith_buf_printf(&t->out, "let %s = (", v);
@@ -1281,7 +1293,6 @@ static int to_text(tp *t, const json_t *tree)
         const char *v = json_is_object(p0) ? ident_member(t, p0, "varName", "the parameter name")
                                            : NULL;
         if (!json_is_object(p0)) tp_fail(t, NULL, "expected a varDecl {varName}");
-        if (v && find(keywords, v) >= 0) tp_fail(t, "varName", "'%s' is a PQL keyword", v);
         t->plen = save;
         if (t->rc) return t->rc;
         kith_buf_printf(&t->out, "(%s) => ", v);

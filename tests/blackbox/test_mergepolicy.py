@@ -1,6 +1,8 @@
 """Merge policies (aep-spec section 3, API.md section 5): CRUD, paging and filters, bulk-get, PATCH,
-one default per class, bad input, and what each policy does to profile reads (timestampOrdered with
-lastUpdatedDate, dataSetPrecedence incl. events, identityGraph none, moving the default)."""
+one default per class, bad input, every version readable (?version=), the built-in
+timestampOrdered-none-mp policy, a deleted dataset leaving every order, and what each policy does to
+profile reads (timestampOrdered with lastUpdatedDate, dataSetPrecedence incl. events, identityGraph
+none, moving the default)."""
 
 import os
 import sys
@@ -9,6 +11,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kithtest as kt  # noqa: E402
 
 MP = "/data/core/ups/config/mergePolicies"
+BUILTIN = "timestampOrdered-none-mp"
 T0 = 1700000000000
 FG_AUDIT = "https://ns.adobe.com/xdm/common/external-source-system-audit-details"
 
@@ -134,7 +137,7 @@ class MergePolicyCrudTest(kt.KithTestCase):
         ids = [self.create(policy("p%d" % i, graph="none" if i % 2 else "pdg"), api)["id"] for i in range(5)]
         r = api.get(MP + "?limit=2")
         self.assertStatus(r, 200)
-        self.assertEqual(r.json["_page"]["totalCount"], 5)
+        self.assertEqual(r.json["_page"]["totalCount"], 6, "five and the built-in one")
         self.assertEqual([c["name"] for c in r.json["children"]], ["p0", "p1"])
         seen = [c["id"] for c in r.json["children"]]
         href = r.json["_links"]["next"]["href"]
@@ -144,17 +147,90 @@ class MergePolicyCrudTest(kt.KithTestCase):
             self.assertStatus(r, 200)
             seen += [c["id"] for c in r.json["children"]]
             href = r.json["_links"]["next"]["href"]
-        self.assertEqual(seen, ids)
+        self.assertEqual(seen, ids + [BUILTIN])
         r = api.get(MP + "?limit=2&page=2")
-        self.assertEqual([c["name"] for c in r.json["children"]], ["p4"])
+        self.assertEqual([c["name"] for c in r.json["children"]], ["p4", BUILTIN])
         r = api.get(MP + "?identityGraph.type=none")
-        self.assertEqual([c["name"] for c in r.json["children"]], ["p1", "p3"])
-        r = api.get(MP + "?orderBy=-name&limit=1")
-        self.assertEqual([c["name"] for c in r.json["children"]], ["p4"])
+        self.assertEqual([c["name"] for c in r.json["children"]], ["p1", "p3", BUILTIN])
+        r = api.get(MP + "?orderBy=-name&limit=2")
+        self.assertEqual([c["name"] for c in r.json["children"]], [BUILTIN, "p4"])
         r = api.get(MP + "?schema.name=_xdm.context.experienceevent")
         self.assertEqual(r.json["children"], [])
         for q in ("limit=0", "limit=x", "default=maybe", "orderBy=age", "identityGraph.type=x", "page=-1"):
             self.assertProblem(api.get(MP + "?" + q), 400)
+
+    def test_every_version_is_readable(self):
+        a = self.create(policy("v1", default=True))
+        url = MP + "/" + a["id"]
+        self.assertEqual(self.admin.put(url, policy("v2", default=True)).json["version"], 2)
+        r = self.admin.patch(url, {"op": "replace", "path": "/name", "value": "v3"})
+        self.assertEqual(r.json["version"], 3)
+        b = self.create(policy("other", default=True))  # takes the default: a goes to version 4
+        self.assertEqual(self.admin.get(url).json["version"], 4)
+        for v, name, dflt in ((1, "v1", True), (2, "v2", True), (3, "v3", True), (4, "v3", False)):
+            r = self.admin.get(url + "?version=%d" % v)
+            self.assertStatus(r, 200)
+            self.assertEqual((r.json["version"], r.json["name"], r.json["default"]), (v, name, dflt))
+        self.assertProblem(self.admin.get(url + "?version=5"), 404)
+        for q in ("0", "x", "-1"):
+            self.assertProblem(self.admin.get(url + "?version=" + q), 400)
+        # the list at version 1: each policy as it was then
+        r = self.admin.get(MP + "?version=1&limit=100")
+        byid = {c["id"]: c for c in r.json["children"]}
+        self.assertEqual((byid[a["id"]]["name"], byid[a["id"]]["version"]), ("v1", 1))
+        self.assertEqual(byid[b["id"]]["name"], "other")
+        self.assertEqual(self.admin.get(MP + "?version=4&limit=100").json["children"][0]["id"], a["id"])
+        # deleted: no version of it is readable any more
+        self.assertStatus(self.admin.delete(MP + "/" + b["id"]), 200)
+        self.assertStatus(self.admin.delete(url), 200)
+        for v in (1, 4):
+            self.assertProblem(self.admin.get(url + "?version=%d" % v), 404)
+
+    def test_builtin_policy(self):
+        url = MP + "/" + BUILTIN
+        r = self.admin.get(url)
+        self.assertStatus(r, 200)
+        p = r.json
+        self.assertEqual((p["id"], p["identityGraph"], p["attributeMerge"], p["default"], p["version"]),
+                         (BUILTIN, {"type": "none"}, {"type": "timestampOrdered"}, False, 1))
+        self.assertEqual(p["schema"], {"name": "_xdm.context.profile"})
+        self.assertIn(BUILTIN, [c["id"] for c in self.admin.get(MP + "?limit=100").json["children"]])
+        r = self.admin.post(MP + "/bulk-get", {"ids": [{"id": BUILTIN}]})
+        self.assertEqual(r.json["results"][BUILTIN]["id"], BUILTIN)
+        self.assertEqual(self.admin.get(url + "?version=1").json["id"], BUILTIN)
+        self.assertProblem(self.admin.put(url, policy()), 403)
+        self.assertProblem(self.admin.patch(url, {"op": "replace", "path": "/name", "value": "x"}), 403)
+        self.assertProblem(self.admin.delete(url), 403)
+        self.assertStatus(self.admin.get(url), 200)
+
+    def test_deleted_dataset_leaves_every_order(self):
+        fx = self.fx
+        extra = self.admin.create_dataset(fx.profile_schema_id, kt.uid("extra-"))
+        a = self.create(policy(attr="dataSetPrecedence", order=[extra, fx.crm]))
+        b = self.create(policy(attr="dataSetPrecedence", order=[fx.loyalty, extra]))
+        c = self.create(policy(attr="dataSetPrecedence", order=[fx.crm]))
+        d = self.create(policy(attr="dataSetPrecedence", order=[extra]))
+        r = self.admin.delete(self.admin.DATASETS + "/" + extra)
+        self.assertStatus(r, 200)
+        got = {x["id"]: self.admin.get(MP + "/" + x["id"]).json for x in (a, b, c, d)}
+        self.assertEqual((got[a["id"]]["attributeMerge"]["order"], got[a["id"]]["version"]), ([fx.crm], 2))
+        self.assertEqual((got[b["id"]]["attributeMerge"]["order"], got[b["id"]]["version"]), ([fx.loyalty], 2))
+        self.assertEqual((got[c["id"]]["attributeMerge"]["order"], got[c["id"]]["version"]), ([fx.crm], 1))
+        self.assertEqual(got[d["id"]]["attributeMerge"]["order"], [], "nothing left: it merges nothing")
+        self.assertEqual(self.admin.get(MP + "/" + a["id"] + "?version=1").json["attributeMerge"]["order"],
+                         [extra, fx.crm])
+        # the pruned policies still read profiles; a PUT naming the deleted dataset is refused
+        crm = kt.uid("crm")
+        fx.ingest_record({"identityMap": kt.idmap(("CRMID", crm), primary=0),
+                          "person": {"name": {"firstName": "Ann"}}}, fx.crm)
+        p = self.admin.profile("CRMID", crm, mergePolicyId=a["id"])
+        self.assertEqual(kt.get_path(p["entity"], "person.name.firstName"), "Ann")
+        r = self.admin.put(MP + "/" + a["id"], policy(attr="dataSetPrecedence", order=[extra]))
+        self.assertProblem(r, 400)
+        # it survives a restart
+        self.server.restart()
+        self.assertEqual(self.admin.get(MP + "/" + b["id"]).json["attributeMerge"]["order"], [fx.loyalty])
+        self.assertEqual(self.admin.get(MP + "/" + a["id"] + "?version=1").json["version"], 1)
 
     def test_bulk_get(self):
         a = self.create(policy())
@@ -249,6 +325,9 @@ class MergePolicyReadTest(kt.KithTestCase):
         self.assertEqual(kt.get_path(p["entity"], "person.name.firstName"), "Old")
         self.assertIsNone(kt.get_path(p["entity"], "person.name.lastName"))
         self.assertEqual(kt.identities_of(p), {("crmid", crm)})
+        builtin = self.admin.profile("CRMID", crm, mergePolicyId=BUILTIN)
+        self.assertEqual(builtin["entity"], p["entity"], "the built-in policy: timestampOrdered, graph none")
+        self.assertEqual(kt.identities_of(builtin), {("crmid", crm)})
         pdg = self.admin.profile("CRMID", crm)
         self.assertIn(("phone", phone), kt.identities_of(pdg))
         r = self.admin.events("CRMID", crm, mergePolicyId=none)
