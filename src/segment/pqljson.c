@@ -564,7 +564,7 @@ static const char *node_type(const json_t *n)
 /* A PQL identifier: a letter, '_' or a non-ASCII byte, then those or digits. */
 static bool is_ident(const char *s)
 {
-    if (!s || !*s || strlen(s) > 256) return false;
+    if (!s || !*s) return false;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         bool ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_' || *p >= 0x80 ||
                   (p != (const unsigned char *)s && *p >= '0' && *p <= '9');
