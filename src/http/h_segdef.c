@@ -184,7 +184,9 @@ int h_segdef_convert(kith_req *r)
         json_object_del(out, "targetFormat");
         json_t *wrap = json_pack("{s:{s:s, s:s, s:s}}", "expression", "type", "PQL", "format",
                                  "pql/text", "value", canon);
-        if (segdef_expression_as(wrap, tgt) == 0) {
+        /* text to text: the canonical text (through the tree) */
+        int crc = !tree && !strcmp(tgt, "pql/text") ? segdef_expression_as(wrap, "pql/json") : 0;
+        if (crc == 0 && segdef_expression_as(wrap, tgt) == 0) {
             json_object_set(out, "expression", json_object_get(wrap, "expression"));
             http_json(r, 200, out);
         } else {
