@@ -35,11 +35,17 @@ segdef *svc_def_find(struct segsvc *s, uint32_t sb, const char *id)
     return NULL;
 }
 
+const char *svc_def_text(const segdef *d)
+{
+    return d ? d->text : NULL;
+}
+
 static void def_free(segdef *d)
 {
     if (!d) return;
     json_decref(d->doc);
     pql_program_free(d->prog);
+    free(d->text);
     free(d);
 }
 
@@ -364,7 +370,7 @@ int segdef_put(kith_engine *e, store_batch *b, uint32_t sb, const char *id, cons
                         json_pack("{s:s, s:s, s:s}", "type", "PQL", "format",
                                   stored ? "pql/json" : "pql/text", "value", stored ? stored : text));
     free(stored);
-    free(text);
+    char *compiled_text = text; /* kept with the program (svc_def_text) */
     const char *mp = json_string_value(json_object_get(body, "mergePolicyId"));
     if (mp) json_object_set_new(doc, "mergePolicyId", json_string(mp));
     const json_t *ttl = json_object_get(body, "ttlInDays");
@@ -390,13 +396,9 @@ int segdef_put(kith_engine *e, store_batch *b, uint32_t sb, const char *id, cons
     derive(doc, prog, want_batch);
     /* A new expression is evaluated over the existing profiles by a backfill job; the definition
      * names its latest one. */
-    const char *old_text =
-        cur ? json_string_value(json_object_get(json_object_get(cur->doc, "expression"), "value"))
-            : NULL;
+    const char *old_text = cur ? cur->text : NULL; /* compiled texts: the format does not matter */
     char job[SEGDEF_ID_LEN + 1] = "";
-    if (!old_text || strcmp(old_text, json_string_value(json_object_get(
-                                          json_object_get(doc, "expression"), "value"))) != 0)
-        svc_jobs_backfill(s, sb, id, job);
+    if (!old_text || strcmp(old_text, compiled_text) != 0) svc_jobs_backfill(s, sb, id, job);
     const char *prev_job = cur ? json_string_value(json_object_get(cur->doc, "kith:backfillJobId")) : NULL;
     if (job[0] || prev_job)
         json_object_set_new(doc, "kith:backfillJobId", json_string(job[0] ? job : prev_job));
@@ -412,6 +414,7 @@ int segdef_put(kith_engine *e, store_batch *b, uint32_t sb, const char *id, cons
     snprintf(d->id, sizeof d->id, "%s", id);
     d->doc = json_incref(doc);
     d->prog = prog;
+    d->text = compiled_text;
     d->mode = want_batch ? PQL_MODE_BATCH : pql_program_deps(prog)->mode;
     d->created = created;
     snprintf(d->mpid, sizeof d->mpid, "%s", mp ? mp : "");
@@ -545,9 +548,11 @@ int svc_defs_load(struct segsvc *s)
             !(tree = pql_json_value(json_object_get(ex, "value"), &jerr)))
             text = NULL;
         char *canon = NULL;
-        if (text && compile_any(s, d->sb, d->id, text, tree, &d->prog, &canon, &err, &jerr) == 0)
+        if (text && compile_any(s, d->sb, d->id, text, tree, &d->prog, &canon, &err, &jerr) == 0) {
             d->mode = batch_requested(d->doc) ? PQL_MODE_BATCH : pql_program_deps(d->prog)->mode;
-        else
+            d->text = tree ? canon : kith_xstrdup(text);
+            canon = NULL;
+        } else
             kith_log(KITH_LOG_WARN, "segment", "definition %s no longer compiles: %s", d->id,
                      !text ? "no expression" : tree ? jerr.message : err.message);
         free(canon);

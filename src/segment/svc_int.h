@@ -20,6 +20,7 @@ typedef struct segdef {
     int64_t batch_eval; /* batch segments: `now` of the last segment job that evaluated this
                            expression completely (0: none); a realized membership older than it
                            reads as existing (svc_status_shown) */
+    char *text;        /* the PQL text compiled (owned): pql/json definitions' canonical text */
 } segdef;
 
 /* A merge policy resolved for the group's evaluations (svc_stream.c). */
@@ -96,6 +97,9 @@ int svc_defs_load(struct segsvc *s);
 void svc_defs_free(struct segsvc *s);
 /* The definitions of a sandbox, apply thread (no lock needed there). */
 segdef *svc_def_find(struct segsvc *s, uint32_t sb, const char *id);
+/* The PQL text of a definition (borrowed, as long as d): its pql/text value, or the canonical text
+ * of its pql/json tree; NULL when it has none (or d is NULL). */
+const char *svc_def_text(const segdef *d);
 
 /* svc_index.c: which streaming segments a change concerns. */
 #define SVC_MAX_PATHS 64

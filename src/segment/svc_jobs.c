@@ -390,9 +390,7 @@ static int write_fn(void *ctx, store_batch *b)
         if (!looked[w->seg]) {
             looked[w->seg] = 1;
             segdef *d = svc_def_find(s, j->sb, g->id);
-            const char *text =
-                d ? json_string_value(json_object_get(json_object_get(d->doc, "expression"), "value"))
-                  : NULL;
+            const char *text = svc_def_text(d); /* pql/json definitions: their canonical text */
             /* changed or deleted meanwhile: not written */
             defs[w->seg] = d && d->prog && text && strcmp(text, g->text) == 0 ? d : NULL;
         }
@@ -747,9 +745,7 @@ static int mark_fn(void *ctx, store_batch *b)
     for (size_t i = 0; i < j->nseg; i++) {
         const job_seg *g = &j->seg[i];
         segdef *d = g->prog ? svc_def_find(r->s, j->sb, g->id) : NULL;
-        const char *text =
-            d ? json_string_value(json_object_get(json_object_get(d->doc, "expression"), "value"))
-              : NULL;
+        const char *text = svc_def_text(d);
         if (d && d->mode == PQL_MODE_BATCH && text && strcmp(text, g->text) == 0 && !g->failed)
             svc_def_mark_evaluated(r->s, b, d, j->now);
     }
@@ -803,10 +799,8 @@ static void resolve_segments(struct segsvc *s, seg_job *j)
     for (size_t i = 0; i < j->nseg; i++) {
         job_seg *g = &j->seg[i];
         segdef *d = svc_def_find(s, j->sb, g->id);
-        const char *text =
-            d ? json_string_value(json_object_get(json_object_get(d->doc, "expression"), "value"))
-              : NULL;
         free(g->text);
+        const char *text = svc_def_text(d); /* pql/json definitions: their canonical text */
         g->text = text ? kith_xstrdup(text) : NULL;
         const char *mp = d ? json_string_value(json_object_get(d->doc, "mergePolicyId")) : NULL;
         free(g->mp);

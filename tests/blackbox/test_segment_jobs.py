@@ -236,6 +236,27 @@ class SegmentJobTest(kt.KithTestCase):
         self.assertEqual(r.json["kith:backfillJobId"], backfill)
         self.assertEqual(api.get(JOBS + "?limit=100").json["children"][0]["id"], jobs[0]["id"])
 
+    def test_pql_json_definition_in_a_job(self):
+        """A definition written as a pql/json tree is evaluated by jobs and backfills as its text."""
+        api, fx = self.sandbox()
+        crms = self.people(fx, 9)
+        r = api.post("/data/core/ups/segment/conversion",
+                     {"expression": {"type": "PQL", "format": "pql/text", "value": BIG}})
+        self.assertStatus(r, 200)
+        body = {"name": kt.uid("seg-"), "expression": r.json["expression"], "evaluationInfo": BATCH_ONLY}
+        seg = api.post(DEFS, body)
+        self.assertStatus(seg, 201)
+        self.assertEqual(seg.json["expression"]["format"], "pql/json")
+        self.assertEqual(self.wait_backfill(api, seg.json)["metrics"]["segmentedProfileCounter"][seg.json["id"]], 3)
+        job = self.run_job(api, [seg.json["id"]])
+        self.assertEqual(job["metrics"]["segmentedProfileCounter"][seg.json["id"]], 3)
+        self.assertEqual(self.members(self.statuses(api, crms, seg.json["id"])), set(crms[6:]))
+        # the same expression written as text is no change: no new backfill
+        r = api.patch(DEFS + "/" + seg.json["id"], {"expression": {"type": "PQL", "format": "pql/text",
+                                                                     "value": BIG}})
+        self.assertStatus(r, 200)
+        self.assertEqual(r.json["kith:backfillJobId"], seg.json["kith:backfillJobId"])
+
     def test_segments_of_segments_in_one_job(self):
         api, fx = self.sandbox()
         crms = self.people(fx, 12)
