@@ -1208,13 +1208,15 @@ static int feed_stored(ca_svc *s, store_batch *b, uint32_t sb, uint64_t identity
     return 0;
 }
 
-int ca_recompute(ca_svc *s, store_batch *b, uint32_t sb, uint64_t cluster, const ca_def *only,
-                 uint64_t *events_out)
+int ca_recompute(ca_svc *s, store_batch *b, uint32_t sb, uint64_t cluster, const ca_def *const *only,
+                 size_t nonly, uint64_t *events_out)
 {
     kith_engine *e = s->e;
     const ca_def *defs[CA_MAX_PER_SANDBOX];
-    size_t n = only ? 1 : published_of(s, sb, defs, CA_MAX_PER_SANDBOX);
-    if (only) defs[0] = only;
+    size_t n = only ? (nonly < CA_MAX_PER_SANDBOX ? nonly : CA_MAX_PER_SANDBOX)
+                    : published_of(s, sb, defs, CA_MAX_PER_SANDBOX);
+    for (size_t i = 0; only && i < n; i++)
+        defs[i] = only[i];
     s->recomputes++;
     int64_t now = kith_now_ms();
     blob bl;
@@ -1315,7 +1317,7 @@ int ca_flush_group(kith_engine *e, store_batch *b)
     int rc = 0;
     for (size_t i = 0; i < s->nrc && rc == 0; i++) {
         if (i > 0 && recalc_cmp(&s->rc[i], &s->rc[i - 1]) == 0) continue;
-        rc = ca_recompute(s, b, s->rc[i].sb, s->rc[i].cluster, NULL, NULL);
+        rc = ca_recompute(s, b, s->rc[i].sb, s->rc[i].cluster, NULL, 0, NULL);
     }
     s->nrc = 0;
     return rc;

@@ -83,10 +83,11 @@ static inline ca_svc *ca_of(kith_engine *e)
 
 /* ca.c */
 ca_def *ca_def_find(ca_svc *s, uint32_t sb, const char *id);
-/* Apply thread: recomputes the state of a cluster from its events for the given attributes (all
- * published ones of the sandbox when only is NULL). *events counts the events read. */
-int ca_recompute(ca_svc *s, store_batch *b, uint32_t sb, uint64_t cluster, const ca_def *only,
-                 uint64_t *events);
+/* Apply thread: recomputes the state of a cluster from its events for the given attributes (only,
+ * nonly; all published ones of the sandbox when only is NULL), in one pass over the events.
+ * *events (may be NULL) counts the events read. */
+int ca_recompute(ca_svc *s, store_batch *b, uint32_t sb, uint64_t cluster, const ca_def *const *only,
+                 size_t nonly, uint64_t *events);
 /* Apply thread: removes slot's state from the cluster's blob. */
 void ca_state_drop_slot(ca_svc *s, store_batch *b, uint32_t sb, uint64_t cluster, uint32_t slot);
 /* Apply thread: stores the definition's document again (job status). */

@@ -81,12 +81,16 @@ bool ca_job_slot_busy(ca_svc *s, uint32_t sb, uint32_t slot)
     return busy;
 }
 
+/* One apply call of a job run: a chunk of clusters for the jobs run together (backfills of one
+ * sandbox queued at the same time share one pass over the events). */
 struct chunk_call {
     ca_svc *s;
-    ca_job *j;
+    ca_job **jobs;
+    size_t nj;
     uint64_t *clusters;
     size_t n;
     uint64_t events;
+    bool ok[CA_MAX_PER_SANDBOX]; /* finish_fn: the job's attribute still exists */
 };
 
 static int noop_fn(void *ctx, store_batch *b)
@@ -106,10 +110,15 @@ static ca_def *job_def(ca_svc *s, const ca_job *j)
 static int backfill_fn(void *ctx, store_batch *b)
 {
     struct chunk_call *c = ctx;
-    ca_def *d = job_def(c->s, c->j);
-    if (!d) return KITH_ENOTFOUND;
+    const ca_def *defs[CA_MAX_PER_SANDBOX];
+    size_t nd = 0;
+    for (size_t k = 0; k < c->nj && nd < CA_MAX_PER_SANDBOX; k++) {
+        const ca_def *d = job_def(c->s, c->jobs[k]);
+        if (d) defs[nd++] = d;
+    }
+    if (!nd) return KITH_ENOTFOUND;
     for (size_t i = 0; i < c->n; i++) {
-        int rc = ca_recompute(c->s, b, c->j->sb, c->clusters[i], d, &c->events);
+        int rc = ca_recompute(c->s, b, c->jobs[0]->sb, c->clusters[i], defs, nd, &c->events);
         if (rc) return rc;
     }
     return 0;
@@ -119,19 +128,22 @@ static int drop_fn(void *ctx, store_batch *b)
 {
     struct chunk_call *c = ctx;
     for (size_t i = 0; i < c->n; i++)
-        ca_state_drop_slot(c->s, b, c->j->sb, c->clusters[i], c->j->slot);
+        ca_state_drop_slot(c->s, b, c->jobs[0]->sb, c->clusters[i], c->jobs[0]->slot);
     return 0;
 }
 
 static int finish_fn(void *ctx, store_batch *b)
 {
     struct chunk_call *c = ctx;
-    ca_def *d = job_def(c->s, c->j);
-    if (!d) return KITH_ENOTFOUND;
-    pthread_rwlock_wrlock(&c->s->lock);
-    json_object_set_new(json_object_get(d->doc, "status"), "job", json_string("ENABLED"));
-    pthread_rwlock_unlock(&c->s->lock);
-    ca_def_store(c->s, b, d);
+    for (size_t k = 0; k < c->nj; k++) {
+        ca_def *d = job_def(c->s, c->jobs[k]);
+        c->ok[k] = d != NULL;
+        if (!d) continue;
+        pthread_rwlock_wrlock(&c->s->lock);
+        json_object_set_new(json_object_get(d->doc, "status"), "job", json_string("ENABLED"));
+        pthread_rwlock_unlock(&c->s->lock);
+        ca_def_store(c->s, b, d);
+    }
     return 0;
 }
 
@@ -166,66 +178,91 @@ static bool stopping(ca_svc *s)
     return st;
 }
 
-static void run_job(ca_svc *s, ca_job *j)
+static void finish_jobs(ca_svc *s, ca_job **jobs, size_t nj, int rc, const bool *ok)
+{
+    pthread_mutex_lock(&s->mu);
+    int64_t now = kith_now_ms();
+    for (size_t k = 0; k < nj; k++) {
+        jobs[k]->state = rc || (ok && !ok[k]) ? CA_JOB_FAILED : CA_JOB_DONE;
+        jobs[k]->finished_at = now;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (rc)
+        kith_log(KITH_LOG_WARN, "ca", "computed attribute %s: %s job stopped: %s", jobs[0]->id,
+                 jobs[0]->kind == CA_JOB_BACKFILL ? "backfill" : "state removal", kith_strerror(rc));
+}
+
+/* Runs jobs[0..nj) together (one kind, one sandbox). */
+static void run_jobs(ca_svc *s, ca_job **jobs, size_t nj)
 {
     kith_engine *e = s->e;
-    /* The group that queued the job is committed before the clusters are listed. */
-    if (apply_call(e->apply, noop_fn, NULL, false)) goto failed;
+    int kind = jobs[0]->kind;
+    /* The group that queued the jobs is committed before the clusters are listed. */
+    int rc = apply_call(e->apply, noop_fn, NULL, false);
+    if (rc) {
+        finish_jobs(s, jobs, nj, rc, NULL);
+        return;
+    }
     size_t n = 0;
-    uint64_t *cl = list_clusters(s, j->sb, j->kind == CA_JOB_BACKFILL ? STORE_CF_CLUSTER : STORE_CF_CA, &n);
+    uint64_t *cl = list_clusters(s, jobs[0]->sb, kind == CA_JOB_BACKFILL ? STORE_CF_CLUSTER : STORE_CF_CA, &n);
     pthread_mutex_lock(&s->mu);
-    j->total = n;
+    for (size_t k = 0; k < nj; k++)
+        jobs[k]->total = n;
     pthread_mutex_unlock(&s->mu);
-    int rc = 0;
+    struct chunk_call c = {.s = s, .jobs = jobs, .nj = nj};
     for (size_t i = 0; i < n && rc == 0; i += CHUNK) {
         if (stopping(s)) {
             free(cl);
             return; /* resumed at the next start (status.job stays PROCESSING) */
         }
-        struct chunk_call c = {s, j, cl + i, n - i < CHUNK ? n - i : CHUNK, 0};
-        rc = apply_call(e->apply, j->kind == CA_JOB_BACKFILL ? backfill_fn : drop_fn, &c, false);
+        c.clusters = cl + i;
+        c.n = n - i < CHUNK ? n - i : CHUNK;
+        c.events = 0;
+        rc = apply_call(e->apply, kind == CA_JOB_BACKFILL ? backfill_fn : drop_fn, &c, false);
         pthread_mutex_lock(&s->mu);
-        j->done += c.n;
-        j->events += c.events;
+        for (size_t k = 0; k < nj; k++) {
+            jobs[k]->done += c.n;
+            jobs[k]->events += c.events;
+        }
         pthread_mutex_unlock(&s->mu);
         s->backfill_events += c.events;
     }
     free(cl);
-    if (rc == 0 && j->kind == CA_JOB_BACKFILL) {
-        struct chunk_call c = {s, j, NULL, 0, 0};
+    if (rc == 0 && kind == CA_JOB_BACKFILL) {
         rc = apply_call(e->apply, finish_fn, &c, false);
+        finish_jobs(s, jobs, nj, rc, c.ok);
+        return;
     }
-    pthread_mutex_lock(&s->mu);
-    j->state = rc ? CA_JOB_FAILED : CA_JOB_DONE;
-    j->finished_at = kith_now_ms();
-    pthread_mutex_unlock(&s->mu);
-    if (rc)
-        kith_log(KITH_LOG_WARN, "ca", "computed attribute %s: %s job stopped: %s", j->id,
-                 j->kind == CA_JOB_BACKFILL ? "backfill" : "state removal", kith_strerror(rc));
-    return;
-failed:
-    pthread_mutex_lock(&s->mu);
-    j->state = CA_JOB_FAILED;
-    j->finished_at = kith_now_ms();
-    pthread_mutex_unlock(&s->mu);
+    finish_jobs(s, jobs, nj, rc, NULL);
 }
 
 static void *job_main(void *arg)
 {
     ca_svc *s = arg;
+    ca_job *batch[CA_MAX_PER_SANDBOX];
     pthread_mutex_lock(&s->mu);
     while (!s->stopping) {
-        ca_job *next = NULL;
+        ca_job *first = NULL;
         for (ca_job *j = s->jobs; j; j = j->next)
-            if (j->state == CA_JOB_QUEUED) next = j; /* the oldest queued */
-        if (!next) {
+            if (j->state == CA_JOB_QUEUED) first = j; /* the oldest queued */
+        if (!first) {
             pthread_cond_wait(&s->cv, &s->mu);
             continue;
         }
-        next->state = CA_JOB_RUNNING;
-        next->started_at = kith_now_ms();
+        /* Backfills of the same sandbox waiting together run in one pass over the events. */
+        size_t nj = 0;
+        batch[nj++] = first;
+        for (ca_job *j = s->jobs; j && first->kind == CA_JOB_BACKFILL; j = j->next)
+            if (j != first && j->state == CA_JOB_QUEUED && j->kind == CA_JOB_BACKFILL &&
+                j->sb == first->sb && nj < CA_MAX_PER_SANDBOX)
+                batch[nj++] = j;
+        int64_t now = kith_now_ms();
+        for (size_t k = 0; k < nj; k++) {
+            batch[k]->state = CA_JOB_RUNNING;
+            batch[k]->started_at = now;
+        }
         pthread_mutex_unlock(&s->mu);
-        run_job(s, next);
+        run_jobs(s, batch, nj);
         pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);
