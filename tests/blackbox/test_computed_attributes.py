@@ -291,6 +291,15 @@ class ComputedAttributesTest(kt.KithTestCase):
         self.assertEqual(bf["progress"], 100.0)
         for i, crm in enumerate(crms):
             self.assertEqual(self.computed(crm)[g["name"]], 10 * (i % 4 + 1))
+        # Several published at once: their backfills (sharing passes over the events) all finish right.
+        more = [self.admin.post(CA, attr(PURCHASES + expr, unit="DAYS", count=2)).json
+                for expr in (".count()", ".max(commerce.order.priceTotal)", ".avg(commerce.order.priceTotal)")]
+        more = [wait_backfill(self.admin, a) for a in more]
+        for i, crm in enumerate(crms):
+            c = self.computed(crm)
+            self.assertEqual(c[more[0]["name"]], i % 4 + 1)
+            self.assertEqual(c[more[1]["name"]], 10)
+            self.assertEqual(c[more[2]["name"]], 10)
         metrics = self.server.raw("GET", "/metrics").text
         for name in ("kith_ca_backfill_events_total", "kith_ca_recomputations_total",
                      "kith_ca_attribute_updates_total", "kith_ca_update_cpu_seconds"):
