@@ -210,12 +210,7 @@ static int defs_fn(void *arg, store_batch *b)
     for (long i = 0; i < opt.segments; i++) {
         char text[512], id[SEGDEF_ID_LEN + 1], name[32];
         expression(i, text, sizeof text);
-        uint8_t rnd[16];
-        char hex[33];
-        kith_random(rnd, sizeof rnd);
-        kith_hex(rnd, sizeof rnd, hex);
-        snprintf(id, sizeof id, "%.8s-%.4s-4%.3s-8%.3s-%.12s", hex, hex + 8, hex + 12, hex + 16,
-                 hex + 20);
+        kith_uuid4(id);
         snprintf(name, sizeof name, "segment %ld", i);
         json_t *body = json_pack("{s:s, s:{s:s, s:s, s:s}}", "name", name, "expression", "type",
                                  "PQL", "format", "pql/text", "value", text);

@@ -69,6 +69,8 @@ uint64_t kith_hash64(const void *data, size_t len, uint64_t seed);
 int kith_random(void *buf, size_t n);
 /* Writes 2*n lowercase hex characters of data plus a NUL into out. */
 void kith_hex(const void *data, size_t n, char *out);
+/* A random (version 4) UUID, "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx", into out (37 bytes). */
+void kith_uuid4(char *out);
 
 /* Makes s valid UTF-8 in place: a truncated sequence at the end is cut, any other invalid byte
  * becomes '?'. For messages that quote input and were cut to a buffer. Returns s. */

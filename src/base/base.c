@@ -228,6 +228,17 @@ void kith_hex(const void *data, size_t n, char *out)
     out[2 * n] = 0;
 }
 
+void kith_uuid4(char *out)
+{
+    uint8_t b[16];
+    char hex[33];
+    kith_random(b, sizeof b);
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    kith_hex(b, sizeof b, hex);
+    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+}
+
 static void oom(void)
 {
     fputs("kith: out of memory\n", stderr);

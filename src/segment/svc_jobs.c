@@ -22,6 +22,7 @@
  * Export jobs: the profiles that hold one of the filter's segments in one of its statuses (all
  * profiles without a filter) are written, as their Profile Access entity projected on `fields` and
  * merged with the job's merge policy, one JSON object a line, to DATA_DIR/exports/<id>.jsonl. */
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -153,17 +154,6 @@ static seg_job *registry_find(struct svc_jobs *J, uint32_t sb, int kind, const c
         if (J->v[i]->sb == sb && J->v[i]->kind == kind && strcmp(J->v[i]->id, id) == 0)
             return J->v[i];
     return NULL;
-}
-
-static void uuid_new(char *out)
-{
-    uint8_t b[16];
-    char hex[33];
-    kith_random(b, sizeof b);
-    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
-    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-    kith_hex(b, sizeof b, hex);
-    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
 }
 
 /* --- the job as JSON (jobs locked) --- */
@@ -946,8 +936,28 @@ static void *runner_main(void *arg)
 
 /* --- lifecycle --- */
 
+/* Export files of an earlier run: their job records are gone with it, so nothing can name them. */
+static void exports_sweep(kith_engine *e)
+{
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/exports", e->data_dir);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    for (struct dirent *de; (de = readdir(d));) {
+        size_t n = strlen(de->d_name);
+        bool ours = (n > 6 && strcmp(de->d_name + n - 6, ".jsonl") == 0) ||
+                    (n > 10 && strcmp(de->d_name + n - 10, ".jsonl.tmp") == 0);
+        if (!ours) continue;
+        char path[4500];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        unlink(path);
+    }
+    closedir(d);
+}
+
 void svc_jobs_start(struct segsvc *s)
 {
+    exports_sweep(s->e);
     struct svc_jobs *J = kith_xcalloc(1, sizeof *J);
     pthread_mutex_init(&J->mu, NULL);
     pthread_cond_init(&J->cv, NULL);
@@ -999,7 +1009,7 @@ void svc_jobs_backfill(struct segsvc *s, uint32_t sb, const char *segment_id, ch
             j = J->v[i];
     if (!j) {
         j = kith_xcalloc(1, sizeof *j);
-        uuid_new(j->id);
+        kith_uuid4(j->id);
         j->sb = sb;
         j->kind = SEGJOB_SEGMENT;
         j->source = "backfill";
@@ -1237,7 +1247,7 @@ int segsvc_job_create(kith_engine *e, uint32_t sb, int kind, const json_t *body,
     if (kind == SEGJOB_EXPORT)
         snprintf(j->id, sizeof j->id, "%llu", (unsigned long long)++J->export_seq);
     else
-        uuid_new(j->id);
+        kith_uuid4(j->id);
     registry_add(J, j);
     res->doc = job_json(e, j);
     res->status = 200;
