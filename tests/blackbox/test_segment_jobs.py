@@ -257,6 +257,25 @@ class SegmentJobTest(kt.KithTestCase):
         self.assertStatus(r, 200)
         self.assertEqual(r.json["kith:backfillJobId"], seg.json["kith:backfillJobId"])
 
+    def test_batch_changes_on_the_change_stream(self):
+        from test_stream import SseClient
+        api, fx = self.sandbox()
+        crms = self.people(fx, 6)
+        sse = SseClient(self.server, self.server.admin_key, sandbox=api.sandbox)
+        self.addCleanup(sse.close)
+        self.assertEqual(sse.status, 200)
+        gold = self.define(api, GOLD, batch=True)
+        self.wait_backfill(api, gold)
+        frames = [sse.next(), sse.next()]
+        self.assertEqual({(f["data"]["segmentId"], f["data"]["status"], f["data"]["identity"]["id"])
+                          for f in frames},
+                         {(gold["id"], "realized", crms[0]), (gold["id"], "realized", crms[3])})
+        fx.ingest_record({"identityMap": kt.idmap(("CRMID", crms[0])), "_acme": {"crmId": crms[0], "tier": "silver"}})
+        self.run_job(api, [gold["id"]])
+        f = sse.next()
+        self.assertEqual((f["data"]["status"], f["data"]["identity"]["id"]), ("exited", crms[0]))
+        self.assertEqual(sse.drain(0.5), [])  # crms[3] stays in: no change, no event
+
     def test_segments_of_segments_in_one_job(self):
         api, fx = self.sandbox()
         crms = self.people(fx, 12)
