@@ -11,6 +11,8 @@
  * thread, committed data: RocksDB) and through the writer's cache (identity_writer_lookup). Prints the
  * figures and the command that reproduces them. */
 #include <getopt.h>
+#include <pthread.h>
+#include <time.h>
 #include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,8 +67,30 @@ static int link_fn(void *ctx, store_batch *b)
     return 0;
 }
 
-static double run_links(kith_engine *e, uint64_t first, uint64_t n, uint64_t people)
+/* CPU time, to read the figures on a busy machine: the apply thread's, and the whole process's
+ * (writer, syncer, RocksDB's flushes and compactions). */
+static clockid_t writer_clock;
+
+static int find_writer(void *ctx, store_batch *b)
 {
+    (void)b;
+    return pthread_getcpuclockid(pthread_self(), ctx);
+}
+
+static double cpu_s(clockid_t c)
+{
+    struct timespec ts;
+    clock_gettime(c, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+typedef struct phase_cpu {
+    double writer, process;
+} phase_cpu;
+
+static double run_links(kith_engine *e, uint64_t first, uint64_t n, uint64_t people, phase_cpu *cpu)
+{
+    double w0 = cpu_s(writer_clock), p0 = cpu_s(CLOCK_PROCESS_CPUTIME_ID);
     uint64_t t0 = kith_mono_ns();
     for (uint64_t i = 0; i < n; i += GROUP) {
         link_job j = {e, first + i, n - i < GROUP ? n - i : GROUP, people, first + i};
@@ -75,6 +99,8 @@ static double run_links(kith_engine *e, uint64_t first, uint64_t n, uint64_t peo
             exit(1);
         }
     }
+    cpu->writer = cpu_s(writer_clock) - w0;
+    cpu->process = cpu_s(CLOCK_PROCESS_CPUTIME_ID) - p0;
     return (double)(kith_mono_ns() - t0) / 1e9;
 }
 
@@ -123,14 +149,23 @@ int main(int argc, char **argv)
         fprintf(stderr, "identity: %s\n", err ? err : "engine_open failed");
         return 1;
     }
+    if (apply_call(e->apply, find_writer, &writer_clock, false) != 0) {
+        fprintf(stderr, "identity: no CPU clock for the apply thread\n");
+        return 1;
+    }
     uint64_t people = identities / 2;
-    double t = run_links(e, 0, people, 0);
-    printf("preload   %llu identities (%llu people, CRMID+ECID) in %.1f s: %.0f records/s\n",
-           (unsigned long long)identities, (unsigned long long)people, t, people / t);
-    t = run_links(e, 0, links, people);
+    phase_cpu cpu;
+    double t = run_links(e, 0, people, 0, &cpu);
+    printf("preload   %llu identities (%llu people, CRMID+ECID) in %.1f s: %.0f records/s; CPU: "
+           "writer %.1f s (%.0f records per writer-CPU-second), process %.1f s\n",
+           (unsigned long long)identities, (unsigned long long)people, t, people / t, cpu.writer,
+           people / cpu.writer, cpu.process);
+    t = run_links(e, 0, links, people, &cpu);
     printf("links     %llu new ECIDs onto random people of a %llu-identity graph: %.1f s, %.0f "
-           "link operations/s\n",
-           (unsigned long long)links, (unsigned long long)identities, t, links / t);
+           "link operations/s; CPU: writer %.1f s (%.0f per writer-CPU-second, %.2f us each), "
+           "process %.1f s (%.0f per process-CPU-second)\n",
+           (unsigned long long)links, (unsigned long long)identities, t, links / t, cpu.writer,
+           links / cpu.writer, cpu.writer * 1e6 / links, cpu.process, links / cpu.process);
     /* identity → cluster, committed reads. */
     uint64_t s = 42, found = 0;
     uint64_t t0 = kith_mono_ns();
