@@ -5,7 +5,11 @@
 #  1. ingest + lookups under concurrent ingestion: BUILD_DIR/kithd on a temporary data dir and a free
 #     loopback port, BUILD_DIR/bench/loadgen against it (it creates its own schemas, datasets, inlet);
 #  2. identity operations in process: BUILD_DIR/bench/identity;
+#  1b. streaming segmentation over HTTP on the same kithd: bench/segstream_http.py (SS_SEGMENTS
+#     segments, event -> membership change latency read from the change stream);
 #  3. batch segmentation in process: BUILD_DIR/bench/segbatch (a population, M segments, job times);
+#  3b. streaming segmentation in process: BUILD_DIR/bench/segments (ingest rate and evaluation cost
+#     per event with 0/100/1,000 segments and with 10,000, event -> change latency);
 #  4. the PostgreSQL 15 comparison: bench/pg/compare.sh (skipped by SMOKE=1 or PG=0, "n/a" when
 #     PostgreSQL 15 is not installed; `make bench` installs it).
 # Nothing outlives the script. The Markdown row for docs/BENCHMARKS.md's history is printed too.
@@ -15,6 +19,8 @@
 #   CLIENTS, BATCH, DURATION, LOOKUP_CLIENTS, PEOPLE, SEED   override the loadgen parameters
 #   ID_IDENTITIES, ID_LINKS, ID_LOOKUPS                      bench/identity sizes
 #   SB_PEOPLE, SB_SEGMENTS, SB_EVENTS                        bench/segbatch sizes
+#   SG_PEOPLE, SG_EVENTS, SG_SEGMENTS, SG_EVENTS_10K (0: skip), SS_SEGMENTS, SS_DURATION
+#                                                            bench/segments, segstream_http.py
 #   PG=0; PG_PEOPLE, PG_EVENTS, LOOKUPS                      the PostgreSQL comparison (bench/pg/compare.sh)
 #   KITHD_ARGS         extra kithd options (e.g. a durability mode)
 #   KEEP=1             keep the temporary data dir and kithd log
@@ -28,10 +34,12 @@ if [ "${SMOKE:-0}" = 1 ]; then
   : "${CLIENTS:=2}" "${BATCH:=50}" "${DURATION:=3}" "${LOOKUP_CLIENTS:=1}" "${PEOPLE:=1000}"
   : "${ID_IDENTITIES:=2000}" "${ID_LINKS:=200}" "${ID_LOOKUPS:=2000}" "${PG:=0}"
   : "${SB_PEOPLE:=500}" "${SB_SEGMENTS:=10}" "${SB_EVENTS:=4}"
+  : "${SG_PEOPLE:=500}" "${SG_EVENTS:=500}" "${SG_EVENTS_10K:=0}" "${SG_SEGMENTS:=0,10}" "${SS_SEGMENTS:=10}" "${SS_DURATION:=2}"
 else
   : "${CLIENTS:=4}" "${BATCH:=100}" "${DURATION:=20}" "${LOOKUP_CLIENTS:=2}" "${PEOPLE:=10000}"
   : "${ID_IDENTITIES:=200000}" "${ID_LINKS:=20000}" "${ID_LOOKUPS:=200000}" "${PG:=1}"
   : "${SB_PEOPLE:=50000}" "${SB_SEGMENTS:=100}" "${SB_EVENTS:=4}"
+  : "${SG_PEOPLE:=20000}" "${SG_EVENTS:=20000}" "${SG_EVENTS_10K:=2000}" "${SG_SEGMENTS:=0,100,1000}" "${SS_SEGMENTS:=100}" "${SS_DURATION:=10}"
 fi
 : "${SEED:=1}"
 
@@ -93,6 +101,13 @@ if ! kill -0 "$PID" 2>/dev/null; then
   rc=1
 fi
 
+# ---- 1b. streaming segmentation over HTTP (same kithd, its own sandbox) ----
+SS_CMD="python3 bench/segstream_http.py URL KEY $SS_SEGMENTS $SS_DURATION"
+echo
+echo "== streaming segmentation over HTTP: $SS_CMD"
+python3 "$(dirname "$0")/segstream_http.py" "$URL" "$KEY" "$SS_SEGMENTS" "$SS_DURATION" |
+  tee "$WORK/segstream_http.out" || { echo "bench: segstream_http.py failed" >&2; rc=1; }
+
 # Stop kithd before the other steps, so they do not share the cores with it.
 kill -TERM "$PID" 2>/dev/null || true
 for _ in $(seq 1 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
@@ -128,6 +143,28 @@ if [ -x "$BUILD/bench/segbatch" ]; then
     SEG_BATCH="failed (no RESULT line)"
   fi
 fi
+
+# ---- 3b. streaming segmentation in process ----
+SG_CMD=
+if [ -x "$BUILD/bench/segments" ]; then
+  SG_CMD="$BUILD/bench/segments --people $SG_PEOPLE --events $SG_EVENTS --segments $SG_SEGMENTS --seed $SEED"
+  echo
+  echo "== streaming segmentation: $SG_CMD"
+  $SG_CMD | tee "$WORK/segments.out" || { echo "bench: bench/segments failed" >&2; rc=1; }
+  if [ "$SG_EVENTS_10K" -gt 0 ]; then
+    echo "== streaming segmentation, 10,000 segments: $BUILD/bench/segments --people $SG_PEOPLE --events $SG_EVENTS_10K --segments 9999 (+1 latency segment)"
+    "$BUILD/bench/segments" --people "$SG_PEOPLE" --events "$SG_EVENTS_10K" --segments 9999 \
+      --seed "$SEED" | tee -a "$WORK/segments.out" || { echo "bench: bench/segments failed" >&2; rc=1; }
+  fi
+fi
+sgv() { grep "^RESULT segments=$1 " "$WORK/segments.out" 2>/dev/null | tail -1 | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+sgrow() {
+  if [ -n "$(sgv "$1" events_per_s)" ]; then
+    echo "$(sgv "$1" events_per_s) events/s, $(sgv "$1" evals_per_event) evaluations and $(sgv "$1" eval_us_per_event) us of evaluation per event; change p50 / p99 $(sgv "$1" p50_ms) / $(sgv "$1" p99_ms) ms"
+  else
+    echo "n/a"
+  fi
+}
 
 # ---- 4. the PostgreSQL comparison ----
 PGRES="$WORK/pg.results"
@@ -172,6 +209,8 @@ echo "commands:"
 echo "  $BUILD/bench/loadgen --url URL --key KEY --setup --clients $CLIENTS --batch $BATCH --duration $DURATION --lookup-clients $LOOKUP_CLIENTS --people $PEOPLE --seed $SEED"
 echo "  $ID_CMD"
 [ -n "$SB_CMD" ] && echo "  $SB_CMD"
+[ -n "$SG_CMD" ] && echo "  $SG_CMD (and --segments 9999 --events $SG_EVENTS_10K)"
+echo "  $SS_CMD"
 [ "$PG" = 1 ] && echo "  PG_PEOPLE=${PG_PEOPLE:-20000} PG_EVENTS=${PG_EVENTS:-10} SEED=$SEED LOOKUPS=${LOOKUPS:-2000} bench/pg/compare.sh $BUILD"
 echo
 echo "| measure | kith | PostgreSQL 15 | kith / PG |"
@@ -194,6 +233,15 @@ if [ -n "$(pgv kith_ev2mem_p50_ms)" ]; then
 fi
 row "event -> membership latency (streaming)" "$SEG_STREAM"
 row "batch segmentation time" "$SEG_BATCH"
+SSR=$(grep '^RESULT ' "$WORK/segstream_http.out" 2>/dev/null | tail -1 || true)
+ssv() { printf '%s\n' "$SSR" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+if [ -n "$SSR" ]; then
+  row "streaming, HTTP: event -> membership change on the stream ($SS_SEGMENTS segments)" "p50 $(ssv p50_ms) / p99 $(ssv p99_ms) ms under $(ssv http_events_per_s) events/s from Python clients ($(ssv samples) samples)"
+fi
+row "streaming, in process, 0 segments (baseline)" "$(sgrow 0)"
+row "streaming, in process, 100 segments" "$(sgrow 100)"
+row "streaming, in process, 1,000 segments" "$(sgrow 1000)"
+row "streaming, in process, 10,000 segments (9,999 + latency)" "$(sgrow 9999)"
 if [ -s "$PGRES" ]; then
   row "comparison load, records+events/s (kith import vs COPY)" "$(pgv kith_load_rate)" "$(pgv pg_load_rate)" "$(ratio "$(pgv kith_load_rate)" "$(pgv pg_load_rate)") (> 1: kith faster)"
   row "comparison identity stitching, s" "online, in load" "$(pgv pg_stitch_s) ($(pgv pg_stitch_rounds) rounds)" "n/a"

@@ -157,6 +157,7 @@ int segsvc_export_file(kith_engine *e, uint32_t sb, const char *id, char *path, 
 /* Counters. */
 typedef struct segsvc_stats {
     uint64_t evaluations, realized, exited, timers_fired, timers_set;
+    uint64_t flush_ns; /* writer time spent in the streaming evaluation (segsvc_flush_group) */
 } segsvc_stats;
 void segsvc_get_stats(kith_engine *e, segsvc_stats *out);
 

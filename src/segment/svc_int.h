@@ -83,7 +83,7 @@ struct segsvc {
     pthread_cond_t cv;
     bool timer_started, stopping;
     /* counters */
-    _Atomic uint64_t evaluations, realized, exited, timers_fired, timers_set;
+    _Atomic uint64_t evaluations, realized, exited, timers_fired, timers_set, flush_ns;
     struct svc_jobs *jobs; /* segment and export jobs (svc_jobs.c) */
 };
 

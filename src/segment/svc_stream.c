@@ -119,6 +119,7 @@ void segsvc_get_stats(kith_engine *e, segsvc_stats *out)
     out->exited = s->exited;
     out->timers_fired = s->timers_fired;
     out->timers_set = s->timers_set;
+    out->flush_ns = s->flush_ns;
 }
 
 /* --- what a group touched --- */
@@ -848,6 +849,35 @@ static int eval_candidates(struct segsvc *s, store_batch *b, uint32_t sb, uint64
         c.nevs = cluster_events(s, (t->what & SEGSVC_TOUCH_DELETE) ? b : NULL, sb, &m, since,
                                 &c.evs);
     }
+    /* Every membership state of the cluster in one ordered scan (profile → segments index, through
+     * the batch) instead of one point read per evaluated segment. */
+    struct state_ent {
+        char id[SEGDEF_ID_LEN];
+        seg_state st;
+    } *states = NULL;
+    size_t nstates = 0, capstates = 0;
+    {
+        store_key p;
+        skey_init(&p, sb);
+        skey_u8(&p, 0);
+        skey_u64(&p, cluster);
+        store_iter *it = store_iter_new(e->store, b, STORE_CF_SEGIDX, p.b, p.n);
+        for (; store_iter_valid(it); store_iter_next(it)) {
+            size_t kl, vl;
+            const uint8_t *key = store_iter_key(it, &kl);
+            const uint8_t *val = store_iter_value(it, &vl);
+            if (kl != p.n + SEGDEF_ID_LEN || vl < 17) continue;
+            if (nstates == capstates) {
+                capstates = capstates ? capstates * 2 : 16;
+                states = kith_xrealloc(states, capstates * sizeof *states);
+            }
+            memcpy(states[nstates].id, key + p.n, SEGDEF_ID_LEN);
+            states[nstates].st = (seg_state){val[0], (int64_t)kith_get_be64(val + 1),
+                                             (int64_t)kith_get_be64(val + 9)};
+            nstates++;
+        }
+        store_iter_free(it);
+    }
     struct inseg_ctx ic = {e, b, sb, cluster};
     pql_input in = {.now_ms = now, .in_segment = in_segment_cb, .arg = &ic};
     const char **changed = NULL; /* segments whose membership flipped for this profile */
@@ -864,7 +894,18 @@ static int eval_candidates(struct segsvc *s, store_batch *b, uint32_t sb, uint64
         }
         if (ca_next < res.next_change_ms && svc_reads_computed(pql_program_deps(d->prog)))
             res.next_change_ms = ca_next;
-        seg_state old = svc_state_get(e, b, sb, d->id, cluster), st = old;
+        seg_state old = {0};
+        for (size_t lo = 0, hi = nstates; lo < hi;) { /* the scan is in segment id order */
+            size_t mid = (lo + hi) / 2;
+            int cmp = memcmp(states[mid].id, d->id, SEGDEF_ID_LEN);
+            if (cmp == 0) {
+                old = states[mid].st;
+                break;
+            }
+            if (cmp < 0) lo = mid + 1;
+            else hi = mid;
+        }
+        seg_state st = old;
         bool was = old.status == SEG_REALIZED || old.status == SEG_EXISTING;
         if (was != res.match) {
             changed = kith_xrealloc(changed, (nchanged + 1) * sizeof *changed);
@@ -903,6 +944,7 @@ static int eval_candidates(struct segsvc *s, store_batch *b, uint32_t sb, uint64
         svc_state_put(e, b, sb, d->id, cluster, &st);
     }
     free(changed);
+    free(states);
     cluster_ctx_free(&c);
     cluster_members_free(&m);
     return 0;
@@ -933,6 +975,7 @@ int segsvc_flush_group(kith_engine *e, store_batch *b)
     int64_t now = kith_now_ms();
     pending_prune(s, now);
     if (s->nt == 0) return 0;
+    uint64_t t0 = kith_mono_ns();
     qsort(s->t, s->nt, sizeof *s->t, touched_cmp);
     int rc = 0;
     uint64_t etypes[16];
@@ -957,6 +1000,7 @@ int segsvc_flush_group(kith_engine *e, store_batch *b)
     }
     s->nt = 0;
     policies_clear(s);
+    s->flush_ns += kith_mono_ns() - t0;
     return rc;
 }
 
