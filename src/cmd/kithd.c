@@ -46,6 +46,7 @@ static const struct option long_opts[] = {
     {"max-graph", required_argument, 0, 'G'},  {"queue", required_argument, 0, 'Q'},
     {"connections", required_argument, 0, 'C'}, {"log-level", required_argument, 0, 'L'},
     {"cache-mb", required_argument, 0, 'M'},    {"log-format", required_argument, 0, 'J'},
+    {"identity-cache-mb", required_argument, 0, 'W'},
     {"config", required_argument, 0, 'c'},     {"help", no_argument, 0, 'h'},
     {"version", no_argument, 0, 'V'},          {0, 0, 0, 0}};
 
@@ -66,6 +67,8 @@ static void usage(FILE *f)
             "  --max-graph N         identities per identity graph (default 50)\n"
             "  --queue N             messages waiting for the writer before 429 (default 200000)\n"
             "  --cache-mb N          RocksDB block cache in MiB (default 1024)\n"
+            "  --identity-cache-mb N the writer's copy of the identity graph in MiB (default 2048;\n"
+            "                        ~420 bytes per identity: raise it beyond ~5 million identities)\n"
             "  --log-level LEVEL     debug, info, warn, error (default info)\n"
             "  --log-format FORMAT   text (default) or json (one object per line on stderr)\n"
             "  --config FILE         read options from FILE: one \"name = value\" per line,\n"
@@ -112,6 +115,10 @@ static int apply_option(options *o, int c, const char *arg)
     case 'M':
         if (!parse_size(arg, &v) || v < 8 || v > (1u << 20)) return -1;
         o->lim.cache_bytes = v << 20;
+        return 0;
+    case 'W':
+        if (!parse_size(arg, &v) || v > (1u << 20)) return -1;
+        o->lim.ident_cache_bytes = v << 20;
         return 0;
     case 'L':
         if (strcmp(arg, "debug") && strcmp(arg, "info") && strcmp(arg, "warn") && strcmp(arg, "error"))

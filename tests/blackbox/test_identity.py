@@ -179,6 +179,33 @@ class IdentityTest(kt.KithTestCase):
         self.assertErrorPath(self.admin.post(B, {"xids": [xid], "targetNs": "nope"}), "/targetNs")
         self.assertErrorPath(self.admin.post(B, {"xids": ["x"] * 1001, "targetNs": 4}), "/xids")
 
+    def test_tiny_writer_cache(self):
+        """--identity-cache-mb: with a cache smaller than one group's keys it is dropped after every
+        group and the graph is read back from the store: the results are the same."""
+        import subprocess
+        p = subprocess.run([kt.KITHD, "--identity-cache-mb", "0"], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=20)
+        self.assertNotEqual(p.returncode, 0, "a cache of 0 MiB is refused")
+        s = self.new_server(extra_args=["--identity-cache-mb", "1"])
+        api = s.api()
+        fx = kt.Fixture(api)
+        crm = kt.uid("tc")
+        ecids = [kt.ecid() for _ in range(4)]
+        recs = [fx.record({"identityMap": kt.idmap(("CRMID", "%s-%d" % (crm, i)),
+                                                   ("Email", "%s-%d@t.example" % (crm, i)), primary=0)})
+                for i in range(3000)]
+        for i in range(0, len(recs), 1000):
+            r = api.send_batch(fx.inlet, recs[i:i + 1000])
+            self.assertStatus(r, 207)
+            self.assertFalse([m for m in r.json["responses"] if m.get("statusCode")], r.json)
+        for i, e in enumerate(ecids):
+            fx.ingest_event(kt.web_event([("CRMID", "%s-%d" % (crm, i)), ("ECID", e)], T0 + i))
+        fx.ingest_event(kt.web_event([("ECID", ecids[0]), ("Email", "%s-1@t.example" % crm)], T0 + 9))
+        self.assertEqual(self.members(api, "ECID", ecids[0]),
+                         {(8, "%s-0" % crm), (6, "%s-0@t.example" % crm), (4, ecids[0]),
+                          (8, "%s-1" % crm), (6, "%s-1@t.example" % crm), (4, ecids[1])})
+        self.assertEqual(len(self.members(api, "CRMID", "%s-2999" % crm)), 2)
+
     # --- linking rules -----------------------------------------------------------------------------
 
     def test_linking_rules_validation(self):
