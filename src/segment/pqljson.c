@@ -71,6 +71,7 @@ static int bin_of(const char *s)
 typedef struct tj {
     const char *vars[PQL_MAX_NEST * 16];
     int nvars;
+    int depth; /* nodes nested, bounded as trees are read (PQL_JSON_MAX_DEPTH) */
     int elem; /* implicit element scopes (filters, method arguments, CHAIN steps) entered */
     pql_error *err;
     int failed;
@@ -213,9 +214,25 @@ bad:
     return NULL;
 }
 
+static json_t *to_json_node(tj *t, const pql_node *n);
+
+/* A chain such as 1 + 1 + ... nests one node per operator: the tree keeps the bound trees are read
+ * with, and the recursion stays shallow. */
 static json_t *to_json(tj *t, const pql_node *n)
 {
     if (t->failed) return NULL;
+    if (++t->depth > PQL_JSON_MAX_DEPTH) {
+        t->depth--;
+        return tj_fail(t, n, "expected at most %d nested nodes (the bound of pql/json trees)",
+                       PQL_JSON_MAX_DEPTH);
+    }
+    json_t *j = to_json_node(t, n);
+    t->depth--;
+    return j;
+}
+
+static json_t *to_json_node(tj *t, const pql_node *n)
+{
     json_t *j = NULL;
     switch (n->kind) {
     case N_LIT: {
