@@ -398,6 +398,27 @@ def idmap(*pairs, primary=None):
     return m
 
 
+def wait_backfill(api, definition, timeout=60.0):
+    """Waits until the backfill job of a just stored segment definition (kith:backfillJobId) has
+    finished, so that the memberships it writes for existing profiles are not mistaken for changes
+    a test causes later. Returns the job."""
+    job_id = definition.get("kith:backfillJobId")
+    if not job_id:
+        return None
+    deadline = time.time() + timeout
+    while True:
+        r = api.get("/data/core/ups/segment/jobs/" + job_id)
+        if r.status == 404:  # forgotten (only the newest job records are kept)
+            return None
+        if r.status != 200:
+            raise AssertionError("backfill job %s: %r" % (job_id, r))
+        if r.json["status"] not in ("NEW", "PROCESSING"):
+            return r.json
+        if time.time() > deadline:
+            raise AssertionError("backfill job %s still %s" % (job_id, r.json["status"]))
+        time.sleep(0.02)
+
+
 def iso(ms):
     t = time.gmtime(ms // 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", t) + ".%03dZ" % (ms % 1000)

@@ -28,6 +28,7 @@ class SegmentDeleteTest(kt.KithTestCase):
                                    "expression": {"type": "PQL", "format": "pql/text",
                                                   "value": expr}})
         self.assertStatus(r, 201)
+        kt.wait_backfill(self.admin, r.json)  # existing profiles may enter: before the stream opens
         return r.json
 
     def status(self, crm, seg):
