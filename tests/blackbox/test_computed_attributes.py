@@ -241,6 +241,19 @@ class ComputedAttributesTest(kt.KithTestCase):
         self.assertStatus(self.admin.delete(kt.Client.ENTITIES + "?" + q), 200, 202, 204)
         self.assertEqual(self.computed(crm)[a["name"]], 0)
 
+    def test_dataset_delete_recomputes(self):
+        a = self.create(attr(PURCHASES + ".sum(commerce.order.priceTotal)"))
+        other = self.admin.create_dataset(self.fx.event_schema_id, kt.uid("web2-"))
+        crm = kt.uid("c-")
+        now = now_ms()
+        self.purchase(crm, now - 3000, 30)
+        self.fx.ingest_event({"_id": kt.uid("ev-"), "timestamp": kt.iso(now - 2000),
+                              "eventType": "commerce.purchases", "commerce": {"order": {"priceTotal": 12}},
+                              "identityMap": kt.idmap(("CRMID", crm))}, other)
+        self.assertEqual(self.computed(crm)[a["name"]], 42)
+        self.assertStatus(self.admin.delete(kt.Client.DATASETS + "/" + other), 200)
+        self.assertEqual(self.computed(crm)[a["name"]], 30)
+
     # --- segments ---------------------------------------------------------------------------------
 
     def test_segment_reads_computed_attribute(self):
