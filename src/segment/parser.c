@@ -536,9 +536,14 @@ static pql_node *parse_unary(parser *p)
 {
     pql_token *t = CUR(p);
     if (t->kind == T_MINUS) {
+        if (++p->depth > PQL_MAX_NEST) { /* "- - - ... x" nests like parentheses */
+            fail_at(p, t, "at most 64 levels of nesting");
+            return NULL;
+        }
         p->pos++;
         pql_node *a = parse_unary(p);
         if (!a) return NULL;
+        p->depth--;
         if (a->kind == N_LIT && a->val.t == V_INT && a->val.i != INT64_MIN) {
             a->val.i = -a->val.i;
             a->line = t->line, a->col = t->col;

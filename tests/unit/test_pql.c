@@ -112,6 +112,14 @@ static void test_too_large(void **state)
     assert_null(p);
     assert_int_not_equal(pql_compile(s, 200, NULL, &p, &err), 0);
     assert_null(p);
+    /* A long run of unary minus nests as deep (found by fuzz_pql: the checker overflowed the stack). */
+    memset(s, '-', 500);
+    s[500] = '1';
+    assert_int_not_equal(pql_compile(s, 501, NULL, &p, &err), 0);
+    assert_null(p);
+    assert_non_null(strstr(err.message, "64 levels"));
+    assert_int_equal(pql_compile(s + 500 - 3, 4, NULL, &p, &err), 0); /* ---1 */
+    pql_program_free(p);
     free(s);
 }
 
