@@ -60,6 +60,11 @@ int apply_submit(kith_apply *a, apply_op *op);
  * for weight (control plane). */
 int apply_call(kith_apply *a, apply_fn fn, void *ctx, bool exclusive);
 void apply_get_stats(kith_apply *a, apply_stats *out);
+/* Apply thread: the number of the group being written (groups are numbered 1, 2, ... in commit
+ * order, failed ones included). */
+uint64_t apply_group_number(kith_apply *a);
+/* Any thread: every group numbered up to this one has had its blind appends written (or failed). */
+uint64_t apply_blind_written(kith_apply *a);
 /* True on the apply thread. */
 bool apply_on_thread(kith_apply *a);
 

@@ -49,6 +49,7 @@ struct kith_engine {
     struct mpolicy_cache *_Atomic mpol; /* merge policies (src/profile/mergepolicy.c), loaded lazily */
     struct segsvc *segsvc; /* segment service (src/segment/svc_*.c, kith/segsvc.h) */
     struct ca_svc *ca;     /* computed attributes (src/ca/, kith/ca.h) */
+    uint64_t epoch;        /* differs at every engine_open (dedup entries name the run they are of) */
 };
 
 /* Opens the store in data_dir, loads the catalog, creates the prod sandbox and the bootstrap admin key
@@ -177,6 +178,9 @@ int profile_put_fragment(kith_engine *e, store_batch *b, uint32_t sandbox, uint6
                          const char *dataset, int64_t order_ts, int64_t received, const char *json,
                          size_t len, uint64_t cluster);
 /* Apply thread: appends an event under its primary identity. */
+/* The event CF key of an event: sandbox, identity, timestamp + 2^63, event id. */
+void profile_event_key(store_key *k, uint32_t sandbox, uint64_t identity, int64_t ts,
+                       const char *event_id);
 int profile_put_event(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t identity,
                       const char *dataset, int64_t ts, const char *event_id, int64_t received,
                       const char *json, size_t len);

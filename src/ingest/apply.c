@@ -214,6 +214,19 @@ static void *apply_main(void *arg)
     return NULL;
 }
 
+uint64_t apply_group_number(kith_apply *a)
+{
+    return a->handed + 1; /* only the writer changes handed */
+}
+
+uint64_t apply_blind_written(kith_apply *a)
+{
+    pthread_mutex_lock(&a->mu);
+    uint64_t n = a->blind_done;
+    pthread_mutex_unlock(&a->mu);
+    return n;
+}
+
 static __thread kith_apply *current_apply;
 
 static void *apply_thread_entry(void *arg)

@@ -110,6 +110,7 @@ int engine_open(const char *data_dir, const kith_limits *lim, const char *admin_
     kith_engine *e = kith_xcalloc(1, sizeof *e);
     e->lim = lim ? *lim : KITH_LIMITS_DEFAULT;
     snprintf(e->data_dir, sizeof e->data_dir, "%s", data_dir);
+    if (kith_random(&e->epoch, sizeof e->epoch) != 0) e->epoch = (uint64_t)kith_now_ms();
     char path[4200];
     snprintf(path, sizeof path, "%s/db", data_dir);
     store_options so = {.sync = sync, .block_cache_bytes = e->lim.cache_bytes};

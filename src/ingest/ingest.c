@@ -226,6 +226,31 @@ int ingest_prepare_envelope(kith_engine *e, uint32_t sandbox, json_t *envelope,
                           message);
 }
 
+/* The dedup value: the first copy's timestamp, arrival, identity it is stored under, and the engine
+ * run and group that wrote it (entries written before these last three were kept are 16 bytes). */
+#define DEDUP_VALUE_LEN 40
+
+/* Whether the first copy of an event, whose dedup entry is seen, is stored or on its way. The dedup
+ * key is committed by the writer, the event itself by the syncer's blind append right after it; a
+ * process killed between the two leaves the key without the event, and the resend — never
+ * acknowledged the first time — must be stored, not dropped as a duplicate. So: a first copy whose
+ * group's blind appends are not written yet (same run) is on its way; otherwise it is kept exactly
+ * when its event key is in the store. */
+static bool dedup_first_copy_kept(kith_engine *e, const ingest_msg *m, const kith_buf *seen)
+{
+    if (seen->len < DEDUP_VALUE_LEN) return true;
+    const uint8_t *v = (const uint8_t *)seen->data;
+    uint64_t epoch = kith_get_be64(v + 24), group = kith_get_be64(v + 32);
+    if (epoch == e->epoch && group > apply_blind_written(e->apply)) return true;
+    store_key ek;
+    profile_event_key(&ek, m->sandbox, kith_get_be64(v + 16), (int64_t)kith_get_be64(v),
+                      m->event_id);
+    kith_buf ev = {0};
+    int rc = store_get(e->store, STORE_CF_EVENT, ek.b, ek.n, &ev);
+    kith_buf_free(&ev);
+    return rc != KITH_ENOTFOUND;
+}
+
 int ingest_apply_msg(kith_engine *e, store_batch *b, ingest_msg *m)
 {
     uint64_t ids[INGEST_MAX_IDS], cluster = 0;
@@ -238,24 +263,28 @@ int ingest_apply_msg(kith_engine *e, store_batch *b, ingest_msg *m)
     if (m->is_event) {
         /* Idempotency: an event is identified by (dataset, _id); a resend — whatever its timestamp —
          * is acknowledged and not stored again. The dedup CF remembers where the first one went. */
+        int under = identity_event_primary(e, m->sandbox, m->ids, m->nids, primary);
         store_key dk;
         skey_init(&dk, m->sandbox);
         skey_bytes(&dk, m->dataset, KITH_ID_LEN);
         skey_bytes(&dk, m->event_id, strlen(m->event_id));
         kith_buf seen = {0};
         int drc = store_batch_get(e->store, b, STORE_CF_DEDUP, dk.b, dk.n, &seen);
+        bool dup = drc == 0 && dedup_first_copy_kept(e, m, &seen);
         kith_buf_free(&seen);
-        if (drc == 0) {
+        if (dup) {
             atomic_fetch_add(&e->m.events_duplicate, 1);
             return 0;
         }
-        if (drc != KITH_ENOTFOUND) return drc;
-        uint8_t where[16];
+        if (drc != 0 && drc != KITH_ENOTFOUND) return drc;
+        uint8_t where[DEDUP_VALUE_LEN];
         kith_put_be64(where, (uint64_t)m->ts);
         kith_put_be64(where + 8, (uint64_t)m->received);
+        kith_put_be64(where + 16, ids[under]);
+        kith_put_be64(where + 24, e->epoch);
+        kith_put_be64(where + 32, apply_group_number(e->apply));
         store_batch_put(b, STORE_CF_DEDUP, dk.b, dk.n, where, sizeof where);
         /* Events go under their highest-priority identity when the linking rules name a priority. */
-        int under = identity_event_primary(e, m->sandbox, m->ids, m->nids, primary);
         rc = profile_put_event(e, b, m->sandbox, ids[under], m->dataset, m->ts, m->event_id,
                                m->received, m->json, m->json_len);
         if (rc == 0) { /* streaming segmentation (src/segment/svc_stream.c), computed attributes */

@@ -55,14 +55,20 @@ int profile_put_fragment(kith_engine *e, store_batch *b, uint32_t sandbox, uint6
     return 0;
 }
 
+void profile_event_key(store_key *k, uint32_t sandbox, uint64_t identity, int64_t ts,
+                       const char *event_id)
+{
+    frag_prefix(k, sandbox, identity);
+    skey_u64(k, (uint64_t)ts + TS_BIAS);
+    skey_bytes(k, event_id, strlen(event_id));
+}
+
 int profile_put_event(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t identity,
                       const char *dataset, int64_t ts, const char *event_id, int64_t received,
                       const char *json, size_t len)
 {
     store_key k;
-    frag_prefix(&k, sandbox, identity);
-    skey_u64(&k, (uint64_t)ts + TS_BIAS);
-    skey_bytes(&k, event_id, strlen(event_id));
+    profile_event_key(&k, sandbox, identity, ts, event_id);
     kith_buf v = {0};
     uint8_t h[8 + KITH_ID_LEN];
     kith_put_be64(h, (uint64_t)received);

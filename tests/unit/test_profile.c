@@ -348,6 +348,76 @@ static void test_text_equals_tree(void **state)
     assert_int_equal(none.len, 0);
 }
 
+/* A dedup entry whose event never reached the store (a process killed between the writer's commit
+ * and the syncer's blind append) does not swallow the resend; once stored, a resend is a duplicate,
+ * and two copies in one group store one event. */
+static int put_orphan_dedup(void *ctx, store_batch *b)
+{
+    fixture *f = ctx;
+    store_key k;
+    skey_init(&k, 1);
+    skey_bytes(&k, f->ds_web, KITH_ID_LEN);
+    skey_bytes(&k, "e-orphan", 8);
+    uint8_t v[40];
+    kith_put_be64(v, 1704067200000ull);
+    kith_put_be64(v + 8, 1704067200000ull);
+    kith_put_be64(v + 16, 987654321ull); /* the identity the lost copy went under */
+    kith_put_be64(v + 24, f->e->epoch ^ 1); /* an earlier run */
+    kith_put_be64(v + 32, 1);
+    store_batch_put(b, STORE_CF_DEDUP, k.b, k.n, v, sizeof v);
+    return 0;
+}
+
+static size_t events_named(fixture *f, const char *id)
+{
+    size_t n = 0, idl = strlen(id);
+    store_iter *it = store_iter_new(f->e->store, NULL, STORE_CF_EVENT, "\0\0\0\1", 4);
+    for (; store_iter_valid(it); store_iter_next(it)) {
+        size_t kl;
+        const uint8_t *k = store_iter_key(it, &kl);
+        if (kl >= idl && memcmp(k + kl - idl, id, idl) == 0) n++;
+    }
+    store_iter_free(it);
+    return n;
+}
+
+static void test_dedup_entry_without_event(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(apply_call(f->e->apply, put_orphan_dedup, f, false), 0);
+    const char *ev = "{\"_id\":\"e-orphan\",\"timestamp\":\"2024-01-01T00:00:00Z\",\"identityMap\":"
+                     "{\"CRMID\":[{\"id\":\"c9\",\"primary\":true}]},"
+                     "\"web\":{\"webPageDetails\":{\"name\":\"a\"}}}";
+    uint64_t dup0 = atomic_load(&f->e->m.events_duplicate);
+    ingest(f, f->ds_web, ev);
+    assert_int_equal(events_named(f, "e-orphan"), 1);
+    assert_int_equal(atomic_load(&f->e->m.events_duplicate), dup0);
+    ingest(f, f->ds_web, ev);
+    assert_int_equal(events_named(f, "e-orphan"), 1);
+    assert_int_equal(atomic_load(&f->e->m.events_duplicate), dup0 + 1);
+    /* two copies in one group: the second finds the first in flight */
+    ingest_msg m[2];
+    for (int i = 0; i < 2; i++) {
+        json_t *entity = json_loads("{\"_id\":\"e-twice\",\"timestamp\":\"2024-01-02T00:00:00Z\","
+                                    "\"identityMap\":{\"CRMID\":[{\"id\":\"c9\",\"primary\":true}]}}",
+                                    0, NULL);
+        json_t *errors = json_array();
+        const char *msg;
+        assert_int_equal(ingest_prepare(f->e, 1, f->ds_web, NULL, entity, NULL, kith_now_ms(),
+                                        &m[i], errors, &msg),
+                         0);
+        json_decref(entity);
+        json_decref(errors);
+    }
+    assert_int_equal(ingest_run(f->e, m, 2), 0);
+    assert_int_equal(m[0].rc, 0);
+    assert_int_equal(m[1].rc, 0);
+    ingest_msg_clear(&m[0]);
+    ingest_msg_clear(&m[1]);
+    assert_int_equal(events_named(f, "e-twice"), 1);
+    assert_int_equal(atomic_load(&f->e->m.events_duplicate), dup0 + 2);
+}
+
 static void test_identity_graph_none(void **state)
 {
     fixture *f = *state;
@@ -483,6 +553,7 @@ int main(void)
         cmocka_unit_test(test_filter_parse),
         cmocka_unit_test_setup_teardown(test_read_time_equals_materialised, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_equals_tree, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dedup_entry_without_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_identity_graph_none, setup, teardown),
         cmocka_unit_test_setup_teardown(test_precedence_excludes_records_and_events, setup,
                                         teardown),
