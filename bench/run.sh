@@ -160,7 +160,7 @@ fi
 sgv() { grep "^RESULT segments=$1 " "$WORK/segments.out" 2>/dev/null | tail -1 | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 sgrow() {
   if [ -n "$(sgv "$1" events_per_s)" ]; then
-    echo "$(sgv "$1" events_per_s) events/s, $(sgv "$1" evals_per_event) evaluations and $(sgv "$1" eval_us_per_event) us of evaluation per event; change p50 / p99 $(sgv "$1" p50_ms) / $(sgv "$1" p99_ms) ms"
+    echo "$(sgv "$1" events_per_s) events/s, $(sgv "$1" evals_per_event) evaluations and $(sgv "$1" eval_us_per_event) us of evaluation (wall) per event, writer CPU $(sgv "$1" writer_cpu_us_per_event) us/event (+$(sgv "$1" added_writer_cpu_us_per_event) over 0 segments); change p50 / p99 $(sgv "$1" p50_ms) / $(sgv "$1" p99_ms) ms"
   else
     echo "n/a"
   fi

@@ -18,7 +18,9 @@
  * It prints, per M: events/s, segment evaluations per event, the writer's time in the streaming
  * evaluation per event (the in-process evaluation cost), the added cost per event against M = 0, and
  * the event → membership change latency (ingest call → change readable on the stream: durable, WAL
- * fsync included) p50/p99/max. The last lines, "RESULT ...", are for scripts. */
+ * fsync included) p50/p99/max, and the CPU time per event of the writer thread and of the process
+ * (wall-clock rates on a shared machine are not comparable). The last lines, "RESULT ...", are for
+ * scripts. */
 #include <getopt.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -401,6 +403,20 @@ static void *sampler_main(void *arg)
     return NULL;
 }
 
+/* CPU time, to read the figures on a busy machine: the apply thread's (found by running on it). */
+static int find_writer(void *ctx, store_batch *b)
+{
+    (void)b;
+    return pthread_getcpuclockid(pthread_self(), ctx);
+}
+
+static double cpu_s(clockid_t c)
+{
+    struct timespec ts;
+    clock_gettime(c, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static int dbl_cmp(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -410,6 +426,7 @@ static int dbl_cmp(const void *a, const void *b)
 struct result {
     long m;
     double events_per_s, evals_per_event, eval_us_per_event, p50_ms, p99_ms, max_ms;
+    double writer_cpu_us, process_cpu_us; /* per event */
     long samples;
 };
 
@@ -496,6 +513,9 @@ static int run_one(long m, struct result *out)
     if (segfeed_subscribe(eng, &fo, &sub) != 0) return 1;
     segsvc_stats s0, s1;
     segsvc_get_stats(eng, &s0);
+    clockid_t writer_clock;
+    if (apply_call(eng->apply, find_writer, &writer_clock, false) != 0) return 1;
+    double w0 = cpu_s(writer_clock), c0 = cpu_s(CLOCK_PROCESS_CPUTIME_ID);
     run.loading = true;
     pthread_t lt[16], st, rt;
     pthread_create(&rt, NULL, reader_main, sub);
@@ -507,6 +527,7 @@ static int run_one(long m, struct result *out)
     for (long i = 0; i < loaders; i++)
         pthread_join(lt[i], NULL);
     double dt = now_s() - t0;
+    double wcpu = cpu_s(writer_clock) - w0, pcpu = cpu_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
     pthread_mutex_lock(&run.mu);
     run.loading = false;
     pthread_mutex_unlock(&run.mu);
@@ -529,15 +550,19 @@ static int run_one(long m, struct result *out)
     out->events_per_s = events / dt;
     out->evals_per_event = (double)(s1.evaluations - s0.evaluations) / (double)events;
     out->eval_us_per_event = (double)(s1.flush_ns - s0.flush_ns) / 1000.0 / (double)events;
+    out->writer_cpu_us = wcpu * 1e6 / (double)events;
+    out->process_cpu_us = pcpu * 1e6 / (double)events;
     out->samples = nl;
     out->p50_ms = nl ? lat[nl / 2] : 0;
     out->p99_ms = nl ? lat[(nl * 99) / 100 < nl ? (nl * 99) / 100 : nl - 1] : 0;
     out->max_ms = nl ? lat[nl - 1] : 0;
     printf("M=%ld: %ld events in %.2f s = %.0f events/s; %.2f evaluations/event; streaming "
            "evaluation on the writer %.1f us/event; event -> membership change p50 %.2f ms, p99 "
-           "%.2f ms, max %.2f ms (%ld of %ld samples)\n",
+           "%.2f ms, max %.2f ms (%ld of %ld samples); CPU per event: writer thread %.1f us, "
+           "process %.1f us\n",
            m, events, dt, out->events_per_s, out->evals_per_event, out->eval_us_per_event,
-           out->p50_ms, out->p99_ms, out->max_ms, nl, run.nsamples);
+           out->p50_ms, out->p99_ms, out->max_ms, nl, run.nsamples, out->writer_cpu_us,
+           out->process_cpu_us);
     engine_close(eng);
     eng = NULL;
     char cmd[600];
@@ -590,14 +615,17 @@ int main(int argc, char **argv)
     int rc = 0;
     for (int i = 0; i < opt.nsegs; i++)
         if (run_one(opt.segs[i], &r[i]) != 0) rc = 1;
-    double base = 0;
+    double base = 0, base_cpu = -1;
     for (int i = 0; i < opt.nsegs; i++)
-        if (r[i].m == 0) base = 1e6 / r[i].events_per_s;
+        if (r[i].m == 0) base = 1e6 / r[i].events_per_s, base_cpu = r[i].writer_cpu_us;
     for (int i = 0; i < opt.nsegs && rc == 0; i++)
         printf("RESULT segments=%ld events_per_s=%.0f evals_per_event=%.2f eval_us_per_event=%.1f "
-               "added_us_per_event=%.1f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f samples=%ld\n",
+               "added_us_per_event=%.1f writer_cpu_us_per_event=%.1f "
+               "added_writer_cpu_us_per_event=%.1f process_cpu_us_per_event=%.1f p50_ms=%.2f "
+               "p99_ms=%.2f max_ms=%.2f samples=%ld\n",
                r[i].m, r[i].events_per_s, r[i].evals_per_event, r[i].eval_us_per_event,
-               base > 0 ? 1e6 / r[i].events_per_s - base : 0.0, r[i].p50_ms, r[i].p99_ms,
-               r[i].max_ms, r[i].samples);
+               base > 0 ? 1e6 / r[i].events_per_s - base : 0.0, r[i].writer_cpu_us,
+               base_cpu >= 0 ? r[i].writer_cpu_us - base_cpu : 0.0, r[i].process_cpu_us,
+               r[i].p50_ms, r[i].p99_ms, r[i].max_ms, r[i].samples);
     return rc;
 }
