@@ -238,10 +238,10 @@ ssv() { printf '%s\n' "$SSR" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 if [ -n "$SSR" ]; then
   row "streaming, HTTP: event -> membership change on the stream ($SS_SEGMENTS segments)" "p50 $(ssv p50_ms) / p99 $(ssv p99_ms) ms under $(ssv http_events_per_s) events/s from Python clients ($(ssv samples) samples)"
 fi
-row "streaming, in process, 0 segments (baseline)" "$(sgrow 0)"
-row "streaming, in process, 100 segments" "$(sgrow 100)"
-row "streaming, in process, 1,000 segments" "$(sgrow 1000)"
-row "streaming, in process, 10,000 segments (9,999 + latency)" "$(sgrow 9999)"
+for m in ${SG_SEGMENTS//,/ }; do
+  row "streaming, in process, $m segments (+ latency segment)" "$(sgrow "$m")"
+done
+[ "$SG_EVENTS_10K" -gt 0 ] && row "streaming, in process, 10,000 segments (9,999 + latency)" "$(sgrow 9999)"
 if [ -s "$PGRES" ]; then
   row "comparison load, records+events/s (kith import vs COPY)" "$(pgv kith_load_rate)" "$(pgv pg_load_rate)" "$(ratio "$(pgv kith_load_rate)" "$(pgv pg_load_rate)") (> 1: kith faster)"
   row "comparison identity stitching, s" "online, in load" "$(pgv pg_stitch_s) ($(pgv pg_stitch_rounds) rounds)" "n/a"
