@@ -13,6 +13,7 @@ typedef struct parser {
     pql_arena *a;
     pql_error *err;
     int depth;
+    int chain; /* binary operators so far (PQL_MAX_CHAIN) */
     int failed;
     int no_in; /* inside a let value: 'in' ends it */
 } parser;
@@ -561,6 +562,15 @@ static pql_node *parse_unary(parser *p)
     return parse_postfix(p);
 }
 
+/* One more binary operator (see PQL_MAX_CHAIN): counted over the whole expression, so the tree's
+ * depth stays bounded however the chains nest. */
+static bool chain_next(parser *p, const pql_token *t)
+{
+    if (++p->chain <= PQL_MAX_CHAIN) return true;
+    fail_at(p, t, "at most 4096 binary operators in an expression");
+    return false;
+}
+
 static pql_node *parse_mul(parser *p)
 {
     pql_node *l = parse_unary(p);
@@ -571,6 +581,7 @@ static pql_node *parse_mul(parser *p)
                  : t->kind == T_PERCENT ? B_MOD
                                         : -1;
         if (op < 0) break;
+        if (!chain_next(p, t)) return NULL;
         p->pos++;
         pql_node *n = mk(p, N_BIN, t);
         n->op = (uint8_t)op;
@@ -588,6 +599,7 @@ static pql_node *parse_add(parser *p)
         pql_token *t = CUR(p);
         int op = t->kind == T_PLUS ? B_ADD : t->kind == T_MINUS ? B_SUB : -1;
         if (op < 0) break;
+        if (!chain_next(p, t)) return NULL;
         p->pos++;
         pql_node *n = mk(p, N_BIN, t);
         n->op = (uint8_t)op;
@@ -654,6 +666,7 @@ static pql_node *parse_and(parser *p)
     pql_node *l = parse_not(p);
     while (l && is_kw(CUR(p), "and")) {
         pql_token *t = CUR(p);
+        if (!chain_next(p, t)) return NULL;
         p->pos++;
         pql_node *n = mk(p, N_BIN, t);
         n->op = B_AND;
@@ -669,6 +682,7 @@ static pql_node *parse_or(parser *p)
     pql_node *l = parse_and(p);
     while (l && is_kw(CUR(p), "or")) {
         pql_token *t = CUR(p);
+        if (!chain_next(p, t)) return NULL;
         p->pos++;
         pql_node *n = mk(p, N_BIN, t);
         n->op = B_OR;

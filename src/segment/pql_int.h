@@ -8,6 +8,9 @@
 
 #define PQL_MAX_TEXT (64 * 1024)
 #define PQL_MAX_NEST 64
+/* Operators in a row (a + b + ... , a and b and ...) nest the tree one level per operand, and the
+ * checker and compiler recurse on it: an expression holds at most this many binary operators. */
+#define PQL_MAX_CHAIN 4096
 #define PQL_MAX_SLOTS 128
 
 /* ---- arena (AST, program tables) ---- */

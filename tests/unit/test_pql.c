@@ -120,6 +120,24 @@ static void test_too_large(void **state)
     assert_non_null(strstr(err.message, "64 levels"));
     assert_int_equal(pql_compile(s + 500 - 3, 4, NULL, &p, &err), 0); /* ---1 */
     pql_program_free(p);
+    /* A chain of binary operators nests the tree one level per operand: 30,000 of them overflowed
+     * the compiler's stack; an expression holds at most 4,096. */
+    for (int ops = 4096; ops <= 30000; ops += 30000 - 4096) {
+        size_t len = 0;
+        s[len++] = '1';
+        for (int i = 0; i < ops; i++)
+            memcpy(s + len, "+1", 2), len += 2;
+        memcpy(s + len, " > 3", 4), len += 4;
+        int rc = pql_compile(s, len, NULL, &p, &err);
+        if (ops == 4096) {
+            assert_int_equal(rc, 0);
+            pql_program_free(p);
+        } else {
+            assert_int_not_equal(rc, 0);
+            assert_null(p);
+            assert_non_null(strstr(err.message, "4096 binary operators"));
+        }
+    }
     free(s);
 }
 
