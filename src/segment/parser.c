@@ -409,6 +409,10 @@ static pql_node *parse_primary(parser *p)
         int up = 0;
         while (CUR(p)->kind == T_CARET)
             up++, p->pos++;
+        if (up > PQL_MAX_NEST) { /* no expression has more scopes to climb (and pql/json says so) */
+            fail_at(p, t, "at most 64 '^' (one per enclosing scope)");
+            return NULL;
+        }
         pql_token *id = CUR(p);
         if (id->kind != T_IDENT) {
             fail_at(p, id, "a field name after '^'");

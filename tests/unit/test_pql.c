@@ -138,6 +138,11 @@ static void test_too_large(void **state)
             assert_non_null(strstr(err.message, "4096 binary operators"));
         }
     }
+    /* '^' climbs one enclosing scope each: more than 64 is refused (pql/json cannot say it) */
+    memset(s, '^', 65);
+    memcpy(s + 65, "x", 1);
+    assert_int_not_equal(pql_compile(s, 66, NULL, &p, &err), 0);
+    assert_non_null(strstr(err.message, "at most 64 '^'"));
     free(s);
 }
 
