@@ -574,8 +574,22 @@ void http_stop(kith_server *s, int wait_ms)
     if (!s) return;
     MHD_quiesce_daemon(s->d);
     segfeed_shutdown(s->e); /* change streams never end by themselves */
-    for (int waited = 0; atomic_load(&s->inflight) > 0 && waited < wait_ms; waited += 10)
+    int waited = 0;
+    for (; atomic_load(&s->inflight) > 0 && waited < wait_ms; waited += 10)
         usleep(10000);
+    /* A request still in flight is a write waiting for the writer (its connection suspended), and
+     * libmicrohttpd aborts the process when stopped with suspended connections: keep waiting while
+     * the writer drains, up to a hard bound; past it, leave the daemon to the process's exit. */
+    if (atomic_load(&s->inflight) > 0)
+        kith_log(KITH_LOG_WARN, "http", "%d requests still in flight after %d ms; waiting for them",
+                 atomic_load(&s->inflight), wait_ms);
+    for (; atomic_load(&s->inflight) > 0 && waited < wait_ms + 120000; waited += 10)
+        usleep(10000);
+    if (atomic_load(&s->inflight) > 0) {
+        kith_log(KITH_LOG_ERROR, "http", "%d requests never finished; exiting without them",
+                 atomic_load(&s->inflight));
+        return;
+    }
     MHD_stop_daemon(s->d);
     pool_stop(s->pool);
     free(s);
