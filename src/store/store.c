@@ -102,6 +102,10 @@ int store_open(const char *dir, const store_options *opt, kith_store **out, char
     rocksdb_options_set_create_missing_column_families(st->opts, 1);
     rocksdb_options_increase_parallelism(st->opts, 2);
     rocksdb_options_set_max_background_jobs(st->opts, 2);
+    /* Flushes run at lower CPU priority: with the default two memtables a busy writer fills the
+     * second before the first is flushed and RocksDB stalls every write for seconds. Four give the
+     * flush room (memtables are allocated as they fill: idle column families cost nothing). */
+    rocksdb_options_set_max_write_buffer_number(st->opts, 4);
     rocksdb_options_set_allow_concurrent_memtable_write(st->opts, 0); /* the dedup CF's hashed memtable */
     st->cache = rocksdb_cache_create_lru(opt && opt->block_cache_bytes ? opt->block_cache_bytes
                                                                        : (size_t)1 << 30);
