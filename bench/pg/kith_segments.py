@@ -37,11 +37,14 @@ def profile(crm):
 
 
 def members(doc):
+    """{profile: segments it is in}; a profile is named by the set of its identities, so two CRM
+    customers stitched into one profile count once (the response is keyed by the XID asked for)."""
     out = {}
     for xid, p in doc.items():
         ups = (p.get("entity", {}).get("segmentMembership", {}) or {}).get("ups", {}) or {}
+        who = tuple(sorted(i.get("xid", "") for i in p.get("identities", []))) or (xid,)
         # "realized" on entering, "existing" while staying in (AEP's statuses); "exited" is out.
-        out[xid] = {s for s in segs if (ups.get(s) or {}).get("status") in ("realized", "existing")}
+        out[who] = {s for s in segs if (ups.get(s) or {}).get("status") in ("realized", "existing")}
     return out
 
 
