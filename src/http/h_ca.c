@@ -29,17 +29,6 @@ static int ca_fn(void *ctx, store_batch *b)
     return ca_put(c->e, b, c->sb, c->id, c->body, c->create, &c->res);
 }
 
-static void new_id(char *out)
-{
-    uint8_t b[16];
-    char hex[33];
-    kith_random(b, sizeof b);
-    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
-    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-    kith_hex(b, sizeof b, hex);
-    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
-}
-
 static void store_and_answer(kith_req *r, const char *id, const json_t *body, bool create)
 {
     struct ca_op c = {.e = r->e, .sb = r->sandbox_id, .id = id, .body = body, .create = create};
@@ -66,7 +55,7 @@ int h_ca_create(kith_req *r)
     json_t *body = http_body_json(r);
     if (!body) return 0;
     char id[40];
-    new_id(id);
+    kith_uuid4(id);
     store_and_answer(r, id, body, true);
     json_decref(body);
     return 0;

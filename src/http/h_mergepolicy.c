@@ -68,17 +68,6 @@ static void store_and_answer(kith_req *r, const char *id, json_t *fields, int64_
         http_error(r, rc, "the merge policy could not be stored");
 }
 
-static void new_policy_id(char *out)
-{
-    uint8_t b[16];
-    char hex[33];
-    kith_random(b, sizeof b);
-    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
-    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-    kith_hex(b, sizeof b, hex);
-    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
-}
-
 int h_mp_create(kith_req *r)
 {
     json_t *body = http_body_json(r);
@@ -86,7 +75,7 @@ int h_mp_create(kith_req *r)
     json_t *fields = validate_or_400(r, body);
     if (fields) {
         char id[40];
-        new_policy_id(id);
+        kith_uuid4(id);
         store_and_answer(r, id, fields, 0, 201);
         json_decref(fields);
     }
