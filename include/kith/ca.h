@@ -56,8 +56,8 @@ void ca_note_event(kith_engine *e, store_batch *b, uint32_t sb, uint64_t cluster
 /* Apply thread: every event of the cluster was deleted (profile delete). */
 void ca_profile_deleted(kith_engine *e, store_batch *b, uint32_t sb, uint64_t cluster);
 /* Apply thread: events stored under identity were deleted (a delete under one identity, a dataset
- * purge); the identity's cluster is recomputed at the end of the group. dataset: when not NULL, the
- * recent events of that dataset are forgotten too. */
+ * purge); the identity's cluster is recomputed at the end of the group. Deletes run exclusive, so no
+ * recent event (kith/recent.h) is outside the store then; dataset (the purged one, or NULL) is unused. */
 void ca_identity_events_deleted(kith_engine *e, store_batch *b, uint32_t sb, uint64_t identity,
                                 const char *dataset);
 /* Apply thread, end of group (after identity_flush_group, before segsvc_flush_group): recomputes the

@@ -11,26 +11,15 @@
 #include "ca_int.h"
 #include "kith/jalloc.h"
 #include "kith/kjson.h"
+#include "kith/recent.h"
 #include "kith/segsvc.h"
 
 #define TS_BIAS 0x8000000000000000ull
-#define PENDING_KEEP_MS 10000 /* events older than this (by arrival) are surely written */
 #define EXPR_MAX 65536
 
 static const char *const fn_names[] = {"SUM", "COUNT", "MIN", "MAX", "AVG", "MOST_RECENT"};
 static const char *const unit_names[] = {"HOURS", "DAYS", "WEEKS", "MONTHS"};
 static const int unit_max[] = {24, 7, 4, 6}; /* aep-spec 6.3 */
-
-struct ca_pending {
-    uint32_t sb;
-    uint64_t identity;
-    int64_t ts, added;
-    char dataset[KITH_ID_LEN + 1];
-    char *event_id;
-    char *json;
-    size_t len;
-    bool dead; /* its event was deleted */
-};
 
 /* --- definitions cache --- */
 
@@ -1027,81 +1016,6 @@ void ca_schema_augment(kith_engine *e, uint32_t sb, json_t *schema)
     json_object_set_new(props, "_computed", json_pack("{s:s, s:o}", "type", "object", "properties", cp));
 }
 
-/* --- recent events (pending blind appends) --- */
-
-static size_t bucket_of(ca_svc *s, uint32_t sb, uint64_t identity)
-{
-    uint64_t h = (identity ^ ((uint64_t)sb << 40)) * 0x9E3779B97F4A7C15ull;
-    return (size_t)(h >> 32) & (s->pbuckets - 1);
-}
-
-static void pending_rebuild(ca_svc *s)
-{
-    memset(s->phead, 0xff, s->pbuckets * sizeof *s->phead);
-    for (size_t i = 0; i < s->npend; i++) {
-        size_t bk = bucket_of(s, s->pend[i].sb, s->pend[i].identity);
-        s->pnext[i] = s->phead[bk];
-        s->phead[bk] = (int32_t)i;
-    }
-}
-
-/* Drops the pending events drop() selects. */
-static void pending_filter(ca_svc *s, bool (*drop)(const struct ca_pending *, const void *),
-                           const void *arg)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < s->npend; i++) {
-        if (drop(&s->pend[i], arg)) {
-            free(s->pend[i].event_id);
-            free(s->pend[i].json);
-        } else {
-            s->pend[k++] = s->pend[i];
-        }
-    }
-    if (k != s->npend) {
-        s->npend = k;
-        pending_rebuild(s);
-    }
-}
-
-static bool drop_old(const struct ca_pending *p, const void *arg)
-{
-    return p->dead || *(const int64_t *)arg - p->added > PENDING_KEEP_MS;
-}
-
-static void pending_prune(ca_svc *s, int64_t now)
-{
-    if (now - s->last_prune < 1000) return;
-    s->last_prune = now;
-    pending_filter(s, drop_old, &now);
-}
-
-static void pending_add(ca_svc *s, uint32_t sb, uint64_t identity, const char *dataset, int64_t ts,
-                        const char *event_id, const char *json, size_t len)
-{
-    if (s->npend == s->cappend) {
-        s->cappend = s->cappend ? s->cappend * 2 : 1024;
-        s->pend = kith_xrealloc(s->pend, s->cappend * sizeof *s->pend);
-        s->pnext = kith_xrealloc(s->pnext, s->cappend * sizeof *s->pnext);
-    }
-    size_t i = s->npend++;
-    struct ca_pending *p = &s->pend[i];
-    p->sb = sb;
-    p->identity = identity;
-    p->ts = ts;
-    p->added = kith_now_ms();
-    snprintf(p->dataset, sizeof p->dataset, "%s", dataset ? dataset : "");
-    p->event_id = kith_xstrdup(event_id);
-    p->json = kith_xmalloc(len + 1);
-    memcpy(p->json, json, len);
-    p->json[len] = 0;
-    p->len = len;
-    p->dead = false;
-    size_t bk = bucket_of(s, sb, identity);
-    s->pnext[i] = s->phead[bk];
-    s->phead[bk] = (int32_t)i;
-}
-
 /* --- streaming --- */
 
 static void recalc_add(ca_svc *s, uint32_t sb, uint64_t cluster)
@@ -1138,12 +1052,12 @@ void ca_note_event(kith_engine *e, store_batch *b, uint32_t sb, uint64_t cluster
     size_t n = published_of(s, sb, defs, CA_MAX_PER_SANDBOX);
     if (!n) return;
     uint64_t t0 = cpu_ns();
-    /* Kept until surely written, so that a recomputation this soon still sees it. */
-    pending_add(s, sb, identity, dataset, ts, event_id, json, len);
-    json_t *ev = kjson_parse(json, len, 64, NULL, NULL);
+    /* Kept until surely written (the ingest layer's buffer of recent events, kith/recent.h), so
+     * that a recomputation this soon still sees it; parsed once for every reader. */
+    json_t *ev = recent_tree(recent_keep(e, sb, identity, dataset, ts, event_id, json, len));
     if (!ev) return;
     json_t *arr = json_array();
-    json_array_append_new(arr, ev);
+    json_array_append(arr, ev);
     blob bl;
     kith_buf raw = {0};
     if (blob_load(e, b, sb, cluster, &bl, &raw) == 0) {
@@ -1163,6 +1077,21 @@ static int feed_stored(ca_svc *s, store_batch *b, uint32_t sb, uint64_t identity
                        uint64_t *events)
 {
     kith_engine *e = s->e;
+    /* Recent events whose blind appends were not written at the mark (kith/recent.h): the store
+     * read below may or may not see them, so they are fed after it unless it did. */
+    uint64_t mark = recent_mark(e);
+    const recent_event **rv = NULL;
+    bool *rseen = NULL;
+    size_t nr = 0, capr = 0;
+    for (const recent_event *r = recent_first(e, mark, sb, identity); r; r = recent_next(r, mark)) {
+        if (r->ts < since) continue;
+        if (nr == capr) {
+            capr = capr ? capr * 2 : 16;
+            rv = kith_xrealloc(rv, capr * sizeof *rv);
+        }
+        rv[nr++] = r;
+    }
+    if (nr) rseen = kith_xcalloc(nr, sizeof *rseen);
     store_key k;
     skey_init(&k, sb);
     skey_u64(&k, identity);
@@ -1175,36 +1104,31 @@ static int feed_stored(ca_svc *s, store_batch *b, uint32_t sb, uint64_t identity
         const uint8_t *key = store_iter_key(it, &kl);
         const uint8_t *val = store_iter_value(it, &vl);
         if (kl < plen + 8 || vl < 8 + KITH_ID_LEN) continue;
+        int64_t ts = (int64_t)(kith_get_be64(key + plen) - TS_BIAS);
+        for (size_t j = 0; j < nr; j++)
+            if (!rseen[j] && rv[j]->ts == ts && strlen(rv[j]->event_id) == kl - plen - 8 &&
+                memcmp(rv[j]->event_id, key + plen + 8, kl - plen - 8) == 0)
+                rseen[j] = true;
         json_t *ev = kjson_parse((const char *)val + 8 + KITH_ID_LEN, vl - 8 - KITH_ID_LEN, 64, NULL, NULL);
         if (!ev) continue;
         json_t *arr = json_array();
         json_array_append_new(arr, ev);
-        feed(s, defs, bl, n, arr, (int64_t)(kith_get_be64(key + plen) - TS_BIAS), now);
+        feed(s, defs, bl, n, arr, ts, now);
         json_decref(arr);
         (*events)++;
     }
     store_iter_free(it);
-    /* Recent events whose blind appends may not be written yet. */
-    for (int32_t j = s->phead[bucket_of(s, sb, identity)]; j >= 0; j = s->pnext[j]) {
-        struct ca_pending *p = &s->pend[j];
-        if (p->sb != sb || p->identity != identity || p->ts < since || p->dead) continue;
-        store_key ek;
-        skey_init(&ek, sb);
-        skey_u64(&ek, identity);
-        skey_u64(&ek, (uint64_t)p->ts + TS_BIAS);
-        skey_bytes(&ek, p->event_id, strlen(p->event_id));
-        kith_buf tmp = {0};
-        int rc = store_batch_get(e->store, b, STORE_CF_EVENT, ek.b, ek.n, &tmp);
-        kith_buf_free(&tmp);
-        if (rc == 0) continue; /* written: read above */
-        json_t *ev = kjson_parse(p->json, p->len, 64, NULL, NULL);
+    for (size_t j = 0; j < nr; j++) {
+        json_t *ev = rseen[j] ? NULL : recent_tree(rv[j]);
         if (!ev) continue;
         json_t *arr = json_array();
-        json_array_append_new(arr, ev);
-        feed(s, defs, bl, n, arr, p->ts, now);
+        json_array_append(arr, ev);
+        feed(s, defs, bl, n, arr, rv[j]->ts, now);
         json_decref(arr);
         (*events)++;
     }
+    free(rv);
+    free(rseen);
     return 0;
 }
 
@@ -1311,7 +1235,6 @@ int ca_flush_group(kith_engine *e, store_batch *b)
 {
     ca_svc *s = ca_of(e);
     if (!s) return 0;
-    if (s->npend) pending_prune(s, kith_now_ms());
     if (!s->nrc) return 0;
     qsort(s->rc, s->nrc, sizeof *s->rc, recalc_cmp);
     int rc = 0;
@@ -1323,28 +1246,13 @@ int ca_flush_group(kith_engine *e, store_batch *b)
     return rc;
 }
 
-/* Forgets the recent events of identity (of dataset only, when not NULL). */
-static void pending_kill(ca_svc *s, uint32_t sb, uint64_t identity, const char *dataset)
-{
-    if (!s->npend) return;
-    for (int32_t j = s->phead[bucket_of(s, sb, identity)]; j >= 0; j = s->pnext[j]) {
-        struct ca_pending *p = &s->pend[j];
-        if (p->sb == sb && p->identity == identity &&
-            (!dataset || strncmp(p->dataset, dataset, KITH_ID_LEN) == 0))
-            p->dead = true;
-    }
-}
-
 void ca_profile_deleted(kith_engine *e, store_batch *b, uint32_t sb, uint64_t cluster)
 {
     ca_svc *s = ca_of(e);
+    (void)b;
     if (!s || !sandbox_has_any(s, sb)) return;
-    cluster_members m;
-    if (identity_members(e, b, sb, cluster, &m) == 0) {
-        for (size_t i = 0; i < m.n; i++)
-            pending_kill(s, sb, m.v[i].id, NULL);
-        cluster_members_free(&m);
-    }
+    /* A delete runs exclusive, after every earlier group's blind appends were written: no recent
+     * event of the cluster is outside the store, where the delete removes them. */
     recalc_add(s, sb, cluster);
 }
 
@@ -1352,8 +1260,8 @@ void ca_identity_events_deleted(kith_engine *e, store_batch *b, uint32_t sb, uin
                                 const char *dataset)
 {
     ca_svc *s = ca_of(e);
+    (void)dataset; /* exclusive: the recent events are all in the store (see ca_profile_deleted) */
     if (!s || !sandbox_has_any(s, sb)) return;
-    pending_kill(s, sb, identity, dataset);
     /* identity → node (namespace, value) → cluster */
     store_key nk;
     skey_init(&nk, sb);
@@ -1410,9 +1318,6 @@ int ca_init(kith_engine *e)
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     s->ev = pql_evaluator_new(NULL);
-    s->pbuckets = 1u << 14;
-    s->phead = kith_xcalloc(s->pbuckets, sizeof *s->phead);
-    memset(s->phead, 0xff, s->pbuckets * sizeof *s->phead);
     e->ca = s;
     load_defs(s);
     engine_on_cluster_change(e, on_cluster_change, e);
@@ -1434,13 +1339,6 @@ void ca_free(kith_engine *e)
     for (size_t i = 0; i < s->n; i++)
         def_free(s->v[i]);
     free(s->v);
-    for (size_t i = 0; i < s->npend; i++) {
-        free(s->pend[i].event_id);
-        free(s->pend[i].json);
-    }
-    free(s->pend);
-    free(s->pnext);
-    free(s->phead);
     free(s->rc);
     pql_evaluator_free(s->ev);
     pthread_rwlock_destroy(&s->lock);

@@ -47,8 +47,6 @@ typedef struct ca_job {
     struct ca_job *next;
 } ca_job;
 
-struct ca_pending;
-
 typedef struct ca_svc {
     kith_engine *e;
     pthread_rwlock_t lock; /* defs: written on the apply thread, read anywhere */
@@ -61,11 +59,6 @@ typedef struct ca_svc {
         uint64_t cluster;
     } * rc;
     size_t nrc, caprc;
-    struct ca_pending *pend; /* events applied recently (their blind appends may be queued) */
-    size_t npend, cappend;
-    int32_t *phead, *pnext;
-    size_t pbuckets;
-    int64_t last_prune;
     /* jobs (mu) */
     pthread_mutex_t mu;
     pthread_cond_t cv;

@@ -9,6 +9,7 @@
 
 #include "kith/engine.h"
 #include "kith/ca.h"
+#include "kith/recent.h"
 #include "kith/segsvc.h"
 
 const kith_limits KITH_LIMITS_DEFAULT = {
@@ -27,6 +28,7 @@ const kith_limits KITH_LIMITS_DEFAULT = {
 static int group_flush(void *arg, store_batch *b)
 {
     kith_engine *e = arg;
+    recent_prune(e); /* before the consumers read events: what the syncer wrote is in the store */
     catalog_flush_seq(e->cat, b);
     int rc = profile_flush_dirty(e, b);
     if (rc == 0) rc = identity_flush_group(e, b);
@@ -37,6 +39,8 @@ static int group_flush(void *arg, store_batch *b)
 /* The segment service's change stream: collected per group, published once durable. */
 static void *group_sealed(void *arg, int rc)
 {
+    kith_engine *e = arg;
+    if (rc != 0) recent_group_failed(e, apply_group_number(e->apply)); /* none of it was written */
     return segsvc_group_sealed(arg, rc);
 }
 
@@ -120,8 +124,10 @@ int engine_open(const char *data_dir, const kith_limits *lim, const char *admin_
         return rc;
     }
     catalog_load(e->store, &e->cat);
+    recent_init(e);
     rc = apply_start(e->store, e->lim.queue_max, group_flush, e, &e->apply);
     if (rc) {
+        recent_free(e);
         catalog_free(e->cat);
         store_close(e->store);
         free(e);
@@ -178,5 +184,6 @@ void engine_close(kith_engine *e)
     identity_state_free(e);
     segsvc_free(e);
     ca_free(e);
+    recent_free(e);
     free(e);
 }

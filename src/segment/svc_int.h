@@ -31,7 +31,6 @@ struct pol_slot {
     bool materialised; /* {timestampOrdered, pdg}: the profile CF's view answers */
 };
 
-struct pending_ev;
 struct segfeed;
 
 /* A realized or exited change of one group, published on the change stream once the group is
@@ -62,12 +61,6 @@ struct segsvc {
     } * t;
     size_t nt, capt;
     pql_evaluator *ev;
-    struct pending_ev *pend; /* events appended recently (their blind writes may still be queued) */
-    size_t npend, cappend;
-    int32_t *phead; /* hash buckets (identity) → index into pend, -1 terminated */
-    int32_t *pnext;
-    size_t pbuckets;
-    int64_t last_prune;
     struct seg_change *chg; /* the group's membership changes, for the change stream */
     size_t nchg, capchg;
     struct segfeed *feed;

@@ -10,20 +10,11 @@
 #include "kith/jalloc.h"
 #include "kith/ca.h"
 #include "kith/kjson.h"
+#include "kith/recent.h"
 #include "svc_int.h"
 
 #define TS_BIAS 0x8000000000000000ull
-#define PENDING_KEEP_MS 10000 /* events older than this (by arrival) are surely written */
 #define TIMER_BATCH 10000
-
-struct pending_ev {
-    uint32_t sb;
-    uint64_t identity;
-    int64_t ts, added;
-    char *event_id;
-    char dataset[KITH_ID_LEN + 1];
-    json_t *ev; /* parsed once */
-};
 
 /* --- lifecycle --- */
 
@@ -42,9 +33,6 @@ int segsvc_init(kith_engine *e)
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     s->ev = pql_evaluator_new(NULL);
-    s->pbuckets = 1u << 14;
-    s->phead = kith_xcalloc(s->pbuckets, sizeof *s->phead);
-    memset(s->phead, 0xff, s->pbuckets * sizeof *s->phead);
     svc_feed_init(s);
     e->segsvc = s;
     svc_defs_load(s);
@@ -73,15 +61,6 @@ static void changes_clear(struct seg_change *v, size_t n)
         free(v[i].value);
 }
 
-static void pending_clear(struct segsvc *s)
-{
-    for (size_t i = 0; i < s->npend; i++) {
-        free(s->pend[i].event_id);
-        json_decref(s->pend[i].ev);
-    }
-    s->npend = 0;
-}
-
 void segsvc_free(kith_engine *e)
 {
     struct segsvc *s = e ? svc_of(e) : NULL;
@@ -93,10 +72,6 @@ void segsvc_free(kith_engine *e)
     changes_clear(s->chg, s->nchg);
     free(s->chg);
     segsvc_preview_free_all();
-    pending_clear(s);
-    free(s->pend);
-    free(s->pnext);
-    free(s->phead);
     free(s->t);
     policies_clear(s);
     free(s->pol);
@@ -149,42 +124,6 @@ void segsvc_touch(kith_engine *e, uint32_t sb, uint64_t cluster, unsigned what)
     if (s) touch(s, sb, cluster, what, 0);
 }
 
-static size_t bucket_of(struct segsvc *s, uint32_t sb, uint64_t identity)
-{
-    uint64_t h = (identity ^ ((uint64_t)sb << 40)) * 0x9E3779B97F4A7C15ull;
-    return (size_t)(h >> 32) & (s->pbuckets - 1);
-}
-
-static void pending_rebuild(struct segsvc *s)
-{
-    memset(s->phead, 0xff, s->pbuckets * sizeof *s->phead);
-    for (size_t i = 0; i < s->npend; i++) {
-        size_t bk = bucket_of(s, s->pend[i].sb, s->pend[i].identity);
-        s->pnext[i] = s->phead[bk];
-        s->phead[bk] = (int32_t)i;
-    }
-}
-
-/* Drops the pending events older than PENDING_KEEP_MS (their blind appends are written by now). */
-static void pending_prune(struct segsvc *s, int64_t now)
-{
-    if (now - s->last_prune < 1000) return;
-    s->last_prune = now;
-    size_t k = 0;
-    for (size_t i = 0; i < s->npend; i++) {
-        if (now - s->pend[i].added > PENDING_KEEP_MS) {
-            free(s->pend[i].event_id);
-            json_decref(s->pend[i].ev);
-        } else {
-            s->pend[k++] = s->pend[i];
-        }
-    }
-    if (k != s->npend) {
-        s->npend = k;
-        pending_rebuild(s);
-    }
-}
-
 void segsvc_note_apply(kith_engine *e, uint32_t sb, uint64_t cluster, uint64_t identity,
                        const char *dataset, bool is_event, int64_t ts, const char *event_id,
                        const char *json, size_t len)
@@ -195,31 +134,15 @@ void segsvc_note_apply(kith_engine *e, uint32_t sb, uint64_t cluster, uint64_t i
         touch(s, sb, cluster, SEGSVC_TOUCH_RECORD, 0);
         return;
     }
-    json_t *ev = kjson_parse(json, len, 256, NULL, NULL);
+    /* Events are blind appends written by the syncer: the ingest layer's buffer of recent events
+     * (kith/recent.h) keeps it until it is surely written, parsed once for every reader. */
+    json_t *ev = recent_tree(recent_keep(e, sb, identity, dataset, ts, event_id, json, len));
     if (!ev) { /* validated before: cannot happen; be safe anyway */
         touch(s, sb, cluster, SEGSVC_TOUCH_PROFILE, 0);
         return;
     }
     const char *et = json_string_value(json_object_get(ev, "eventType"));
     touch(s, sb, cluster, SEGSVC_TOUCH_EVENT, et ? svc_etype_hash(et, strlen(et)) : 0);
-    /* Events are blind appends written by the syncer: remember them until surely written. */
-    if (s->npend == s->cappend) {
-        s->cappend = s->cappend ? s->cappend * 2 : 1024;
-        s->pend = kith_xrealloc(s->pend, s->cappend * sizeof *s->pend);
-        s->pnext = kith_xrealloc(s->pnext, s->cappend * sizeof *s->pnext);
-    }
-    size_t i = s->npend++;
-    struct pending_ev *p = &s->pend[i];
-    p->sb = sb;
-    p->identity = identity;
-    p->ts = ts;
-    p->added = kith_now_ms();
-    p->event_id = kith_xstrdup(event_id);
-    snprintf(p->dataset, sizeof p->dataset, "%s", dataset);
-    p->ev = ev;
-    size_t bk = bucket_of(s, sb, identity);
-    s->pnext[i] = s->phead[bk];
-    s->phead[bk] = (int32_t)i;
 }
 
 void segsvc_note_delete(kith_engine *e, uint32_t sb, uint64_t cluster)
@@ -227,21 +150,8 @@ void segsvc_note_delete(kith_engine *e, uint32_t sb, uint64_t cluster)
     struct segsvc *s = svc_of(e);
     if (!s || !sandbox_has_streaming(s, sb)) return;
     /* A delete runs exclusive, after the blind appends of every earlier group were written: the
-     * recent events kept in memory are all in the store, where the delete sees (and removes) them.
-     * Keeping them here would bring deleted events back into later evaluations. */
-    size_t k = 0;
-    for (size_t i = 0; i < s->npend; i++) {
-        if (s->pend[i].sb == sb) {
-            free(s->pend[i].event_id);
-            json_decref(s->pend[i].ev);
-        } else {
-            s->pend[k++] = s->pend[i];
-        }
-    }
-    if (k != s->npend) {
-        s->npend = k;
-        pending_rebuild(s);
-    }
+     * recent events are all in the store (recent_first lists none of them), where the delete sees
+     * and removes them. */
     segsvc_touch(e, sb, cluster, SEGSVC_TOUCH_DELETE);
 }
 
@@ -441,6 +351,7 @@ static size_t cluster_events(struct segsvc *s, store_batch *b, uint32_t sb,
     kith_engine *e = s->e;
     struct ev_rec *v = NULL;
     size_t n = 0, cap = 0;
+    uint64_t mark = recent_mark(e); /* before the store is read: see kith/recent.h */
     for (size_t i = 0; i < m->n; i++) {
         store_key k;
         skey_init(&k, sb);
@@ -471,15 +382,16 @@ static size_t cluster_events(struct segsvc *s, store_batch *b, uint32_t sb,
             r->ev = ev;
         }
         store_iter_free(it);
-        for (int32_t j = s->phead[bucket_of(s, sb, m->v[i].id)]; j >= 0; j = s->pnext[j]) {
-            struct pending_ev *p = &s->pend[j];
-            if (p->sb != sb || p->identity != m->v[i].id || p->ts < since) continue;
+        for (const recent_event *p = recent_first(e, mark, sb, m->v[i].id); p;
+             p = recent_next(p, mark)) {
+            json_t *ev = p->ts < since ? NULL : recent_tree(p);
+            if (!ev) continue;
             struct ev_rec *r = ev_push(&v, &n, &cap);
             r->ts = p->ts;
             r->identity = p->identity;
             snprintf(r->id, sizeof r->id, "%s", p->event_id);
             memcpy(r->dataset, p->dataset, sizeof r->dataset);
-            r->ev = json_incref(p->ev);
+            r->ev = json_incref(ev);
         }
     }
     if (n > 1) qsort(v, n, sizeof *v, ev_cmp);
@@ -973,7 +885,6 @@ int segsvc_flush_group(kith_engine *e, store_batch *b)
     struct segsvc *s = svc_of(e);
     if (!s) return 0;
     int64_t now = kith_now_ms();
-    pending_prune(s, now);
     if (s->nt == 0) return 0;
     uint64_t t0 = kith_mono_ns();
     qsort(s->t, s->nt, sizeof *s->t, touched_cmp);

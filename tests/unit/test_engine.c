@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "kith/ingest.h"
+#include "kith/recent.h"
 
 #define FIXTURE_NAME "engine"
 #define FIXTURE_GRAPH_MAX 5
@@ -181,6 +182,69 @@ static void test_restart_keeps_everything(void **state)
     json_decref(p);
 }
 
+/* The shared buffer of recent events (kith/recent.h): an event kept in a group is listed to readers
+ * until the syncer has written that group's blind appends, kept once however many consumers ask,
+ * and forgotten when its group fails. */
+struct recent_ctx {
+    kith_engine *e;
+    int step;
+    const recent_event *kept;
+    size_t listed, count;
+};
+
+static size_t recent_listed(kith_engine *e, uint32_t sb, uint64_t identity)
+{
+    size_t n = 0;
+    uint64_t mark = recent_mark(e);
+    for (const recent_event *r = recent_first(e, mark, sb, identity); r; r = recent_next(r, mark))
+        n++;
+    return n;
+}
+
+static int recent_fn(void *ctx, store_batch *b)
+{
+    (void)b;
+    struct recent_ctx *c = ctx;
+    kith_engine *e = c->e;
+    const char *ev = "{\"_id\":\"e1\",\"eventType\":\"web.webpagedetails.pageViews\"}";
+    if (c->step == 0) {
+        c->kept = recent_keep(e, 1, 77, "ds", 1000, "e1", ev, strlen(ev));
+        /* A second consumer of the same event gets the same entry: one copy. */
+        assert_ptr_equal(recent_keep(e, 1, 77, "ds", 1000, "e1", ev, strlen(ev)), c->kept);
+        recent_keep(e, 1, 77, "ds", 2000, "e2", ev, strlen(ev));
+        recent_keep(e, 2, 77, "ds", 1000, "e1", ev, strlen(ev)); /* another sandbox */
+        json_t *t = recent_tree(c->kept);
+        assert_non_null(t);
+        assert_ptr_equal(recent_tree(c->kept), t); /* parsed once */
+        assert_string_equal(json_string_value(json_object_get(t, "_id")), "e1");
+        c->listed = recent_listed(e, 1, 77);
+        assert_int_equal(recent_listed(e, 1, 78), 0);
+    } else if (c->step == 1) {
+        /* The previous group is durable, so its appends are written: nothing is listed. */
+        c->listed = recent_listed(e, 1, 77);
+        recent_keep(e, 1, 77, "ds", 3000, "e3", ev, strlen(ev));
+        recent_group_failed(e, apply_group_number(e->apply));
+    }
+    c->count = recent_count(e);
+    return 0;
+}
+
+static void test_recent_events_buffer(void **state)
+{
+    fixture *f = *state;
+    struct recent_ctx c = {.e = f->e};
+    assert_int_equal(apply_call(f->e->apply, recent_fn, &c, false), 0);
+    assert_int_equal(c.listed, 2);
+    assert_int_equal(c.count, 3);
+    c.step = 1;
+    assert_int_equal(apply_call(f->e->apply, recent_fn, &c, false), 0);
+    assert_int_equal(c.listed, 0);
+    assert_int_equal(c.count, 3); /* the written ones go at the group's end, the failed one now */
+    c.step = 2;
+    assert_int_equal(apply_call(f->e->apply, recent_fn, &c, false), 0);
+    assert_int_equal(c.count, 0);
+}
+
 static void test_xid_roundtrip(void **state)
 {
     char xid[KITH_XID_MAX], val[KITH_XID_MAX];
@@ -210,6 +274,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_junk_values_do_not_link, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_order_and_paging, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_keeps_everything, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recent_events_buffer, setup, teardown),
         cmocka_unit_test(test_xid_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
