@@ -105,6 +105,9 @@ typedef struct pql_input {
     int64_t now_ms;
     bool (*in_segment)(void *arg, const char *segment_id);
     void *arg;
+    /* Incremental aggregate states (kith/pqlinc.h), one per site of the program (NULL: none): a
+     * site whose state is given (and usable) is answered from it instead of from events. */
+    const struct pql_inc_state *const *inc;
 } pql_input;
 
 typedef struct pql_result {

@@ -6,11 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kith/pqlinc.h"
 #include "pql_int.h"
 
 typedef struct cg {
     pql_program *p;
     pql_error *err;
+    int nevents; /* xEvent reads emitted */
+    int insite;  /* of them, inside incremental sites */
+    int in_site; /* > 0 while generating a site's fallback code */
 } cg;
 
 static int emit(cg *g, int op, int a, int b, int s, int a8)
@@ -124,7 +128,21 @@ static int add_regex(cg *g, pql_node *lit)
 
 static const char *const method_aggs[] = {"sum", "average", "avg", "min", "max", NULL};
 
+static int gen_site(cg *g, pql_node *n, int *done);
+
+static int gen_method_plain(cg *g, pql_node *n);
+
 static int gen_method(cg *g, pql_node *n)
+{
+    int done = 0;
+    if (!g->in_site) {
+        int rc = gen_site(g, n, &done);
+        if (rc || done) return rc;
+    }
+    return gen_method_plain(g, n);
+}
+
+static int gen_method_plain(cg *g, pql_node *n)
 {
     const char *m = n->name;
     pql_node *r = n->a;
@@ -251,6 +269,7 @@ static int gen(cg *g, pql_node *n)
             emit(g, OP_SLOT, 0, 0, n->slot, 0);
             return 0;
         case 2:
+            g->nevents++;
             emit(g, OP_EVENTS, 0, 0, 0, 0);
             return 0;
         default:
@@ -404,6 +423,7 @@ int pql_codegen(pql_program *p, pql_parse_out *po, pql_error *err)
     cg g = {.p = p, .err = err};
     if (gen(&g, po->root)) return KITH_EINVAL;
     emit(&g, OP_RET, 0, 0, 0, 0);
+    p->inc_only = p->nsites > 0 && g.nevents == g.insite;
     return 0;
 }
 
@@ -426,12 +446,14 @@ int pql_compile(const char *text, size_t len, const pql_env *env, pql_program **
     int rc = pql_parse(text, len, &p->arena, &po, err);
     pql_checked ck;
     if (!rc) rc = pql_check(&po, env, &p->arena, &ck, err);
-    if (!rc) rc = pql_codegen(p, &po, err);
+    if (!rc) {
+        p->nslots = ck.nslots;
+        rc = pql_codegen(p, &po, err);
+    }
     if (rc) {
         pql_program_free(p);
         return rc == KITH_ETOOLARGE ? rc : KITH_EINVAL;
     }
-    p->nslots = ck.nslots;
     p->text = pql_arena_strndup(&p->arena, text, len);
     pql_deps *d = &p->deps;
     d->fields = copy_strs(&p->arena, ck.fields, ck.nfields);
@@ -462,6 +484,7 @@ void pql_program_free(pql_program *p)
     free(p->occs);
     free(p->quants);
     free(p->chains);
+    free(p->sites);
     pql_arena_free(&p->arena);
     free(p);
 }
@@ -469,4 +492,386 @@ void pql_program_free(pql_program *p)
 const pql_deps *pql_program_deps(const pql_program *p)
 {
     return &p->deps;
+}
+
+/* ---- incremental aggregate sites (kith/pqlinc.h) ---- */
+
+typedef struct slotset {
+    int v[PQL_MAX_SLOTS];
+    int n;
+} slotset;
+
+static void slot_add(slotset *s, int slot)
+{
+    if (slot >= 0 && s->n < PQL_MAX_SLOTS) s->v[s->n++] = slot;
+}
+
+static bool slot_has(const slotset *s, int slot)
+{
+    for (int i = 0; i < s->n; i++)
+        if (s->v[i] == slot) return true;
+    return false;
+}
+
+static bool method_binds(const pql_node *n)
+{
+    static const char *const m[] = {"sum",  "average", "avg",    "min",    "max",    "topN",
+                                    "bottomN", "filter", "exists", "forall", "map",    NULL};
+    if (n->nkids == 0) return false;
+    for (int i = 0; m[i]; i++)
+        if (!strcmp(n->name, m[i])) return true;
+    return false;
+}
+
+/* The slots bound inside a subtree. */
+static void bound_slots(const pql_node *n, slotset *s)
+{
+    if (!n) return;
+    switch (n->kind) {
+    case N_FILTER:
+    case N_LET:
+    case N_CHAIN:
+        slot_add(s, n->slot);
+        break;
+    case N_METHOD:
+        if (method_binds(n)) slot_add(s, n->slot);
+        break;
+    default:
+        break;
+    }
+    bound_slots(n->a, s);
+    bound_slots(n->b, s);
+    bound_slots(n->c, s);
+    for (int i = 0; i < n->nkids; i++)
+        bound_slots(n->kids[i], s);
+    for (int i = 0; i < n->nbinds; i++) {
+        slot_add(s, n->binds[i].slot);
+        bound_slots(n->binds[i].src, s);
+        bound_slots(n->binds[i].where, s);
+    }
+    for (int i = 0; i < n->nsteps; i++)
+        bound_slots(n->steps[i].what, s);
+}
+
+/* True when n reads only the element (slots in s, and slots bound inside it), never the instant,
+ * the profile, other events or memberships. */
+static bool static_ok(const pql_node *n, const slotset *s)
+{
+    if (!n) return true;
+    switch (n->kind) {
+    case N_TIMEWORD:
+    case N_PARAM:
+    case N_CHAIN:
+        return false;
+    case N_NAME:
+        if (n->ref == 2 || n->ref == 3) return false;
+        if (!slot_has(s, n->slot)) return false;
+        break;
+    case N_CALL:
+        if (strcmp(n->name, "if") != 0 && strcmp(n->name, "date") != 0) return false;
+        break;
+    case N_OCCURS:
+        if (n->occ->kind == O_PERIOD || n->occ->step_ref) return false;
+        if (!static_ok(n->occ->ref1, s) || !static_ok(n->occ->ref2, s)) return false;
+        break;
+    default:
+        break;
+    }
+    if (!static_ok(n->a, s) || !static_ok(n->b, s) || !static_ok(n->c, s)) return false;
+    for (int i = 0; i < n->nkids; i++)
+        if (!static_ok(n->kids[i], s)) return false;
+    for (int i = 0; i < n->nbinds; i++)
+        if (!static_ok(n->binds[i].src, s) || !static_ok(n->binds[i].where, s)) return false;
+    return true;
+}
+
+static bool static_in(const pql_node *n, int slot)
+{
+    slotset s = {.n = 0};
+    slot_add(&s, slot);
+    bound_slots(n, &s);
+    return static_ok(n, &s);
+}
+
+/* A window an entry's timestamp can be tested against with no stack operands. */
+static bool time_ok(const pql_node *c, int slot)
+{
+    if (c->kind != N_OCCURS || c->occ->step_ref) return false;
+    int64_t k;
+    if (ref_kind(c->occ->ref1, &k) == REF_STACK || ref_kind(c->occ->ref2, &k) == REF_STACK)
+        return false;
+    return static_in(c->a, slot);
+}
+
+static void conjuncts(pql_node *n, pql_node **v, int *nv, int cap, bool *over)
+{
+    if (n->kind == N_BIN && n->op == B_AND) {
+        conjuncts(n->a, v, nv, cap, over);
+        conjuncts(n->b, v, nv, cap, over);
+        return;
+    }
+    if (*nv == cap) {
+        *over = true;
+        return;
+    }
+    v[(*nv)++] = n;
+}
+
+/* --- signatures: FNV-1a over the structure, slots numbered by first appearance --- */
+typedef struct sigh {
+    uint64_t h;
+    int map[PQL_MAX_SLOTS];
+    int nmap;
+} sigh;
+
+static void mix(sigh *h, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h->h ^= b[i];
+        h->h *= 0x100000001b3ull;
+    }
+}
+static void mix_i(sigh *h, int64_t v)
+{
+    mix(h, &v, sizeof v);
+}
+static void mix_s(sigh *h, const char *s)
+{
+    if (!s) {
+        mix_i(h, -7);
+        return;
+    }
+    mix_i(h, (int64_t)strlen(s));
+    mix(h, s, strlen(s));
+}
+static void mix_slot(sigh *h, int slot)
+{
+    for (int i = 0; i < h->nmap; i++)
+        if (h->map[i] == slot) {
+            mix_i(h, 1000 + i);
+            return;
+        }
+    if (h->nmap < PQL_MAX_SLOTS) h->map[h->nmap++] = slot;
+    mix_i(h, 1000 + h->nmap - 1);
+}
+static void mix_val(sigh *h, const pql_val *v)
+{
+    mix_i(h, v->t);
+    switch (v->t) {
+    case V_STR:
+        mix_i(h, v->len);
+        mix(h, v->s, v->len);
+        break;
+    case V_DBL:
+        mix(h, &v->d, sizeof v->d);
+        break;
+    case V_SEQ:
+        mix_i(h, v->len);
+        for (uint32_t i = 0; i < v->len; i++)
+            mix_val(h, &v->seq[i]);
+        break;
+    case V_BOOL:
+    case V_INT:
+    case V_TIME:
+        mix_i(h, v->i);
+        break;
+    default:
+        break;
+    }
+}
+static void mix_node(sigh *h, const pql_node *n);
+static void mix_occ(sigh *h, const pql_occ *o)
+{
+    if (!o) {
+        mix_i(h, -9);
+        return;
+    }
+    mix_i(h, o->kind), mix_i(h, o->cmp), mix_i(h, o->unit), mix_i(h, o->dir);
+    mix_i(h, o->exact), mix_i(h, o->shift), mix_i(h, o->n);
+    mix_node(h, o->ref1);
+    mix_node(h, o->ref2);
+    mix_s(h, o->step_ref);
+}
+static void mix_node(sigh *h, const pql_node *n)
+{
+    if (!n) {
+        mix_i(h, -1);
+        return;
+    }
+    mix_i(h, n->kind), mix_i(h, n->op), mix_i(h, n->up), mix_i(h, n->ref);
+    mix_i(h, n->quant), mix_i(h, n->count_all), mix_i(h, n->ty.t), mix_i(h, n->ty.et);
+    mix_s(h, n->name);
+    if ((n->kind == N_NAME && (n->ref == 0 || n->ref == 1)) || n->kind == N_FILTER ||
+        n->kind == N_LET || n->kind == N_CHAIN || (n->kind == N_METHOD && method_binds(n)))
+        mix_slot(h, n->slot);
+    if (n->kind == N_LIT) mix_val(h, &n->val);
+    if (n->kind == N_OCCURS) mix_occ(h, n->occ);
+    mix_node(h, n->a);
+    mix_node(h, n->b);
+    mix_node(h, n->c);
+    mix_i(h, n->nkids);
+    for (int i = 0; i < n->nkids; i++)
+        mix_node(h, n->kids[i]);
+    mix_i(h, n->nbinds);
+    for (int i = 0; i < n->nbinds; i++) {
+        mix_s(h, n->binds[i].var);
+        mix_slot(h, n->binds[i].slot);
+        mix_node(h, n->binds[i].src);
+        mix_node(h, n->binds[i].where);
+    }
+    mix_i(h, n->nsteps);
+    for (int i = 0; i < n->nsteps; i++) {
+        mix_s(h, n->steps[i].label);
+        mix_node(h, n->steps[i].what);
+        mix_occ(h, n->steps[i].when);
+    }
+}
+
+/* The base of a site's receiver: xEvent or xEvent[F]; *fields: the projection above it. */
+static pql_node *site_base(pql_node *r, pql_node **fields, int *nfields)
+{
+    *nfields = 0;
+    while (r->kind == N_FIELD) {
+        if (*nfields == 16) return NULL;
+        fields[(*nfields)++] = r;
+        r = r->a;
+    }
+    if (r->kind == N_NAME && r->ref == 2) return r;
+    if (r->kind == N_FILTER && r->a->kind == N_NAME && r->a->ref == 2) return r;
+    return NULL;
+}
+
+static int gen_block_time(cg *g, pql_node *n)
+{
+    int j = emit(g, OP_JUMP, 0, 0, 0, 0);
+    int start = g->p->ncode;
+    if (gen(g, n)) return -1;
+    emit(g, OP_TOTIME, 0, 0, 0, 0);
+    emit(g, OP_RET, 0, 0, 0, 0);
+    g->p->code[j].a = g->p->ncode;
+    return start;
+}
+
+/* Generates n as an incremental site when its shape allows (*done = 1), else leaves it. */
+static int gen_site(cg *g, pql_node *n, int *done)
+{
+    *done = 0;
+    pql_program *p = g->p;
+    pql_inc_site site = {.vblk = -1, .vslot = -1};
+    pql_node *r = n->a, *fields[16], *base;
+    int nfields;
+    const char *m = n->name;
+    if (!strcmp(m, "count") && n->nkids == 0) {
+        if (r->kind == N_METHOD && !strcmp(r->name, "distinct") && r->nkids == 0) {
+            base = site_base(r->a, fields, &nfields);
+            if (!base || !nfields) return 0;
+            site.kind = IK_DISTINCT;
+        } else {
+            base = site_base(r, fields, &nfields);
+            if (!base) return 0;
+            site.kind = IK_COUNT;
+        }
+    } else {
+        int kind = !strcmp(m, "sum")                            ? IK_SUM
+                   : !strcmp(m, "avg") || !strcmp(m, "average") ? IK_AVG
+                   : !strcmp(m, "min")                          ? IK_MIN
+                   : !strcmp(m, "max")                          ? IK_MAX
+                                                                : -1;
+        if (kind < 0 || n->nkids > 1) return 0;
+        if ((kind == IK_MIN || kind == IK_MAX) && n->ty.t != TY_INT && n->ty.t != TY_DBL &&
+            n->ty.t != TY_TIME)
+            return 0;
+        base = site_base(r, fields, &nfields);
+        if (!base) return 0;
+        if (n->nkids == 1 ? nfields != 0 : nfields == 0) return 0;
+        site.kind = (uint8_t)kind;
+    }
+    site.proj = nfields > 0;
+    pql_node *conj[PQL_INC_MAX_CONJ + 2];
+    int nconj = 0;
+    bool over = false;
+    if (base->kind == N_FILTER) {
+        site.slot = base->slot;
+        conjuncts(base->b, conj, &nconj, PQL_INC_MAX_CONJ + 2, &over);
+        if (over) return 0;
+    } else {
+        if (p->nslots >= PQL_MAX_SLOTS) return 0;
+        site.slot = -2; /* allocated below */
+    }
+    pql_node *statics[PQL_INC_MAX_CONJ + 2], *times[PQL_INC_MAX_CONJ + 2];
+    int ns = 0, nt = 0;
+    for (int i = 0; i < nconj; i++) {
+        if (static_in(conj[i], site.slot))
+            statics[ns++] = conj[i];
+        else if (time_ok(conj[i], site.slot))
+            times[nt++] = conj[i];
+        else
+            return 0;
+    }
+    if (ns > PQL_INC_MAX_CONJ || nt > PQL_INC_MAX_X) return 0;
+    if (n->nkids == 1 && !static_in(n->kids[0], n->slot)) return 0;
+    if (site.slot == -2) site.slot = p->nslots++;
+    /* the signature: everything but the windows */
+    sigh h = {.h = 0xcbf29ce484222325ull};
+    mix_i(&h, site.kind), mix_i(&h, site.proj), mix_i(&h, ns), mix_i(&h, nt);
+    mix_slot(&h, site.slot);
+    for (int i = 0; i < ns; i++)
+        mix_node(&h, statics[i]);
+    for (int i = 0; i < nt; i++)
+        mix_node(&h, times[i]->a);
+    for (int i = nfields - 1; i >= 0; i--) {
+        mix_s(&h, fields[i]->name);
+        mix_i(&h, fields[i]->ty.t), mix_i(&h, fields[i]->ty.et);
+    }
+    if (n->nkids == 1) mix_node(&h, n->kids[0]);
+    site.sig = h.h;
+    /* INCAGG, then the rescan code it skips */
+    int at = emit(g, OP_INCAGG, p->nsites, 0, 0, 0);
+    int e0 = g->nevents;
+    g->in_site++;
+    int rc = gen_method_plain(g, n);
+    g->in_site--;
+    if (rc) return rc;
+    g->insite += g->nevents - e0;
+    p->code[at].b = p->ncode;
+    /* the blocks run on one event */
+    for (int i = 0; i < ns; i++)
+        if ((site.statics[site.nstatic++] = gen_block(g, statics[i], true)) < 0) return KITH_EINVAL;
+    for (int i = 0; i < nt; i++) {
+        if ((site.xblk[i] = gen_block_time(g, times[i]->a)) < 0) return KITH_EINVAL;
+        site.xocc[i] = add_occ(g, times[i]->occ);
+    }
+    site.nx = nt;
+    if (n->nkids == 1) {
+        site.vslot = n->slot;
+        if ((site.vblk = gen_block(g, n->kids[0], false)) < 0) return KITH_EINVAL;
+    } else if (nfields) {
+        int j = emit(g, OP_JUMP, 0, 0, 0, 0);
+        site.vblk = p->ncode;
+        emit(g, OP_SLOT, 0, 0, site.slot, 0);
+        for (int i = nfields - 1; i >= 0; i--)
+            field_steps(g, fields[i]);
+        emit(g, OP_RET, 0, 0, 0, 0);
+        p->code[j].a = p->ncode;
+    }
+    p->sites = kith_xrealloc(p->sites, sizeof *p->sites * (size_t)(p->nsites + 1));
+    p->sites[p->nsites++] = site;
+    *done = 1;
+    return 0;
+}
+
+size_t pql_inc_nsites(const pql_program *p)
+{
+    return (size_t)p->nsites;
+}
+
+uint64_t pql_inc_sig(const pql_program *p, size_t k)
+{
+    return k < (size_t)p->nsites ? p->sites[k].sig : 0;
+}
+
+bool pql_inc_only(const pql_program *p)
+{
+    return p->inc_only;
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kith/pqlinc.h"
 #include "pql_int.h"
 
 #define STACK_CAP 4096
@@ -525,8 +526,8 @@ static bool agg(pql_evaluator *ev, const pql_step *st, pql_val src, pql_val *out
 {
     int fn = st->a8;
     uint32_t n = coll_len(&src), count = 0;
-    bool all_int = true, ovf = false;
-    int64_t isum = 0;
+    bool all_int = true;
+    __int128 isum = 0; /* exact: the sum is an integer when it fits, whatever the order */
     double dsum = 0;
     pql_val best = MISSING;
     for (uint32_t i = 0; i < n; i++) {
@@ -544,7 +545,7 @@ static bool agg(pql_evaluator *ev, const pql_step *st, pql_val src, pql_val *out
             continue;
         }
         if (v.t == V_INT) {
-            if (!ovf && __builtin_add_overflow(isum, v.i, &isum)) ovf = true;
+            isum += v.i;
             dsum += (double)v.i;
         } else if (v.t == V_DBL) {
             all_int = false;
@@ -557,7 +558,8 @@ static bool agg(pql_evaluator *ev, const pql_step *st, pql_val src, pql_val *out
     if (fn == AG_MIN || fn == AG_MAX)
         *out = best;
     else if (fn == AG_SUM)
-        *out = all_int && !ovf ? vint(isum) : vdbl(dsum);
+        *out = all_int && isum >= INT64_MIN && isum <= INT64_MAX ? vint((int64_t)isum)
+                                                                 : vdbl(dsum);
     else
         *out = count ? vdbl(dsum / count) : MISSING;
     return true;
@@ -677,6 +679,318 @@ static bool regex_exec(const regex_t *re, const pql_val *s, size_t nm, regmatch_
     return regexec(re, s->s, nm, m, REG_STARTEND) == 0;
 }
 
+/* ---- incremental aggregate sites (kith/pqlinc.h) ---- */
+
+static pql_val inc_to_val(const pql_inc_val *v)
+{
+    pql_val r = {0};
+    switch (v->kind) {
+    case 1:
+        return vbool(v->i != 0);
+    case 2:
+        return vint(v->i);
+    case 3:
+        return vdbl(v->d);
+    case 4:
+        r.t = V_STR, r.s = v->s, r.len = v->len;
+        return r;
+    case 5:
+        return vtime(v->i);
+    default:
+        return r;
+    }
+}
+
+/* v as an owned state value; false when it cannot be kept (too long). */
+static bool val_to_inc(const pql_val *v, pql_inc_val *out)
+{
+    memset(out, 0, sizeof *out);
+    switch (v->t) {
+    case V_BOOL:
+        out->kind = 1, out->i = v->i;
+        return true;
+    case V_INT:
+        out->kind = 2, out->i = v->i;
+        return true;
+    case V_DBL:
+        out->kind = 3, out->d = v->d;
+        return true;
+    case V_STR:
+        if (v->len > PQL_INC_MAX_STR) return false;
+        out->kind = 4, out->len = v->len;
+        out->s = kith_xmalloc(v->len + 1);
+        memcpy(out->s, v->s, v->len);
+        out->s[v->len] = 0;
+        return true;
+    case V_TIME:
+        out->kind = 5, out->i = v->i;
+        return true;
+    default:
+        return true; /* kind 0: counted only */
+    }
+}
+
+/* The aggregate of a sequence of contributions (as agg()/COUNT do over the events). */
+typedef struct inc_acc {
+    int kind;
+    uint64_t n, nnum;
+    __int128 isum;
+    bool all_int, bad;
+    double dsum;
+    pql_val best;
+    int fam;
+} inc_acc;
+
+static void acc_add(inc_acc *a, const pql_val *v)
+{
+    a->n++;
+    if (a->kind == IK_SUM || a->kind == IK_AVG) {
+        if (v->t == V_INT) {
+            a->isum += v->i;
+            a->dsum += (double)v->i;
+        } else if (v->t == V_DBL) {
+            a->all_int = false;
+            a->dsum += v->d;
+        } else {
+            return;
+        }
+        a->nnum++;
+    } else if (a->kind == IK_MIN || a->kind == IK_MAX) {
+        int fam = v->t == V_INT || v->t == V_DBL ? 1 : v->t == V_TIME ? 2 : v->t == V_STR ? 3 : 0;
+        if (!fam) return;
+        if (a->fam && a->fam != fam) a->bad = true; /* the answer would depend on the order */
+        a->fam = fam;
+        int r;
+        if (a->best.t == V_MISSING)
+            a->best = *v;
+        else if (cmp3(v, &a->best, &r) && (a->kind == IK_MIN ? r < 0 : r > 0))
+            a->best = *v;
+    }
+}
+
+static pql_val acc_result(const inc_acc *a)
+{
+    switch (a->kind) {
+    case IK_COUNT:
+        return vint((int64_t)a->n);
+    case IK_SUM:
+        return a->all_int && a->isum >= INT64_MIN && a->isum <= INT64_MAX ? vint((int64_t)a->isum)
+                                                                          : vdbl(a->dsum);
+    case IK_AVG:
+        return a->nnum ? vdbl(a->dsum / (double)a->nnum) : MISSING;
+    default:
+        return a->best;
+    }
+}
+
+static __int128 isum_of(const pql_inc_state *s)
+{
+    return (__int128)(((unsigned __int128)(uint64_t)s->isum_hi << 64) | s->isum_lo);
+}
+
+/* The site's value from its state at ev->now (noting when an entry enters or leaves a window):
+ * 1, 0 when the state cannot answer (the caller rescans), -1 on a budget error. */
+static int inc_value(pql_evaluator *ev, const pql_inc_site *site, const pql_inc_state *s,
+                      pql_val *out)
+{
+    const pql_program *p = ev->p;
+    if (s->nx == 0) {
+        if (site->kind == IK_DISTINCT) {
+            *out = vint((int64_t)s->nset);
+            return 1;
+        }
+        inc_acc a = {.kind = site->kind, .n = s->n, .nnum = s->nnum, .isum = isum_of(s),
+                     .all_int = s->all_int, .dsum = s->dsum, .best = inc_to_val(&s->best)};
+        *out = acc_result(&a);
+        return 1;
+    }
+    ev->steps += s->ne / 4;
+    uint32_t mark = ev->stop;
+    inc_acc a = {.kind = site->kind, .all_int = true};
+    for (size_t i = 0; i < s->ne; i++) {
+        const pql_inc_entry *e = &s->e[i];
+        bool in = true;
+        for (int j = 0; j < s->nx && j < site->nx; j++)
+            if (!occurs(ev, &p->occs[site->xocc[j]], e->x[j], 0, 0)) in = false;
+        if (!in) continue;
+        pql_val v = inc_to_val(&e->v);
+        if (site->kind != IK_DISTINCT) {
+            acc_add(&a, &v);
+            continue;
+        }
+        if (v.t == V_MISSING) continue;
+        bool seen = false;
+        for (uint32_t k = mark; k < ev->stop && !seen; k++)
+            seen = val_eq(&ev->scratch[k], &v);
+        if (!seen && !spush(ev, v)) return -1;
+    }
+    if (site->kind == IK_DISTINCT) {
+        *out = vint(ev->stop - mark);
+        ev->stop = mark;
+        return 1;
+    }
+    if (a.bad) return 0;
+    *out = acc_result(&a);
+    return 1;
+}
+
+/* One contribution into the state; false when the state became unusable. */
+static bool inc_contribute(pql_inc_state *st, const int64_t *x, const pql_val *v)
+{
+    if (st->nx) {
+        if (st->kind == IK_DISTINCT && (v->t == V_OBJ || is_coll(v))) return false;
+        if (st->kind == IK_MIN || st->kind == IK_MAX) { /* one family of values, as running */
+            int fam = v->t == V_INT || v->t == V_DBL ? 1 : v->t == V_TIME ? 2 : v->t == V_STR ? 3 : 0;
+            if (fam && st->nnum && (int)st->nnum != fam) return false;
+            if (fam) st->nnum = (uint64_t)fam;
+        }
+        if (st->ne >= PQL_INC_MAX_ENTRIES) return false;
+        if (st->ne == st->cape) {
+            st->cape = st->cape ? st->cape * 2 : 4;
+            st->e = kith_xrealloc(st->e, st->cape * sizeof *st->e);
+        }
+        pql_inc_entry *e = &st->e[st->ne];
+        memset(e, 0, sizeof *e);
+        for (int j = 0; j < st->nx; j++)
+            e->x[j] = x[j];
+        if (st->kind != IK_COUNT && !val_to_inc(v, &e->v)) return false;
+        st->ne++;
+        return true;
+    }
+    if (st->kind == IK_DISTINCT) {
+        if (v->t == V_MISSING) return true;
+        if (v->t == V_OBJ || is_coll(v)) return false;
+        for (size_t i = 0; i < st->nset; i++) {
+            pql_val s = inc_to_val(&st->set[i]);
+            if (val_eq(&s, v)) return true;
+        }
+        if (st->nset >= PQL_INC_MAX_SET) return false;
+        if (st->nset == st->capset) {
+            st->capset = st->capset ? st->capset * 2 : 4;
+            st->set = kith_xrealloc(st->set, st->capset * sizeof *st->set);
+        }
+        if (!val_to_inc(v, &st->set[st->nset])) return false;
+        st->nset++;
+        return true;
+    }
+    inc_acc a = {.kind = st->kind, .n = st->n, .nnum = st->nnum, .isum = isum_of(st),
+                 .all_int = st->all_int, .dsum = st->dsum, .best = inc_to_val(&st->best)};
+    if (st->best.kind) a.fam = a.best.t == V_TIME ? 2 : a.best.t == V_STR ? 3 : 1;
+    pql_val old = a.best;
+    acc_add(&a, v);
+    if (a.bad) return false;
+    st->n = a.n, st->nnum = a.nnum, st->all_int = a.all_int, st->dsum = a.dsum;
+    unsigned __int128 u = (unsigned __int128)a.isum;
+    st->isum_hi = (int64_t)(uint64_t)(u >> 64);
+    st->isum_lo = (uint64_t)u;
+    if (a.best.t != old.t || a.best.i != old.i || a.best.s != old.s) {
+        pql_inc_val nb;
+        if (!val_to_inc(&a.best, &nb)) return false;
+        if (st->best.kind == 4) free(st->best.s);
+        st->best = nb;
+    }
+    return true;
+}
+
+static void eval_reset(pql_evaluator *ev, const pql_program *p, const pql_input *in)
+{
+    ev->p = p;
+    ev->in = in;
+    ev->sp = 0;
+    ev->stop = 0;
+    ev->steps = 0;
+    ev->depth = 0;
+    ev->err = 0;
+    ev->now = in->now_ms;
+    ev->today = pql_time_floor(in->now_ms, U_DAY);
+    ev->next = PQL_NEVER;
+    memset(ev->slots, 0, sizeof(pql_val) * (size_t)(p->nslots ? p->nslots : 1));
+}
+
+int pql_inc_add(pql_evaluator *ev, const pql_program *p, size_t k, pql_inc_state *st,
+                const json_t *event)
+{
+    if (k >= (size_t)p->nsites || st->bad) return 0;
+    const pql_inc_site *site = &p->sites[k];
+    pql_input in = {.now_ms = 0};
+    eval_reset(ev, p, &in);
+    pql_val el = from_json(event);
+    for (int i = 0; i < site->nstatic; i++) {
+        bool ok;
+        if (!run_truth(ev, site->statics[i], site->slot, el, &ok)) goto busy;
+        if (!ok) return 0;
+    }
+    int64_t x[PQL_INC_MAX_X] = {0};
+    for (int j = 0; j < site->nx; j++) {
+        pql_val v;
+        uint32_t mark = ev->stop;
+        if (!run_with(ev, site->xblk[j], site->slot, el, &v)) goto busy;
+        ev->stop = mark;
+        if (v.t != V_TIME) return 0; /* the window test is false at every instant */
+        x[j] = v.i;
+    }
+    if (site->vblk < 0) {
+        if (!inc_contribute(st, x, &MISSING)) goto bad;
+        return 1;
+    }
+    pql_val v;
+    if (!site->proj) {
+        if (!run_with(ev, site->vblk, site->vslot, el, &v)) goto busy;
+        if (is_coll(&v)) v = MISSING; /* agg() ignores collections */
+        if (!inc_contribute(st, x, &v)) goto bad;
+        return 1;
+    }
+    pql_val one[1] = {el};
+    pql_val seq = {.t = V_SEQ, .len = 1, .seq = one};
+    if (!run_with(ev, site->vblk, site->slot, seq, &v)) goto busy;
+    uint32_t n = coll_len(&v);
+    for (uint32_t i = 0; i < n; i++) {
+        pql_val e = coll_at(&v, i);
+        if (!inc_contribute(st, x, &e)) goto bad;
+    }
+    return n > 0;
+busy:
+    st->bad = true;
+    return KITH_EBUSY;
+bad:
+    st->bad = true;
+    return 1;
+}
+
+bool pql_inc_prune(pql_inc_state *st, const pql_program *const *progs, const size_t *ks, size_t n,
+                   int64_t now)
+{
+    if (!st->nx || !st->ne || st->bad) return false;
+    size_t k = 0;
+    for (size_t i = 0; i < st->ne; i++) {
+        pql_inc_entry *e = &st->e[i];
+        bool live = n == 0;
+        for (size_t s = 0; s < n && !live; s++) {
+            if (ks[s] >= (size_t)progs[s]->nsites) {
+                live = true;
+                break;
+            }
+            const pql_inc_site *site = &progs[s]->sites[ks[s]];
+            bool below = false;
+            for (int j = 0; j < site->nx && j < st->nx && !below; j++) {
+                win must, mustnot;
+                bool has_not;
+                occ_windows(&progs[s]->occs[site->xocc[j]], now, 0, 0, &must, &mustnot, &has_not);
+                below = win_state(&must, e->x[j]) == 2;
+            }
+            live = !below;
+        }
+        if (live) {
+            st->e[k++] = *e;
+        } else if (e->v.kind == 4) {
+            free(e->v.s);
+        }
+    }
+    bool changed = k != st->ne;
+    st->ne = k;
+    return changed;
+}
+
 static int64_t next_boundary(int64_t now, int unit)
 {
     return pql_time_add(pql_time_floor(now, unit), unit, 1);
@@ -743,6 +1057,17 @@ static bool run(pql_evaluator *ev, int pc)
         case OP_JUMPF: {
             pql_val v = POP(ev);
             if (!truth(&v)) pc = st->a;
+            break;
+        }
+        case OP_INCAGG: {
+            const pql_inc_state *is = ev->in->inc ? ev->in->inc[st->a] : NULL;
+            if (!is || is->bad) break; /* rescan: the code that follows */
+            pql_val r;
+            int ok = inc_value(ev, &p->sites[st->a], is, &r);
+            if (ok < 0) return false;
+            if (!ok) break;
+            push(ev, r);
+            pc = st->b;
             break;
         }
         case OP_IF: {

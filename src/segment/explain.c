@@ -164,6 +164,14 @@ void pql_explain(const pql_program *p, kith_buf *b)
             }
             break;
         }
+        case OP_INCAGG: {
+            const pql_inc_site *is = &p->sites[s->a];
+            static const char *const kinds[] = {"count", "sum", "avg", "min", "max", "distinct"};
+            kith_buf_printf(b, " i%d -> %d  ; %s%s, %d static, %d windows, sig %016llx", s->a, s->b,
+                            kinds[is->kind], is->proj ? " of projection" : "", is->nstatic, is->nx,
+                            (unsigned long long)is->sig);
+            break;
+        }
         case OP_OCCURS:
             kith_buf_printf(b, " o%d  ; ", s->a);
             put_occ(b, &p->occs[s->a]);

@@ -291,6 +291,23 @@ typedef struct pql_chain_prog {
     } st[16];
 } pql_chain_prog;
 
+/* An incremental aggregate site (kith/pqlinc.h): blocks run on one event. */
+#define PQL_INC_MAX_CONJ 16
+enum pql_inc_kind { IK_COUNT, IK_SUM, IK_AVG, IK_MIN, IK_MAX, IK_DISTINCT };
+typedef struct pql_inc_site {
+    uint64_t sig;
+    uint8_t kind;  /* enum pql_inc_kind */
+    bool proj;     /* contributions: the elements vblk yields from [event] (slot); else vblk's
+                      value on the event (vslot), or the event itself when vblk < 0 */
+    int slot;      /* the filter's element slot */
+    int vslot;
+    int vblk;
+    int nstatic;
+    int statics[PQL_INC_MAX_CONJ]; /* blocks (truth) */
+    int nx;
+    int xblk[2], xocc[2];          /* time conjuncts: timestamp block, window */
+} pql_inc_site;
+
 struct pql_program {
     pql_arena arena;
     pql_step *code;
@@ -309,6 +326,9 @@ struct pql_program {
     int max_stack;
     char *text;
     pql_deps deps;
+    pql_inc_site *sites;
+    int nsites;
+    bool inc_only; /* every xEvent read is inside a site */
 };
 
 /* check.c */

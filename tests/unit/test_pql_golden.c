@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "kith/pql.h"
+#include "kith/pqlinc.h"
 
 typedef struct ctx {
     json_t *schema_file, *segments, *member, *profile, *events;
@@ -145,6 +146,59 @@ out:
     json_decref(tree);
 }
 
+/* Every case with incremental sites is evaluated a second time from per-site states built from
+ * its events one by one (in reverse order, through an encode/decode round trip): the answer must
+ * be the rescan's. */
+static int inc_cases;
+static void check_incremental(ctx *c, kase *k, const pql_program *p, const pql_input *base,
+                              const json_t *want, bool want_match)
+{
+    size_t n = pql_inc_nsites(p);
+    if (!n) return;
+    inc_cases++;
+    pql_evaluator *ev = pql_evaluator_new(NULL);
+    pql_inc_state *st = calloc(n, sizeof *st);
+    const pql_inc_state **ptr = calloc(n, sizeof *ptr);
+    for (size_t i = 0; i < n; i++) {
+        pql_inc_state_init(&st[i], p, i);
+        for (size_t j = json_array_size(c->events); j-- > 0;)
+            pql_inc_add(ev, p, i, &st[i], json_array_get(c->events, j));
+        size_t ki = i;
+        pql_inc_prune(&st[i], &p, &ki, 1, c->now);
+        kith_buf b = {0};
+        pql_inc_encode(&st[i], &b);
+        pql_inc_state_free(&st[i]);
+        size_t used = 0;
+        if (pql_inc_decode(&st[i], b.data, b.len, &used) || used != b.len)
+            failf(k, "incremental: state %zu does not decode", i);
+        kith_buf_free(&b);
+        if (st[i].bad) failf(k, "incremental: state %zu unusable", i);
+        ptr[i] = &st[i];
+    }
+    pql_input in = *base;
+    in.inc = ptr;
+    if (pql_inc_only(p)) in.events = NULL; /* the states answer every read of xEvent */
+    pql_result res;
+    json_t *got = NULL;
+    if (pql_eval_value(ev, p, &in, &res, &got)) {
+        failf(k, "incremental: evaluation failed");
+    } else if (res.match != want_match ||
+               !(json_equal(got, want) || (json_is_number(got) && json_is_number(want) &&
+                                          json_number_value(got) == json_number_value(want)))) {
+        char *g = json_dumps(got, JSON_COMPACT | JSON_ENCODE_ANY);
+        char *w = json_dumps(want, JSON_COMPACT | JSON_ENCODE_ANY);
+        failf(k, "incremental: got %s, the rescan %s", g ? g : "?", w ? w : "?");
+        free(g);
+        free(w);
+    }
+    json_decref(got);
+    for (size_t i = 0; i < n; i++)
+        pql_inc_state_free(&st[i]);
+    free(st);
+    free(ptr);
+    pql_evaluator_free(ev);
+}
+
 static void run_case(ctx *c, kase *k)
 {
     cases++;
@@ -232,6 +286,7 @@ static void run_case(ctx *c, kase *k)
                 }
             }
         }
+        if (!rc) check_incremental(c, k, p, &in, val, res.match);
         json_decref(val);
         pql_evaluator_free(ev);
     }
@@ -390,7 +445,8 @@ static void test_golden(void **state)
         free(names[i]);
     }
     json_decref(schema);
-    print_message("%d golden PQL cases in %d files, %d failed\n", cases, nn, failures);
+    print_message("%d golden PQL cases in %d files (%d also from incremental state), %d failed\n",
+                  cases, nn, inc_cases, failures);
     assert_int_equal(failures, 0);
 }
 
