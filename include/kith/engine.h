@@ -32,6 +32,9 @@ typedef struct kith_metrics {
     atomic_ullong rejected_validation, rejected_limit, rejected_unknown;
     atomic_ullong links_created, clusters_merged, links_refused;
     atomic_ullong unions_computed;
+    atomic_ullong read_time_merges;   /* profile lookups merged at read time (policy or stale view) */
+    atomic_ullong views_rematerialised; /* views recomputed by the re-materialisation thread */
+    atomic_ullong remat_pending;       /* sandboxes whose views are being re-materialised */
 } kith_metrics;
 
 typedef struct kith_engine kith_engine;
@@ -51,6 +54,7 @@ struct kith_engine {
     struct ca_svc *ca;     /* computed attributes (src/ca/, kith/ca.h) */
     struct recent_buf *recent; /* apply thread: events whose blind appends may be unwritten (kith/recent.h) */
     uint64_t epoch;        /* differs at every engine_open (dedup entries name the run they are of) */
+    struct profile_remat *remat; /* re-materialisation of views after a policy change (remat.c) */
 };
 
 /* Opens the store in data_dir, loads the catalog, creates the prod sandbox and the bootstrap admin key
@@ -204,7 +208,8 @@ int profile_delete_identity(kith_engine *e, store_batch *b, uint32_t sandbox, ui
                             uint64_t cluster, size_t *deleted);
 
 /* A merge policy as reads use it (see src/profile/mergepolicy.h for the stored documents). The
- * materialised union view is {timestampOrdered, pdg}; any other policy merges at read time. */
+ * union view is materialised under the sandbox's default policy (profile_materialised_policy); a
+ * policy with another signature merges at read time. */
 enum { MP_TIMESTAMP_ORDERED = 0, MP_DATASET_PRECEDENCE = 1 };
 enum { MP_GRAPH_PDG = 0, MP_GRAPH_NONE = 1 };
 typedef struct merge_policy {
@@ -216,6 +221,26 @@ typedef struct merge_policy {
     bool read_time; /* force the read-time merge even for {timestampOrdered, pdg} (tests, bench) */
 } merge_policy;
 void merge_policy_clear(merge_policy *p);
+/* Which stored view answers for a policy: 0 for {timestampOrdered, pdg}; a hash of the dataset order
+ * for {dataSetPrecedence, pdg} (never 0 nor PROFILE_SIG_NONE); PROFILE_SIG_NONE for identityGraph
+ * none or read_time (merged at read time only). NULL: 0. */
+#define PROFILE_SIG_NONE UINT64_MAX
+uint64_t merge_policy_signature(const merge_policy *p);
+/* Any thread: the policy the sandbox's union views are materialised with: its default policy when
+ * that merges the whole cluster (identityGraph pdg), else {timestampOrdered, pdg}. A stored view
+ * carries the signature it was merged with ("mp", absent for 0); a view whose signature differs
+ * from the reader's policy is stale for it and the reader merges at read time. */
+void profile_materialised_policy(kith_engine *e, uint32_t sandbox, merge_policy *out);
+/* The signature a stored view (parsed) was merged under; a reader whose policy signature differs
+ * merges at read time. */
+uint64_t profile_view_signature(const json_t *view);
+/* Apply thread: the sandbox's materialised policy changed (a default moved, the default's content
+ * changed, a dataset left its order): records it durably in b and has the re-materialisation thread
+ * recompute every view of the sandbox whose signature differs (src/profile/remat.c). */
+void profile_remat_request(kith_engine *e, store_batch *b, uint32_t sandbox);
+/* Engine lifecycle: start (resumes requests recorded before a restart) / stop. */
+void profile_remat_start(kith_engine *e);
+void profile_remat_stop(kith_engine *e);
 /* Any thread: the policy to read with. id NULL or "" → the sandbox's default policy for
  * _xdm.context.profile, or kith's system default {timestampOrdered, pdg} when none is stored.
  * 0, KITH_ENOTFOUND (no such policy), or KITH_EINVAL (the policy is for another class). */
@@ -230,8 +255,9 @@ json_t *profile_lookup_policy(kith_engine *e, uint32_t sandbox, uint32_t ns, con
                               size_t len, const char *fields, const merge_policy *policy, int *err);
 /* The same response as text, byte for byte what profile_lookup_policy's tree dumps to, appended to
  * out without building a tree: the materialised view's entity and sources are copied as stored.
- * Only for a materialised policy (profile_policy_materialised) and no fields projection; 0,
- * KITH_ENOTFOUND or KITH_EIO. */
+ * For a policy a stored view may answer (profile_policy_materialised) and no fields projection;
+ * when the stored view was merged under another signature it merges at read time and dumps that.
+ * 0, KITH_ENOTFOUND or KITH_EIO. */
 bool profile_policy_materialised(const merge_policy *p);
 int profile_lookup_text(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *value, size_t len,
                         const merge_policy *policy, kith_buf *out);

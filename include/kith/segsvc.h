@@ -68,6 +68,13 @@ void segsvc_touch(kith_engine *e, uint32_t sb, uint64_t cluster, unsigned what);
 /* Apply thread, end of group: re-evaluates the touched clusters. */
 int segsvc_flush_group(kith_engine *e, store_batch *b);
 
+/* Apply thread: merge policy policy_id of sb was stored, replaced or deleted. policy_changed: what
+ * it merges changed (or it appeared or went); default_changed: what the sandbox's default merges
+ * changed. Every definition that evaluates under a changed policy (naming it, or the default) is
+ * re-evaluated over the existing profiles by a backfill job. */
+void segsvc_policy_changed(kith_engine *e, uint32_t sb, const char *policy_id, bool policy_changed,
+                           bool default_changed);
+
 /* Any thread: {"ups": {id: {status, lastQualificationTime}}} of a cluster (owned), NULL if none. */
 json_t *segsvc_membership(kith_engine *e, uint32_t sb, uint64_t cluster);
 

@@ -8,6 +8,7 @@
 
 #include "http.h"
 #include "jsonpatch.h"
+#include "kith/segsvc.h"
 #include "profile/mergepolicy.h"
 
 #define LIST_LIMIT_DEFAULT 20
@@ -28,11 +29,30 @@ struct mp_op {
     json_t *stored;
 };
 
+/* What a policy merges, as one value (segments naming a missing policy use the default). */
+static uint64_t semantics(kith_engine *e, uint32_t sb, const char *id)
+{
+    merge_policy p;
+    if (profile_policy_resolve(e, sb, id, &p) != 0 && profile_policy_resolve(e, sb, NULL, &p) != 0)
+        return 0;
+    bool none = p.graph == MP_GRAPH_NONE;
+    p.graph = MP_GRAPH_PDG;
+    uint64_t sem = merge_policy_signature(&p) ^ (none ? 0x9e3779b97f4a7c15ull : 0);
+    merge_policy_clear(&p);
+    return sem;
+}
+
 static int mp_fn(void *ctx, store_batch *b)
 {
     struct mp_op *c = ctx;
-    if (!c->fields) return mpolicy_delete(c->e, b, c->sandbox, c->id);
-    return mpolicy_store(c->e, b, c->sandbox, c->id, c->fields, c->expect_version, &c->stored);
+    uint64_t dflt = semantics(c->e, c->sandbox, NULL), self = semantics(c->e, c->sandbox, c->id);
+    int rc = !c->fields ? mpolicy_delete(c->e, b, c->sandbox, c->id)
+                        : mpolicy_store(c->e, b, c->sandbox, c->id, c->fields, c->expect_version,
+                                        &c->stored);
+    if (rc == 0) /* segments evaluating under a changed policy are re-evaluated (src/segment/) */
+        segsvc_policy_changed(c->e, c->sandbox, c->id, semantics(c->e, c->sandbox, c->id) != self,
+                              semantics(c->e, c->sandbox, NULL) != dflt);
+    return rc;
 }
 
 /* Validates body and answers 400 when it is not a policy; returns the normalised fields or NULL. */

@@ -52,6 +52,15 @@ int h_metrics(kith_req *r)
             "eviction at the graph limit); unlinks by API are not counted.",
             atomic_load(&e->m.links_refused));
     COUNTER("kith_union_views_computed_total", "Union views recomputed.", atomic_load(&e->m.unions_computed));
+    COUNTER("kith_profile_read_time_merges_total",
+            "Profile lookups merged at read time (a policy other than the materialised one, or a view "
+            "not yet re-materialised after a merge policy change).",
+            atomic_load(&e->m.read_time_merges));
+    COUNTER("kith_views_rematerialised_total",
+            "Union views recomputed because the sandbox's default merge policy changed.",
+            atomic_load(&e->m.views_rematerialised));
+    GAUGE("kith_views_remat_pending", "Sandboxes whose union views are being re-materialised.",
+          atomic_load(&e->m.remat_pending));
     COUNTER("kith_apply_groups_total", "Groups written by the apply thread.", st.groups);
     COUNTER("kith_wal_syncs_total", "WAL fsyncs (each acknowledges every group written before it).", st.syncs);
     COUNTER("kith_apply_ops_total", "Operations applied.", st.ops);

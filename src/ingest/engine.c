@@ -168,6 +168,7 @@ int engine_open(const char *data_dir, const kith_limits *lim, const char *admin_
     }
     ca_init(e); /* before segsvc_init: segments may read _computed.<name> */
     segsvc_init(e);
+    profile_remat_start(e);
     *out = e;
     return 0;
 }
@@ -175,6 +176,7 @@ int engine_open(const char *data_dir, const kith_limits *lim, const char *admin_
 void engine_close(kith_engine *e)
 {
     if (!e) return;
+    profile_remat_stop(e);
     segsvc_stop(e);
     ca_stop(e);
     apply_stop(e->apply);

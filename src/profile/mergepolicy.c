@@ -230,6 +230,22 @@ done:
 
 /* --- apply thread --- */
 
+/* The signature the sandbox's views are materialised under (profile_materialised_policy). */
+static uint64_t materialised_sig(kith_engine *e, uint32_t sb)
+{
+    merge_policy mp;
+    profile_materialised_policy(e, sb, &mp);
+    uint64_t sig = merge_policy_signature(&mp);
+    merge_policy_clear(&mp);
+    return sig;
+}
+
+/* After a change of the sandbox's policies: re-materialise its views when their policy changed. */
+static void remat_if_changed(kith_engine *e, store_batch *b, uint32_t sb, uint64_t before)
+{
+    if (materialised_sig(e, sb) != before) profile_remat_request(e, b, sb);
+}
+
 static void hist_key(store_key *k, uint32_t sb, const char *id, int64_t version)
 {
     skey_init(k, sb);
@@ -307,6 +323,7 @@ int mpolicy_store(kith_engine *e, store_batch *b, uint32_t sandbox, const char *
     }
     catalog_unlock(e->cat);
     if (!sbdoc) return KITH_ENOTFOUND;
+    uint64_t before = materialised_sig(e, sandbox);
     pthread_rwlock_wrlock(&c->lock);
     int rc = 0;
     mp_entry *cur = cache_find(c, sandbox, id);
@@ -354,12 +371,14 @@ int mpolicy_store(kith_engine *e, store_batch *b, uint32_t sandbox, const char *
     }
     *stored = json_deep_copy(doc);
     pthread_rwlock_unlock(&c->lock);
+    remat_if_changed(e, b, sandbox, before);
     return 0;
 }
 
 int mpolicy_delete(kith_engine *e, store_batch *b, uint32_t sandbox, const char *id)
 {
     struct mpolicy_cache *c = cache_get(e);
+    uint64_t before = materialised_sig(e, sandbox);
     pthread_rwlock_wrlock(&c->lock);
     mp_entry *cur = cache_find(c, sandbox, id);
     if (!cur) {
@@ -370,6 +389,7 @@ int mpolicy_delete(kith_engine *e, store_batch *b, uint32_t sandbox, const char 
     json_decref(cur->doc);
     *cur = c->v[--c->n];
     pthread_rwlock_unlock(&c->lock);
+    remat_if_changed(e, b, sandbox, before);
     return 0;
 }
 
@@ -378,6 +398,7 @@ int mpolicy_prune_dataset(kith_engine *e, store_batch *b, uint32_t sandbox, cons
     struct mpolicy_cache *c = cache_get(e);
     json_int_t now_s = (json_int_t)(kith_now_ms() / 1000);
     int n = 0;
+    uint64_t before = materialised_sig(e, sandbox);
     pthread_rwlock_wrlock(&c->lock);
     for (size_t i = 0; i < c->n; i++) {
         mp_entry *m = &c->v[i];
@@ -398,6 +419,7 @@ int mpolicy_prune_dataset(kith_engine *e, store_batch *b, uint32_t sandbox, cons
         n++;
     }
     pthread_rwlock_unlock(&c->lock);
+    if (n) remat_if_changed(e, b, sandbox, before);
     return n;
 }
 

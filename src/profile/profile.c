@@ -1,10 +1,10 @@
 /* kith profiles: record fragments, events, and the materialised union view of a cluster.
  *
- * frag    [sb][identity id u64][dataset 24]                    → [order ts i64][received
- * i64][entity JSON] event   [sb][identity id u64][ts u64 (ms + 2^63)][event id]   → [received
- * i64][dataset 24][event JSON] profile [sb][cluster id u64] → {"entity", "sources", "owners",
- * "lastModifiedAt"} (default policy: newest fragment wins per leaf value, arrays are atomic;
- * identities come from the cluster)
+ *   frag    [sb][identity id u64][dataset 24]                  → [order ts i64][received i64][entity JSON]
+ *   event   [sb][identity id u64][ts u64 (ms + 2^63)][event id] → [received i64][dataset 24][event JSON]
+ *   profile [sb][cluster id u64] → {"entity", "sources", "owners", "lastModifiedAt", "mp"?}: the union
+ *           view under the sandbox's materialised policy (profile_materialised_policy), "mp" its merge
+ *           signature (hex; absent for timestampOrdered); identities come from the cluster.
  */
 #include "kith/jalloc.h"
 #include <stdlib.h>
@@ -251,7 +251,38 @@ static uint64_t *member_ids(const cluster_members *m)
     return ids;
 }
 
-static int compute_union(kith_engine *e, store_batch *b, uint32_t sb, uint64_t cluster)
+uint64_t merge_policy_signature(const merge_policy *p)
+{
+    if (!p) return 0;
+    if (p->graph != MP_GRAPH_PDG || p->read_time) return PROFILE_SIG_NONE;
+    if (p->attr == MP_TIMESTAMP_ORDERED) return 0;
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a over "d" and each dataset id, NUL-terminated */
+    h = (h ^ 'd') * 0x100000001b3ull;
+    for (size_t i = 0; i < p->norder; i++)
+        for (const char *c = p->order[i];; c++) {
+            h = (h ^ (uint8_t)*c) * 0x100000001b3ull;
+            if (!*c) break;
+        }
+    return h == 0 || h == PROFILE_SIG_NONE ? 1 : h;
+}
+
+void profile_materialised_policy(kith_engine *e, uint32_t sandbox, merge_policy *out)
+{
+    if (profile_policy_resolve(e, sandbox, NULL, out) != 0 || out->graph != MP_GRAPH_PDG ||
+        out->read_time) {
+        merge_policy_clear(out);
+        memset(out, 0, sizeof *out);
+    }
+}
+
+uint64_t profile_view_signature(const json_t *view)
+{
+    const char *mp = json_string_value(json_object_get(view, "mp"));
+    return mp ? strtoull(mp, NULL, 16) : 0;
+}
+
+static int compute_union(kith_engine *e, store_batch *b, uint32_t sb, uint64_t cluster,
+                         const merge_policy *policy)
 {
     cluster_members m;
     int rc = identity_members(e, b, sb, cluster, &m);
@@ -261,9 +292,15 @@ static int compute_union(kith_engine *e, store_batch *b, uint32_t sb, uint64_t c
     }
     if (rc) return rc;
     uint64_t *ids = member_ids(&m);
-    json_t *doc = view_merge(e, b, sb, ids, m.n, NULL);
+    json_t *doc = view_merge(e, b, sb, ids, m.n, policy);
     free(ids);
     cluster_members_free(&m);
+    uint64_t sig = merge_policy_signature(policy);
+    if (sig) {
+        char hex[17];
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)sig);
+        json_object_set_new(doc, "mp", json_string(hex));
+    }
     char *s = kith_json_dumps(doc, JSON_COMPACT);
     store_key k;
     profile_key(&k, sb, cluster);
@@ -288,10 +325,20 @@ int profile_flush_dirty(kith_engine *e, store_batch *b)
     if (!d || d->n == 0) return 0;
     qsort(d->v, d->n, sizeof *d->v, dirty_cmp);
     int rc = 0;
+    merge_policy mp = {0};
+    uint32_t mp_sb = 0;
+    bool have = false;
     for (size_t i = 0; i < d->n && rc == 0; i++) {
         if (i > 0 && dirty_cmp(&d->v[i], &d->v[i - 1]) == 0) continue;
-        rc = compute_union(e, b, d->v[i].sb, d->v[i].cluster);
+        if (!have || mp_sb != d->v[i].sb) { /* sorted by sandbox: one resolve per sandbox */
+            merge_policy_clear(&mp);
+            profile_materialised_policy(e, d->v[i].sb, &mp);
+            mp_sb = d->v[i].sb;
+            have = true;
+        }
+        rc = compute_union(e, b, d->v[i].sb, d->v[i].cluster, &mp);
     }
+    merge_policy_clear(&mp);
     d->n = 0;
     return rc;
 }
@@ -334,10 +381,10 @@ static json_t *project_fields(json_t *entity, const char *fields)
     return out;
 }
 
-/* True when the materialised view (timestampOrdered + pdg) answers for policy. */
+/* True when a stored view may answer for policy (it does when its signature matches). */
 bool profile_policy_materialised(const merge_policy *p)
 {
-    return !p || (p->attr == MP_TIMESTAMP_ORDERED && p->graph == MP_GRAPH_PDG && !p->read_time);
+    return merge_policy_signature(p) != PROFILE_SIG_NONE;
 }
 
 /* Keeps only the member with identity id (identityGraph "none"). */
@@ -383,6 +430,7 @@ json_t *profile_lookup_policy(kith_engine *e, uint32_t sandbox, uint32_t ns, con
         return NULL;
     }
     json_t *view = NULL;
+    bool stale = false;
     if (profile_policy_materialised(policy)) {
         store_key k;
         profile_key(&k, sandbox, cluster);
@@ -390,7 +438,14 @@ json_t *profile_lookup_policy(kith_engine *e, uint32_t sandbox, uint32_t ns, con
         if (store_get(e->store, STORE_CF_PROFILE, k.b, k.n, &v) == 0)
             view = kjson_parse(v.data, v.len, 256, NULL, NULL);
         kith_buf_free(&v);
-    } else {
+        if (view && profile_view_signature(view) != merge_policy_signature(policy)) {
+            stale = true; /* merged under another policy (a re-materialisation is under way) */
+            json_decref(view);
+            view = NULL;
+        }
+    }
+    if (stale || !profile_policy_materialised(policy)) {
+        atomic_fetch_add(&e->m.read_time_merges, 1);
         if (policy->graph == MP_GRAPH_NONE) members_keep_only(&m, id);
         uint64_t *ids = member_ids(&m);
         view = view_merge(e, NULL, sandbox, ids, m.n, policy);
@@ -496,7 +551,7 @@ static const char *skip_value(const char *p, const char *end)
 /* Splits a stored view {"entity", "sources", "owners", "lastModifiedAt"} into the text of its
  * members. */
 static bool view_split(const char *s, size_t n, span *entity, span *sources, span *owners,
-                       int64_t *last)
+                       int64_t *last, uint64_t *sig)
 {
     const char *p = skip_ws(s, s + n), *end = s + n;
     if (p >= end || *p++ != '{') return false;
@@ -521,6 +576,8 @@ static bool view_split(const char *s, size_t n, span *entity, span *sources, spa
             *owners = val;
         else if (kl == 16 && memcmp(k, "\"lastModifiedAt\"", 16) == 0)
             *last = strtoll(v, NULL, 10);
+        else if (kl == 4 && memcmp(k, "\"mp\"", 4) == 0 && *v == '"')
+            *sig = strtoull(v + 1, NULL, 16);
         p = skip_ws(ve, end);
         if (p < end && *p == ',') {
             p++;
@@ -559,11 +616,23 @@ int profile_lookup_text(kith_engine *e, uint32_t sandbox, uint32_t ns, const cha
     kith_buf v = {0};
     span entity = {"{}", 2}, sources = {"[]", 2}, owners = {"[]", 2};
     int64_t last = 0;
-    if (store_get(e->store, STORE_CF_PROFILE, k.b, k.n, &v) == 0 &&
-        !view_split(v.data, v.len, &entity, &sources, &owners, &last)) {
+    uint64_t sig = 0;
+    int grc = store_get(e->store, STORE_CF_PROFILE, k.b, k.n, &v);
+    if (grc == 0 && !view_split(v.data, v.len, &entity, &sources, &owners, &last, &sig)) {
         kith_buf_free(&v);
         cluster_members_free(&m);
         return KITH_EIO;
+    }
+    if (grc == 0 && sig != merge_policy_signature(policy)) {
+        /* merged under another policy (a re-materialisation is under way): merge now */
+        kith_buf_free(&v);
+        cluster_members_free(&m);
+        int err = 0;
+        json_t *doc = profile_lookup_policy(e, sandbox, ns, value, len, NULL, policy, &err);
+        if (!doc) return err;
+        kjson_dump(doc, out);
+        json_decref(doc);
+        return 0;
     }
     char xid[KITH_XID_MAX], mxid[KITH_XID_MAX], ts[40];
     identity_xid(ns, value, len, xid, sizeof xid);

@@ -589,3 +589,27 @@ void svc_def_mark_evaluated(struct segsvc *s, store_batch *b, segdef *d, int64_t
     pthread_rwlock_unlock(&s->lock);
     json_decref(old);
 }
+
+void segsvc_policy_changed(kith_engine *e, uint32_t sb, const char *policy_id, bool policy_changed,
+                           bool default_changed)
+{
+    struct segsvc *s = svc_of(e);
+    if (!s || (!policy_changed && !default_changed)) return;
+    char job[SEGDEF_ID_LEN + 1];
+    for (size_t i = 0; i < s->n; i++) {
+        segdef *d = s->v[i];
+        if (d->sb != sb || !d->prog) continue;
+        bool affected;
+        if (d->mpid[0] && strcmp(d->mpid, policy_id) == 0) {
+            affected = policy_changed;
+        } else if (!d->mpid[0]) {
+            affected = default_changed;
+        } else { /* names another policy: affected only when that one is gone (the default then) */
+            merge_policy p;
+            int rc = profile_policy_resolve(e, sb, d->mpid, &p);
+            if (rc == 0) merge_policy_clear(&p);
+            affected = rc != 0 && default_changed;
+        }
+        if (affected) svc_jobs_backfill(s, sb, d->id, job);
+    }
+}

@@ -28,7 +28,8 @@ struct pol_slot {
     uint32_t sb;
     char id[64];
     merge_policy p;
-    bool materialised; /* {timestampOrdered, pdg}: the profile CF's view answers */
+    bool materialised; /* merges as the sandbox's views are materialised (their diffs hold) */
+    uint64_t sig;      /* merge_policy_signature(&p): a view merged under it answers */
 };
 
 struct segfeed;
@@ -153,6 +154,7 @@ typedef struct svc_profile {
     bool has_members;
     cluster_members m; /* with SVC_LOAD_MEMBERS or SVC_LOAD_EVENTS */
     json_t *view;      /* materialised union view (owned) or NULL */
+    uint64_t view_sig; /* the signature it was merged under (profile_view_signature) */
     json_t *entity;    /* its "entity" (borrowed from view, or own) or NULL */
     json_t *own;       /* an empty entity made to carry _computed (owned) */
     json_t *events;    /* with SVC_LOAD_EVENTS: events at or after since, by timestamp (owned) */

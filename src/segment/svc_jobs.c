@@ -286,6 +286,7 @@ struct job_run {
     _Atomic int rc; /* first error */
     merge_policy pol[JOB_POLICIES]; /* the segments' merge policies (slot 0: the sandbox default) */
     bool pol_materialised[JOB_POLICIES];
+    uint64_t pol_sig[JOB_POLICIES];
     size_t npol;
     FILE *out;      /* export (mu) */
     char *fields;   /* export: the job's fields plus identityMap (owned) */
@@ -479,8 +480,8 @@ static void resolve_policies(struct job_run *r)
     }
     for (size_t k = 0; k < r->npol; k++) {
         const merge_policy *p = &r->pol[k];
-        r->pol_materialised[k] =
-            p->attr == MP_TIMESTAMP_ORDERED && p->graph == MP_GRAPH_PDG && !p->read_time;
+        r->pol_materialised[k] = profile_policy_materialised(p);
+        r->pol_sig[k] = merge_policy_signature(p);
         if (!r->pol_materialised[k]) r->load |= SVC_LOAD_MEMBERS;
     }
 }
@@ -524,15 +525,22 @@ static const struct job_input *input_for(struct job_run *r, struct job_inputs *i
     const merge_policy *pol = &r->pol[slot];
     x->slot = slot;
     x->member = member;
-    if (r->pol_materialised[slot] && member < 0) {
+    if (r->pol_materialised[slot] && member < 0 && (!p->view || p->view_sig == r->pol_sig[slot])) {
         x->profile = json_incref(p->entity);
     } else {
-        uint64_t one = member >= 0 ? p->m.v[member].id : 0;
-        uint64_t *ids = member >= 0 ? &one : kith_xcalloc(p->m.n + 1, sizeof *ids);
-        for (size_t i = 0; member < 0 && i < p->m.n; i++)
-            ids[i] = p->m.v[i].id;
+        /* a view merged under another policy (a re-materialisation is under way) reads the
+         * members this job did not load */
+        cluster_members local = {0};
+        const cluster_members *mm = &p->m;
+        if (!p->has_members && identity_members(r->s->e, NULL, r->j->sb, p->cluster, &local) == 0)
+            mm = &local;
+        uint64_t one = member >= 0 ? mm->v[member].id : 0;
+        uint64_t *ids = member >= 0 ? &one : kith_xcalloc(mm->n + 1, sizeof *ids);
+        for (size_t i = 0; member < 0 && i < mm->n; i++)
+            ids[i] = mm->v[i].id;
         json_t *view = profile_view_members(r->s->e, NULL, r->j->sb, ids,
-                                            member >= 0 ? 1 : p->m.n, pol);
+                                            member >= 0 ? 1 : mm->n, pol);
+        if (mm == &local) cluster_members_free(&local);
         x->profile = json_incref(json_object_get(view, "entity"));
         json_decref(view);
         if (member < 0) free(ids);

@@ -117,6 +117,7 @@ int svc_profile_load(kith_engine *e, uint32_t sb, uint64_t cluster, unsigned wha
     if (store_get(e->store, STORE_CF_PROFILE, k.b, k.n, &pv) == 0)
         p->view = kjson_parse(pv.data, pv.len, 256, NULL, NULL);
     kith_buf_free(&pv);
+    p->view_sig = profile_view_signature(p->view);
     p->entity = json_object_get(p->view, "entity");
     if (what & SVC_LOAD_COMPUTED) {
         if (!p->entity) p->entity = p->own = json_object();

@@ -510,8 +510,13 @@ static size_t policy_slot(struct segsvc *s, uint32_t sb, const char *mpid)
     snprintf(p->id, sizeof p->id, "%s", mpid);
     if (profile_policy_resolve(s->e, sb, *mpid ? mpid : NULL, &p->p) != 0)
         profile_policy_resolve(s->e, sb, NULL, &p->p);
-    p->materialised =
-        p->p.attr == MP_TIMESTAMP_ORDERED && p->p.graph == MP_GRAPH_PDG && !p->p.read_time;
+    /* the views are merged under the sandbox's materialised policy: they answer for this one
+     * (and their diffs tell which fields a record changed) when it merges the same way */
+    merge_policy mp;
+    profile_materialised_policy(s->e, sb, &mp);
+    p->sig = merge_policy_signature(&p->p);
+    p->materialised = p->sig != PROFILE_SIG_NONE && p->sig == merge_policy_signature(&mp);
+    merge_policy_clear(&mp);
     return s->npol++;
 }
 
@@ -536,7 +541,8 @@ struct cluster_ctx {
     uint64_t cluster;
     const cluster_members *m;
     json_t *view;          /* the materialised view entity from the batch (lazily) */
-    bool view_read;
+    uint64_t view_sig;     /* the signature it was merged under */
+    bool view_read, view_stored;
     struct ev_rec *evs;    /* the events in the widest lookback any wanted segment needs */
     size_t nevs;
     json_t *all_events;    /* evs as an array (lazily) */
@@ -568,20 +574,24 @@ static struct eval_input *input_for(struct cluster_ctx *c, size_t slot, ssize_t 
     const struct pol_slot *ps = &c->s->pol[slot];
     in->slot = slot;
     in->member = member;
-    if (ps->materialised && member < 0) {
-        if (!c->view_read) {
-            c->view_read = true;
-            store_key pk;
-            skey_init(&pk, c->sb);
-            skey_u64(&pk, c->cluster);
-            kith_buf pv = {0};
-            if (store_batch_get(c->s->e->store, c->b, STORE_CF_PROFILE, pk.b, pk.n, &pv) == 0) {
-                json_t *view = kjson_parse(pv.data, pv.len, 256, NULL, NULL);
-                c->view = json_incref(json_object_get(view, "entity"));
-                json_decref(view);
-            }
-            kith_buf_free(&pv);
+    if (ps->materialised && member < 0 && !c->view_read) {
+        c->view_read = true;
+        store_key pk;
+        skey_init(&pk, c->sb);
+        skey_u64(&pk, c->cluster);
+        kith_buf pv = {0};
+        if (store_batch_get(c->s->e->store, c->b, STORE_CF_PROFILE, pk.b, pk.n, &pv) == 0) {
+            json_t *view = kjson_parse(pv.data, pv.len, 256, NULL, NULL);
+            c->view = json_incref(json_object_get(view, "entity"));
+            c->view_sig = profile_view_signature(view);
+            c->view_stored = view != NULL;
+            json_decref(view);
         }
+        kith_buf_free(&pv);
+    }
+    /* the stored view answers when it was merged under this policy (else a re-materialisation
+     * after a policy change is under way: merge now) */
+    if (ps->materialised && member < 0 && (!c->view_stored || c->view_sig == ps->sig)) {
         in->profile = json_incref(c->view);
     } else {
         uint64_t one;
@@ -694,6 +704,9 @@ static void record_changes(struct segsvc *s, store_batch *b, uint32_t sb, uint64
         else if (rc != KITH_ENOTFOUND) t->paths_all = true;
         kith_buf_free(&pv);
     }
+    /* views merged under different policies (a re-materialisation is under way) tell nothing */
+    if (views[0] && views[1] && profile_view_signature(views[0]) != profile_view_signature(views[1]))
+        t->paths_all = true;
     if (!t->paths_all)
         svc_profile_diff(json_object_get(views[0], "entity"), json_object_get(views[1], "entity"),
                          &t->paths, &t->npaths, &t->paths_all);

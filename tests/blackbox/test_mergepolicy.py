@@ -6,6 +6,7 @@ none, moving the default)."""
 
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kithtest as kt  # noqa: E402
@@ -391,6 +392,94 @@ class MergePolicyReadTest(kt.KithTestCase):
         # The default gone: kith's system default (timestampOrdered, pdg).
         self.assertStatus(api.delete(MP + "/" + r.json["id"]), 200)
         self.assertEqual(kt.get_path(api.profile("CRMID", crm)["entity"], "_acme.tier"), "silver")
+
+
+class DefaultMaterialisedTest(kt.KithTestCase):
+    """The default policy's union view stays materialised (issue 4 item 4): when the default moves to
+    another policy, every view of the sandbox is re-materialised under it in the background (lookups
+    merge at read time until a view is redone), new writes materialise under it, a restart keeps
+    it, and the streaming segments that use the default are re-evaluated."""
+
+    def metric(self, srv, name):
+        for line in srv.raw("GET", "/metrics").text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        self.fail("no metric " + name)
+
+    def wait_remat(self, srv, timeout=30.0):
+        deadline = time.time() + timeout
+        while self.metric(srv, "kith_views_remat_pending") != 0:
+            self.assertLess(time.time(), deadline, "re-materialisation did not finish")
+            time.sleep(0.05)
+
+    def tiers(self, api, people):
+        return {kt.get_path(api.profile("CRMID", crm)["entity"], "_acme.tier") for crm in people}
+
+    def status(self, api, crm, seg):
+        prof = api.profile("CRMID", crm)
+        return (kt.get_path(prof, "entity.segmentMembership.ups", {}) or {}).get(seg, {}).get("status")
+
+    def wait_status(self, api, crm, seg, want, timeout=30.0):
+        deadline = time.time() + timeout
+        while self.status(api, crm, seg) not in want:
+            self.assertLess(time.time(), deadline, "segment status never became %r" % (want,))
+            time.sleep(0.05)
+
+    def test_default_view_follows_the_default(self):
+        srv = self.new_server()
+        api = srv.api()
+        fx = kt.Fixture(api)
+        people = [kt.uid("crm") for _ in range(30)]
+        for crm in people:  # crm says gold, the newer loyalty record says silver
+            fx.ingest_record({"identityMap": kt.idmap(("CRMID", crm), primary=0), "_acme": {"tier": "gold"}}, fx.crm)
+            fx.ingest_record({"identityMap": kt.idmap(("CRMID", crm), primary=0), "_acme": {"tier": "silver"}},
+                             fx.loyalty)
+        r = api.post("/data/core/ups/segment/definitions",
+                     {"name": kt.uid("gold-"), "schema": {"name": "_xdm.context.profile"},
+                      "expression": {"type": "PQL", "format": "pql/text", "value": '_acme.tier = "gold"'}})
+        self.assertStatus(r, 201)
+        seg = r.json["id"]
+        kt.wait_backfill(api, r.json)
+        self.assertIsNone(self.status(api, people[0], seg))
+        rt = self.metric(srv, "kith_profile_read_time_merges_total")
+        self.assertEqual(self.tiers(api, people), {"silver"})
+        self.assertEqual(self.metric(srv, "kith_profile_read_time_merges_total"), rt, "served from the views")
+
+        done = self.metric(srv, "kith_views_rematerialised_total")
+        r = api.post(MP, policy("crm-first", attr="dataSetPrecedence", order=[fx.crm, fx.loyalty], default=True))
+        self.assertStatus(r, 201)
+        self.assertEqual(self.tiers(api, people), {"gold"}, "right at once (read time until redone)")
+        self.wait_remat(srv)
+        self.assertGreaterEqual(self.metric(srv, "kith_views_rematerialised_total") - done, len(people))
+        rt = self.metric(srv, "kith_profile_read_time_merges_total")
+        self.assertEqual(self.tiers(api, people), {"gold"})
+        self.assertEqual(self.metric(srv, "kith_profile_read_time_merges_total"), rt,
+                         "after the re-materialisation the default is served from the views")
+        # A new write materialises under the default: crm still outranks the newer loyalty record.
+        fx.ingest_record({"identityMap": kt.idmap(("CRMID", people[1]), primary=0), "_acme": {"tier": "bronze"}},
+                         fx.loyalty)
+        self.assertEqual(self.tiers(api, people[1:2]), {"gold"})
+        self.assertEqual(self.metric(srv, "kith_profile_read_time_merges_total"), rt)
+        # The segment on the default is re-evaluated under the new default.
+        self.wait_status(api, people[0], seg, ("realized",))
+
+        srv.restart()
+        self.assertEqual(self.tiers(api, people), {"gold"})
+        self.assertEqual(self.metric(srv, "kith_profile_read_time_merges_total"), 0, "views survive a restart")
+
+        r = api.post(MP, policy("newest", default=True))  # the default moves back to timestampOrdered
+        self.assertStatus(r, 201)
+        self.wait_remat(srv)
+        rt = self.metric(srv, "kith_profile_read_time_merges_total")
+        self.assertEqual(self.tiers(api, people[2:]), {"silver"})
+        self.assertEqual(self.tiers(api, people[1:2]), {"bronze"})
+        self.assertEqual(self.metric(srv, "kith_profile_read_time_merges_total"), rt)
+        self.wait_status(api, people[0], seg, ("exited",))
+        # A change that does not alter what the default merges re-materialises nothing.
+        done = self.metric(srv, "kith_views_rematerialised_total")
+        self.assertStatus(api.patch(MP + "/" + r.json["id"], {"op": "replace", "path": "/name", "value": "n2"}), 200)
+        self.wait_remat(srv)
+        self.assertEqual(self.metric(srv, "kith_views_rematerialised_total"), done)
 
 
 if __name__ == "__main__":

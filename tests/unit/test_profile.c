@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -543,6 +544,93 @@ static void test_stored_default_followed(void **state)
     json_decref(body);
 }
 
+/* Every stored view of sandbox 1 carries signature sig. */
+static void assert_views_signed(fixture *f, uint64_t sig)
+{
+    uint8_t prefix[4] = {0, 0, 0, 1};
+    store_iter *it = store_iter_new(f->e->store, NULL, STORE_CF_PROFILE, prefix, 4);
+    size_t n = 0;
+    for (; store_iter_valid(it); store_iter_next(it), n++) {
+        size_t vl;
+        const uint8_t *v = store_iter_value(it, &vl);
+        json_t *view = json_loadb((const char *)v, vl, 0, NULL);
+        assert_non_null(view);
+        assert_true(profile_view_signature(view) == sig);
+        json_decref(view);
+    }
+    store_iter_free(it);
+    assert_true(n >= 1);
+}
+
+/* The text path equals the tree path for the default policy (stale views included). */
+static void assert_text_equals_tree(fixture *f, const char *ns, const char *value)
+{
+    merge_policy dflt;
+    assert_int_equal(profile_policy_resolve(f->e, 1, NULL, &dflt), 0);
+    int err = 0;
+    json_t *tree = profile_lookup_policy(f->e, 1, ns_id(f, ns), value, strlen(value), NULL, &dflt, &err);
+    assert_non_null(tree);
+    kith_buf want = {0}, got = {0};
+    assert_int_equal(kjson_dump(tree, &want), 0);
+    json_decref(tree);
+    assert_int_equal(profile_lookup_text(f->e, 1, ns_id(f, ns), value, strlen(value), &dflt, &got), 0);
+    assert_int_equal(got.len, want.len);
+    assert_memory_equal(got.data, want.data, want.len);
+    kith_buf_free(&want);
+    kith_buf_free(&got);
+    merge_policy_clear(&dflt);
+}
+
+/* A new default of another shape: views are re-materialised under it, and a request recorded
+ * before a restart (the thread was stopped) is resumed by the next engine_open. Until then lookups
+ * merge at read time and answer the same. */
+static void test_default_remat_resumes(void **state)
+{
+    fixture *f = *state;
+    two_people(f);
+    assert_views_signed(f, 0);
+    profile_remat_stop(f->e); /* the request is only recorded */
+    json_t *body =
+        json_pack("{s:s, s:{s:s}, s:{s:s}, s:{s:s, s:[s, s]}, s:b}", "name", "crm-first", "schema",
+                  "name", "_xdm.context.profile", "identityGraph", "type", "pdg", "attributeMerge",
+                  "type", "dataSetPrecedence", "order", f->ds_crm, f->ds_loy, "default", 1);
+    json_t *fields = NULL, *errors = NULL;
+    char detail[200];
+    assert_int_equal(mpolicy_validate(f->e, 1, body, &fields, &errors, detail, sizeof detail), 0);
+    struct store_ctx c = {f->e, fields, NULL};
+    assert_int_equal(apply_call(f->e->apply, store_fn, &c, false), 0);
+    merge_policy dflt;
+    assert_int_equal(profile_policy_resolve(f->e, 1, NULL, &dflt), 0);
+    uint64_t sig = merge_policy_signature(&dflt);
+    merge_policy_clear(&dflt);
+    assert_true(sig != 0 && sig != PROFILE_SIG_NONE);
+    assert_views_signed(f, 0); /* stale */
+    uint64_t rt = f->e->m.read_time_merges;
+    json_t *p = lookup(f, "Phone", "555", NULL);
+    assert_string_equal(first_name(p), "Crm"); /* crm outranks the newer loyalty record */
+    json_decref(p);
+    assert_true(f->e->m.read_time_merges > rt);
+    assert_text_equals_tree(f, "Phone", "555");
+
+    engine_close(f->e);
+    char *err = NULL;
+    assert_int_equal(engine_open(dir, NULL, "test-admin", false, &f->e, &err), 0);
+    for (int i = 0; i < 500 && (f->e->m.remat_pending || !f->e->m.views_rematerialised); i++)
+        usleep(10000);
+    assert_int_equal(f->e->m.remat_pending, 0);
+    assert_true(f->e->m.views_rematerialised >= 1);
+    assert_views_signed(f, sig);
+    rt = f->e->m.read_time_merges;
+    p = lookup(f, "CRMID", "c1", NULL);
+    assert_string_equal(first_name(p), "Crm");
+    json_decref(p);
+    assert_true(f->e->m.read_time_merges == rt); /* served from the view */
+    assert_text_equals_tree(f, "Email", "c1@x.com");
+    json_decref(c.stored);
+    json_decref(fields);
+    json_decref(body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -559,6 +647,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_last_updated_date_across_datasets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stored_default_followed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_default_remat_resumes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
