@@ -2,16 +2,23 @@
  * for the default policy (the materialised view) and for a read-time policy (dataSetPrecedence),
  * while one thread keeps ingesting.
  *
- *   lookup [--people N] [--rate R] [--threads T] [--duration S] [--dir DIR] [--sync]
+ *   lookup [--people N] [--rate R] [--threads T] [--duration S] [--ingest-rate I[,I...]]
+ *          [--ingest-group G] [--settle S] [--policies default|all] [--dir DIR] [--sync]
  *
  * It creates a data dir (DIR, default a temporary one, removed at the end), one profile schema and
  * two profile datasets (crm, loyalty), and ingests N people: every person a CRM record (CRMID
  * primary + Email, name, tier), 40% also a loyalty record (Phone primary + CRMID, tier, points)
- * that links into the same cluster. Then, for each policy, T threads look up random people by CRMID
- * for S seconds, paced to R lookups/s in total (0: as fast as they can), while an ingest thread
- * rewrites random people's CRM records in groups of 200. It prints lookups/s, p50/p99/p99.9/max and
- * the command line; the last lines, "RESULT ...", are for scripts. */
+ * that links into the same cluster. It then waits until RocksDB has no flush or compaction pending
+ * (at most --settle seconds), so the load's own compactions are not what the lookups measure.
+ * Then, for each concurrent ingest rate I and each policy, T threads look up random people by
+ * CRMID for S seconds, paced to R lookups/s in total (0: as fast as they can), while an ingest
+ * thread rewrites random people's CRM records in groups of G, paced to I records/s (open loop: a
+ * group is due every G/I seconds; "max" or 0 ingests as fast as the writer takes it). It prints
+ * lookups/s, p50/p99/p99.9/max, the ingest rate asked for and reached, the load average, and the
+ * command line; the "RESULT ..." lines are for scripts. */
 #include <getopt.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -23,12 +30,21 @@
 #include "kith/ingest.h"
 #include "kith/kjson.h"
 
+enum { MAX_RATES = 16 };
+
 static struct {
-    long people, rate, threads;
-    double duration;
+    long people, rate, threads, group;
+    int writer_nice, ingest_nice; /* the writer thread's (kithd --writer-nice) and the ingest thread's */
+    double duration, settle;
+    long ingest[MAX_RATES]; /* records/s; 0: unpaced */
+    int ningest;
+    bool all_policies;
     const char *dir;
     bool sync;
-} opt = {.people = 100000, .rate = 20000, .threads = 4, .duration = 10};
+} opt = {.people = 100000, .rate = 20000, .threads = 4, .duration = 10, .group = 50,
+         .settle = 120, .ingest = {5000}, .ningest = 1, .all_policies = true,
+         .writer_nice = -1, .ingest_nice = 10};
+static long cur_ingest; /* the phase's ingest rate */
 
 static kith_engine *eng;
 static char ds_crm[KITH_ID_LEN + 1], ds_loy[KITH_ID_LEN + 1];
@@ -118,20 +134,46 @@ static uint64_t rng_next(uint64_t *s)
     return *s;
 }
 
+static uint64_t now_ns(void);
+
+/* Rewrites random people's CRM records in groups of opt.group, a group due every group/rate
+ * seconds (open loop: a late group is sent at once, the rate reached is reported). */
 static void *ingest_thread(void *arg)
 {
     (void)arg;
+    pthread_setname_np(pthread_self(), "bench-ingest");
     uint64_t s = 0x9e3779b97f4a7c15ull;
     long visits = 1;
-    json_t *ents[200];
-    const char *ds[200];
+    size_t g = (size_t)opt.group;
+    json_t **ents = calloc(g, sizeof *ents);
+    const char **ds = calloc(g, sizeof *ds);
+    double per = cur_ingest ? 1e9 * (double)g / (double)cur_ingest : 0;
+    /* This thread parses and validates, as kithd's parse pool does for ingest requests: at the
+     * pool's priority (src/http/pool.c), below the lookups. */
+    if (opt.ingest_nice > 0) (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), opt.ingest_nice);
+    uint64_t start = now_ns(), n = 0;
     while (!atomic_load(&stop_ingest)) {
-        for (int i = 0; i < 200; i++) {
+        if (per) {
+            uint64_t due = start + (uint64_t)(per * (double)n++), now = now_ns();
+            if (due > now) {
+                uint64_t left = due - now;
+                /* sleep in slices of at most 50 ms so the end of a phase is not held up */
+                struct timespec ts = {0, (long)(left > 50000000ull ? 50000000ull : left)};
+                nanosleep(&ts, NULL);
+                if (left > 50000000ull) {
+                    n--;
+                    continue;
+                }
+            }
+        }
+        for (size_t i = 0; i < g; i++) {
             ents[i] = crm_record((long)(rng_next(&s) % (uint64_t)opt.people), visits++);
             ds[i] = ds_crm;
         }
-        apply_all(ents, ds, 200);
+        apply_all(ents, ds, g);
     }
+    free(ents);
+    free(ds);
     return NULL;
 }
 
@@ -139,7 +181,8 @@ typedef struct lk_thread {
     pthread_t t;
     int idx;
     const merge_policy *policy;
-    uint64_t *lat; /* ns */
+    uint64_t *lat; /* ns from the due time */
+    uint64_t *svc; /* ns from the start of the lookup */
     size_t n, cap;
     size_t errors;
 } lk_thread;
@@ -156,6 +199,7 @@ static uint64_t now_ns(void)
 static void *lookup_thread(void *arg)
 {
     lk_thread *t = arg;
+    pthread_setname_np(pthread_self(), "bench-lookup");
     uint64_t s = 0x1234567ull + (uint64_t)t->idx * 7919;
     double per = opt.rate ? 1e9 * (double)opt.threads / (double)opt.rate : 0;
     uint64_t start = now_ns(), i = 0;
@@ -166,7 +210,8 @@ static void *lookup_thread(void *arg)
             struct timespec ts = {0, (long)(due - now)};
             nanosleep(&ts, NULL);
         }
-        if (!per) due = now_ns();
+        uint64_t begin = now_ns();
+        if (!per) due = begin;
         char crm[32];
         int len = snprintf(crm, sizeof crm, "c%ld", (long)(rng_next(&s) % (uint64_t)opt.people));
         /* A lookup is the response text, as kithd sends it: the materialised policy copies the
@@ -187,7 +232,9 @@ static void *lookup_thread(void *arg)
         if (t->n == t->cap) {
             t->cap = t->cap ? t->cap * 2 : 1 << 16;
             t->lat = realloc(t->lat, t->cap * sizeof *t->lat);
+            t->svc = realloc(t->svc, t->cap * sizeof *t->svc);
         }
+        t->svc[t->n] = done - begin;
         t->lat[t->n++] = done - due;
     }
     return NULL;
@@ -225,32 +272,72 @@ static void run_phase(const char *name, const merge_policy *policy)
     atomic_store(&stop_ingest, true);
     pthread_join(it, NULL);
     unsigned long long ing = atomic_load(&ingested) - ing0;
-    uint64_t *all = malloc((total + 1) * sizeof *all);
+    uint64_t *all = malloc((total + 1) * sizeof *all), *svc = malloc((total + 1) * sizeof *svc);
     size_t k = 0;
     for (long i = 0; i < opt.threads; i++) {
         memcpy(all + k, th[i].lat, th[i].n * sizeof *all);
+        memcpy(svc + k, th[i].svc, th[i].n * sizeof *svc);
         k += th[i].n;
         free(th[i].lat);
+        free(th[i].svc);
     }
     qsort(all, total, sizeof *all, cmp_u64);
+    qsort(svc, total, sizeof *svc, cmp_u64);
 #define PCT(p) (total ? (double)all[(size_t)((double)(total - 1) * (p))] / 1e6 : 0)
+#define SVC(p) (total ? (double)svc[(size_t)((double)(total - 1) * (p))] / 1e6 : 0)
+    double la[3] = {0};
+    if (getloadavg(la, 3) < 1) la[0] = -1;
+    char want[32];
+    if (cur_ingest) snprintf(want, sizeof want, "%ld", cur_ingest);
+    else snprintf(want, sizeof want, "max");
     printf("%-28s %9.0f lookups/s  p50 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms  "
-           "errors %zu  ingest %.0f records/s\n",
-           name, (double)total / secs, PCT(0.50), PCT(0.99), PCT(0.999), PCT(1.0), errors,
-           (double)ing / secs);
+           "errors %zu  ingest %s -> %.0f records/s  load %.2f\n",
+           name, (double)total / secs, PCT(0.50), PCT(0.99), PCT(0.999), PCT(1.0), errors, want,
+           (double)ing / secs, la[0]);
+    printf("%-28s service time (from the lookup's start): p50 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  "
+           "max %.3f ms\n", "", SVC(0.50), SVC(0.99), SVC(0.999), SVC(1.0));
     printf("RESULT policy=%s lookups_per_s=%.0f p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f "
-           "errors=%zu ingest_per_s=%.0f\n",
-           name, (double)total / secs, PCT(0.50), PCT(0.99), PCT(0.999), PCT(1.0), errors,
-           (double)ing / secs);
+           "errors=%zu ingest_target=%s ingest_per_s=%.0f load1=%.2f\n",
+           name, (double)total / secs, PCT(0.50), PCT(0.99), PCT(0.999), PCT(1.0), errors, want,
+           (double)ing / secs, la[0]);
+    free(svc);
     free(all);
     free(th);
+}
+
+static int parse_rates(const char *arg)
+{
+    opt.ningest = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", arg);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (opt.ningest == MAX_RATES) return -1;
+        char *end;
+        long v = strcmp(t, "max") == 0 ? 0 : strtol(t, &end, 10);
+        if (strcmp(t, "max") != 0 && (*end || v < 0)) return -1;
+        opt.ingest[opt.ningest++] = v;
+    }
+    return opt.ningest ? 0 : -1;
+}
+
+/* Waits until RocksDB runs and owes no flush or compaction, for at most opt.settle seconds. */
+static void settle(void)
+{
+    uint64_t t0 = now_ns();
+    while ((double)(now_ns() - t0) / 1e9 < opt.settle && store_background_pending(eng->store))
+        usleep(200000);
+    printf("settled: background work %s after %.1f s\n",
+           store_background_pending(eng->store) ? "still pending" : "done",
+           (double)(now_ns() - t0) / 1e9);
 }
 
 int main(int argc, char **argv)
 {
     static const struct option lo[] = {
         {"people", 1, 0, 'n'}, {"rate", 1, 0, 'r'}, {"threads", 1, 0, 't'}, {"duration", 1, 0, 'd'},
-        {"dir", 1, 0, 'D'},    {"sync", 0, 0, 's'}, {0, 0, 0, 0},
+        {"dir", 1, 0, 'D'},    {"sync", 0, 0, 's'}, {"ingest-rate", 1, 0, 'i'},
+        {"ingest-group", 1, 0, 'g'}, {"settle", 1, 0, 'S'}, {"policies", 1, 0, 'p'},
+        {"writer-nice", 1, 0, 'w'}, {"ingest-nice", 1, 0, 'k'}, {0, 0, 0, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -273,17 +360,42 @@ int main(int argc, char **argv)
         case 's':
             opt.sync = true;
             break;
+        case 'i':
+            if (parse_rates(optarg) != 0) return 2;
+            break;
+        case 'g':
+            opt.group = atol(optarg);
+            break;
+        case 'S':
+            opt.settle = atof(optarg);
+            break;
+        case 'w':
+            opt.writer_nice = atoi(optarg);
+            break;
+        case 'k':
+            opt.ingest_nice = atoi(optarg);
+            break;
+        case 'p':
+            opt.all_policies = strcmp(optarg, "default") != 0;
+            break;
         default:
             fprintf(stderr, "usage: lookup [--people N] [--rate R] [--threads T] [--duration S] "
-                            "[--dir DIR] [--sync]\n");
+                            "[--ingest-rate I[,I...]|max] [--ingest-group G] [--settle S] "
+                            "[--policies default|all] [--writer-nice N] [--ingest-nice N] [--dir DIR] "
+                            "[--sync]\n");
             return 2;
         }
     }
-    if (opt.people < 1 || opt.threads < 1 || opt.threads > 256 || opt.duration <= 0) return 2;
+    if (opt.people < 1 || opt.threads < 1 || opt.threads > 256 || opt.duration <= 0 ||
+        opt.group < 1 || opt.group > 10000 || opt.settle < 0)
+        return 2;
     char tmp[] = "/tmp/kith-bench-lookup-XXXXXX";
     const char *dir = opt.dir ? opt.dir : mkdtemp(tmp);
     char *err = NULL;
-    if (!dir || engine_open(dir, NULL, "bench-admin", opt.sync, &eng, &err) != 0) {
+    kith_limits lim = KITH_LIMITS_DEFAULT;
+    if (opt.writer_nice >= 0) lim.writer_nice = opt.writer_nice;
+    opt.writer_nice = lim.writer_nice;
+    if (!dir || engine_open(dir, &lim, "bench-admin", opt.sync, &eng, &err) != 0) {
         fprintf(stderr, "lookup: cannot open engine: %s\n", err ? err : "?");
         return 1;
     }
@@ -314,16 +426,28 @@ int main(int argc, char **argv)
            (unsigned long long)atomic_load(&ingested), load_s,
            (double)atomic_load(&ingested) / load_s);
 
-    run_phase("default(materialised)", NULL);
+    settle();
+
     char order[2][KITH_ID_LEN + 1];
     memcpy(order[0], ds_loy, sizeof order[0]);
     memcpy(order[1], ds_crm, sizeof order[1]);
     merge_policy prec = {
         .attr = MP_DATASET_PRECEDENCE, .graph = MP_GRAPH_PDG, .norder = 2, .order = order};
-    run_phase("dataSetPrecedence(read-time)", &prec);
+    for (int r = 0; r < opt.ningest; r++) {
+        cur_ingest = opt.ingest[r];
+        run_phase("default(materialised)", NULL);
+        if (opt.all_policies) run_phase("dataSetPrecedence(read-time)", &prec);
+    }
 
-    printf("command: lookup --people %ld --rate %ld --threads %ld --duration %g%s\n", opt.people,
-           opt.rate, opt.threads, opt.duration, opt.sync ? " --sync" : "");
+    printf("command: lookup --people %ld --rate %ld --threads %ld --duration %g --ingest-rate ",
+           opt.people, opt.rate, opt.threads, opt.duration);
+    for (int r = 0; r < opt.ningest; r++) {
+        if (opt.ingest[r]) printf("%s%ld", r ? "," : "", opt.ingest[r]);
+        else printf("%smax", r ? "," : "");
+    }
+    printf(" --ingest-group %ld --settle %g --policies %s --writer-nice %d --ingest-nice %d%s\n",
+           opt.group, opt.settle, opt.all_policies ? "all" : "default", opt.writer_nice,
+           opt.ingest_nice, opt.sync ? " --sync" : "");
     engine_close(eng);
     if (!opt.dir) {
         char cmd[200];

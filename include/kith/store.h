@@ -124,6 +124,9 @@ void store_snapshot_use(store_snapshot *s);
 
 /* Rough count of keys in a column family (RocksDB's estimate). */
 uint64_t store_estimate_keys(kith_store *st, int cf);
+/* True while RocksDB runs a flush or compaction, or one is due (for benchmarks and tests that want
+ * a settled store). */
+bool store_background_pending(kith_store *st);
 
 /* Key building: a fixed buffer with append helpers (keys are short). */
 typedef struct store_key {

@@ -46,7 +46,7 @@ static const struct option long_opts[] = {
     {"max-graph", required_argument, 0, 'G'},  {"queue", required_argument, 0, 'Q'},
     {"connections", required_argument, 0, 'C'}, {"log-level", required_argument, 0, 'L'},
     {"cache-mb", required_argument, 0, 'M'},    {"log-format", required_argument, 0, 'J'},
-    {"identity-cache-mb", required_argument, 0, 'W'},
+    {"identity-cache-mb", required_argument, 0, 'W'}, {"writer-nice", required_argument, 0, 'N'},
     {"config", required_argument, 0, 'c'},     {"help", no_argument, 0, 'h'},
     {"version", no_argument, 0, 'V'},          {0, 0, 0, 0}};
 
@@ -69,6 +69,8 @@ static void usage(FILE *f)
             "  --cache-mb N          RocksDB block cache in MiB (default 1024)\n"
             "  --identity-cache-mb N the writer's copy of the identity graph in MiB (default 2048;\n"
             "                        ~420 bytes per identity: raise it beyond ~5 million identities)\n"
+            "  --writer-nice N       CPU nice of the writer thread, 0-19 (default 5: profile reads\n"
+            "                        on the HTTP threads preempt it; 0 keeps the process's)\n"
             "  --log-level LEVEL     debug, info, warn, error (default info)\n"
             "  --log-format FORMAT   text (default) or json (one object per line on stderr)\n"
             "  --config FILE         read options from FILE: one \"name = value\" per line,\n"
@@ -120,6 +122,13 @@ static int apply_option(options *o, int c, const char *arg)
         if (!parse_size(arg, &v) || v > (1u << 20)) return -1;
         o->lim.ident_cache_bytes = v << 20;
         return 0;
+    case 'N': {
+        char *end;
+        long n = strtol(arg, &end, 10);
+        if (!*arg || *end || n < 0 || n > 19) return -1;
+        o->lim.writer_nice = (int)n;
+        return 0;
+    }
     case 'L':
         if (strcmp(arg, "debug") && strcmp(arg, "info") && strcmp(arg, "warn") && strcmp(arg, "error"))
             return -1;

@@ -4,7 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "kith/engine.h"
@@ -23,7 +25,21 @@ const kith_limits KITH_LIMITS_DEFAULT = {
     .batch_messages = 5000,
     .graph_max = 50,
     .queue_max = 200000,
+    .writer_nice = 5,
 };
+
+/* Runs on the writer thread: lowers its CPU priority (Linux nice is per thread). Profile reads run
+ * on the HTTP threads at the process's priority and preempt the writer when both want a core; the
+ * writer's group commit absorbs the delay (a group just grows), so writes lose latency, not
+ * throughput, while reads stay fast. Failure to renice only loses that preference. */
+static int renice_writer(void *ctx, store_batch *b)
+{
+    (void)b;
+    int n = *(const int *)ctx;
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), n) != 0)
+        kith_log(KITH_LOG_WARN, "engine", "writer nice %d: %s", n, strerror(errno));
+    return 0;
+}
 
 static int group_flush(void *arg, store_batch *b)
 {
@@ -166,6 +182,7 @@ int engine_open(const char *data_dir, const kith_limits *lim, const char *admin_
         engine_close(e);
         return rc;
     }
+    if (e->lim.writer_nice > 0) (void)apply_call(e->apply, renice_writer, &e->lim.writer_nice, false);
     ca_init(e); /* before segsvc_init: segments may read _computed.<name> */
     segsvc_init(e);
     profile_remat_start(e);

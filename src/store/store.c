@@ -97,6 +97,10 @@ int store_open(const char *dir, const store_options *opt, kith_store **out, char
     st->env = rocksdb_create_default_env();
     rocksdb_env_lower_thread_pool_cpu_priority(st->env);
     rocksdb_env_lower_high_priority_thread_pool_cpu_priority(st->env);
+    /* and their disk I/O in the idle class: a read that misses the page cache goes before a
+     * compaction's (Linux ioprio; ignored where unsupported) */
+    rocksdb_env_lower_thread_pool_io_priority(st->env);
+    rocksdb_env_lower_high_priority_thread_pool_io_priority(st->env);
     rocksdb_options_set_env(st->opts, st->env);
     rocksdb_options_set_create_if_missing(st->opts, 1);
     rocksdb_options_set_create_missing_column_families(st->opts, 1);
@@ -113,6 +117,12 @@ int store_open(const char *dir, const store_options *opt, kith_store **out, char
     rocksdb_block_based_options_set_block_cache(st->table, st->cache);
     rocksdb_block_based_options_set_filter_policy(st->table, rocksdb_filterpolicy_create_bloom(10));
     rocksdb_block_based_options_set_cache_index_and_filter_blocks(st->table, 1);
+    /* Index and filter blocks live in the block cache (bounded memory), but a point read needs
+     * them before any data block: keep them in the cache's high-priority pool, and pin those of
+     * L0 files (every point read consults each L0 file), so a scan or a compaction-fresh working
+     * set of data blocks does not evict them and a lookup does not reload them. */
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks_with_high_priority(st->table, 1);
+    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(st->table, 1);
 
     const char *names[STORE_CF_COUNT + 1];
     const rocksdb_options_t *cfo[STORE_CF_COUNT + 1];
@@ -540,3 +550,17 @@ uint64_t store_estimate_keys(kith_store *st, int cf)
     return 0;
 }
 
+
+bool store_background_pending(kith_store *st)
+{
+    uint64_t v = 0;
+    if (!rocksdb_property_int(st->db, "rocksdb.num-running-compactions", &v) && v) return true;
+    if (!rocksdb_property_int(st->db, "rocksdb.num-running-flushes", &v) && v) return true;
+    for (int i = 0; i <= STORE_CF_COUNT; i++) {
+        if (!rocksdb_property_int_cf(st->db, st->cf[i], "rocksdb.compaction-pending", &v) && v)
+            return true;
+        if (!rocksdb_property_int_cf(st->db, st->cf[i], "rocksdb.mem-table-flush-pending", &v) && v)
+            return true;
+    }
+    return false;
+}
