@@ -150,7 +150,11 @@ static void *ingest_thread(void *arg)
     double per = cur_ingest ? 1e9 * (double)g / (double)cur_ingest : 0;
     /* This thread parses and validates, as kithd's parse pool does for ingest requests: at the
      * pool's priority (src/http/pool.c), below the lookups. */
-    if (opt.ingest_nice > 0) (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), opt.ingest_nice);
+    if (opt.ingest_nice > 0) {
+        int cur = getpriority(PRIO_PROCESS, 0);
+        (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid),
+                          cur + opt.ingest_nice > 19 ? 19 : cur + opt.ingest_nice);
+    }
     uint64_t start = now_ns(), n = 0;
     while (!atomic_load(&stop_ingest)) {
         if (per) {

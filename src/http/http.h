@@ -108,6 +108,9 @@ void http_error(kith_req *r, int kith_err, const char *fmt, ...) __attribute__((
 
 /* Request helpers. */
 const char *http_query(kith_req *r, const char *name); /* decoded, borrowed, NULL when absent */
+/* Whether src/http/query.def lists query parameter name for handler fn (/openapi.json documents
+ * those; http_query aborts on any other in builds with assertions). */
+bool http_query_declared(http_handler fn, const char *name);
 const char *http_header(kith_req *r, const char *name);
 /* Parses the body as JSON; on failure answers 400 naming line and column and returns NULL. */
 json_t *http_body_json(kith_req *r);

@@ -217,6 +217,47 @@ static const struct {
 static const struct {
     http_handler fn;
     const char *name;
+    bool required;
+    const char *schema, *description;
+} query_table[] = {
+#define Q(h, name, req, schema, desc) {h, name, req, schema, desc},
+#include "query.def"
+#undef Q
+};
+
+bool http_query_declared(http_handler fn, const char *name)
+{
+    for (size_t i = 0; i < sizeof query_table / sizeof query_table[0]; i++)
+        if (query_table[i].fn == fn && strcmp(query_table[i].name, name) == 0) return true;
+    return false;
+}
+
+/* The query parameters of fn, appended to params (OpenAPI parameter objects). */
+static void query_params(http_handler fn, json_t *params)
+{
+    for (size_t i = 0; i < sizeof query_table / sizeof query_table[0]; i++) {
+        if (query_table[i].fn != fn) continue;
+        char s[512];
+        snprintf(s, sizeof s, "%s", query_table[i].schema);
+        for (char *p = s; *p; p++)
+            if (*p == '\'') *p = '"';
+        json_t *schema = json_loads(s, 0, NULL);
+        json_t *p = json_pack("{s:s, s:s, s:b, s:s, s:o}", "name", query_table[i].name, "in", "query",
+                              "required", query_table[i].required, "description",
+                              query_table[i].description, "schema", schema ? schema : json_object());
+        /* a repeatable parameter: ?property=a&property=b */
+        const char *type = json_string_value(json_object_get(schema, "type"));
+        if (type && strcmp(type, "array") == 0) {
+            json_object_set_new(p, "style", json_string("form"));
+            json_object_set_new(p, "explode", json_true());
+        }
+        json_array_append_new(params, p);
+    }
+}
+
+static const struct {
+    http_handler fn;
+    const char *name;
 } handler_names[] = {
 #define X(m, pattern, fn, auth, body, summary) {fn, #fn},
 #include "routes.def"
@@ -299,6 +340,7 @@ int h_openapi(kith_req *r)
             json_array_append_new(params, json_pack("{s:s%, s:s, s:b, s:{s:s}}", "name", nm, (size_t)(e - nm),
                                                     "in", "path", "required", 1, "schema", "type", "string"));
         }
+        query_params(rt[i].fn, params);
         const char *name = handler_name(rt[i].fn), *req = "", *resp = "";
         bool documented = lookup_schema(name, &req, &resp) == 0;
         if (!documented) json_array_append_new(undocumented, json_string(name));

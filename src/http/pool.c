@@ -1,6 +1,7 @@
 /* kith pool: a fixed set of threads over one bounded FIFO (see pool.h). */
 #include "pool.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -30,9 +31,13 @@ static void *worker(void *arg)
 {
     kith_pool *p = arg;
     pthread_setname_np(pthread_self(), "kith-ingest");
-    /* Parsing batches is throughput work: the HTTP threads (profile reads) preempt it. Failure to
-     * lower the priority only loses that preference. */
-    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
+    /* Parsing batches is throughput work: the HTTP threads (profile reads) preempt it (nice 10
+     * above the process's). Failure to lower the priority only loses that preference. */
+    id_t tid = (id_t)syscall(SYS_gettid);
+    errno = 0;
+    int cur = getpriority(PRIO_PROCESS, tid);
+    if (cur == -1 && errno) cur = 0;
+    (void)setpriority(PRIO_PROCESS, tid, cur + 10 > 19 ? 19 : cur + 10);
     for (;;) {
         pthread_mutex_lock(&p->mu);
         while (!p->head && !p->stopping) pthread_cond_wait(&p->cv, &p->mu);

@@ -111,6 +111,16 @@ static char *pct_decode(const char *s, size_t n);
  * route parameter survives; arguments are decoded here, once, and cached on the request. */
 const char *http_query(kith_req *r, const char *name)
 {
+#ifndef NDEBUG
+    /* Every parameter a handler reads is documented (src/http/query.def): the test builds stop
+     * at the first read of an undocumented one. */
+    if (r->rt && !http_query_declared(r->rt->fn, name)) {
+        kith_log(KITH_LOG_ERROR, "http",
+                 "the handler of %s reads query parameter \"%s\", which src/http/query.def does "
+                 "not list for it", r->rt->pattern, name);
+        abort();
+    }
+#endif
     for (size_t i = 0; i < r->nq; i++)
         if (strcmp(r->qname[i], name) == 0) return r->qval[i];
     const char *raw = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);

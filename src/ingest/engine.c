@@ -28,14 +28,19 @@ const kith_limits KITH_LIMITS_DEFAULT = {
     .writer_nice = 5,
 };
 
-/* Runs on the writer thread: lowers its CPU priority (Linux nice is per thread). Profile reads run
+/* Runs on the writer thread: lowers its CPU priority by lim.writer_nice (Linux nice is per thread). Profile reads run
  * on the HTTP threads at the process's priority and preempt the writer when both want a core; the
  * writer's group commit absorbs the delay (a group just grows), so writes lose latency, not
  * throughput, while reads stay fast. Failure to renice only loses that preference. */
 static int renice_writer(void *ctx, store_batch *b)
 {
     (void)b;
-    int n = *(const int *)ctx;
+    /* relative to the thread's current nice (the process's), as `nice -n` is */
+    errno = 0;
+    int cur = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+    if (cur == -1 && errno) cur = 0;
+    int n = cur + *(const int *)ctx;
+    if (n > 19) n = 19;
     if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), n) != 0)
         kith_log(KITH_LOG_WARN, "engine", "writer nice %d: %s", n, strerror(errno));
     return 0;

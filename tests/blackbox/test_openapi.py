@@ -1,7 +1,10 @@
 """/openapi.json: OpenAPI 3.1 generated from the route table. Every route of src/http/routes.def is in
 the document with its request and response schemas (a route without an entry in src/http/openapi.def
-fails here), and the document passes a maintained OpenAPI 3.1 validator from npm
-(@seriousme/openapi-schema-validator, installed into the build directory)."""
+fails here) and its query parameters (src/http/query.def: every parameter a handler's source reads
+must be listed for one of the handlers of its file; kithd built with assertions also aborts when a
+handler reads one its route does not list), and the document passes a maintained OpenAPI 3.1
+validator from npm (@seriousme/openapi-schema-validator, installed into the build directory)."""
+import glob
 import json
 import os
 import re
@@ -27,6 +30,33 @@ def routes():
             if m:
                 methods = [METHODS[x.strip()] for x in m.group(1).split("|") if x.strip() in METHODS]
                 out.append((methods, m.group(2).replace("{*", "{"), m.group(3)))
+    return out
+
+
+def query_reads():
+    """{source file: set of query parameter names its code reads}: literal names passed to http_query
+    and to the file's helpers that pass their `name` argument on to http_query."""
+    out = {}
+    for path in sorted(glob.glob(os.path.join(SRC, "src", "http", "h_*.c"))):
+        text = open(path).read()
+        helpers = set(re.findall(r"^static \w+ \*?(\w+)\(kith_req \*r, const char \*name[,)][^{]*\{"
+                                 r"(?:(?!^\}).)*?http_query\(r, name\)", text, re.M | re.S))
+        names = set()
+        for args in re.findall(r"http_query\(r, ([^()]*)\)", text):  # a literal, or a ?: of two
+            names |= set(re.findall(r'"([^"]+)"', args))
+        for h in helpers:
+            names |= set(re.findall(r"\b%s\(r, \"([^\"]+)\"" % h, text))
+        names |= set(re.findall(r"MHD_get_connection_values\(r->conn, MHD_GET_ARGUMENT_KIND, (\w+)", text)
+                     and re.findall(r'strcmp\(key, "([^"]+)"\)', text))
+        out[os.path.basename(path)] = names
+    return out
+
+
+def handler_files():
+    out = {}
+    for path in glob.glob(os.path.join(SRC, "src", "http", "h_*.c")):
+        for h in re.findall(r"^int (h_\w+)\(kith_req \*r\)", open(path).read(), re.M):
+            out[h] = os.path.basename(path)
     return out
 
 
@@ -56,6 +86,47 @@ class OpenApiTest(kt.KithTestCase):
                     for media in part.get("content", {}).values():
                         ref = media["schema"]["$ref"]
                         self.assertIn(ref.rsplit("/", 1)[1], schemas, "%s %s: %s" % (m, path, ref))
+
+    def test_query_parameters(self):
+        doc = self.doc()
+        by_handler = {}
+        for methods, path, handler in routes():
+            for m in methods:
+                op = doc["paths"][path][m]
+                names = [p["name"] for p in op["parameters"] if p["in"] == "query"]
+                self.assertEqual(len(names), len(set(names)), "%s %s: a parameter twice" % (m, path))
+                for p in op["parameters"]:
+                    self.assertIn("schema", p, "%s %s: %s" % (m, path, p["name"]))
+                    self.assertIn(p["schema"].get("type", "enum" if "enum" in p["schema"] else
+                                                  "const" if "const" in p["schema"] else None),
+                                  ("string", "integer", "boolean", "array", "enum", "const"),
+                                  "%s %s: %s has no type" % (m, path, p["name"]))
+                by_handler.setdefault(handler, set()).update(names)
+        files = handler_files()
+        documented = {}
+        for h, names in by_handler.items():
+            documented.setdefault(files.get(h), set()).update(names)
+        reads = query_reads()
+        self.assertIn("orderby", reads["h_profile.c"])      # the scan itself works
+        self.assertIn("heartbeat", reads["h_stream.c"])     # through a helper
+        self.assertIn("property", reads["h_profile.c"])     # through MHD's iteration
+        for f, names in reads.items():
+            missing = names - documented.get(f, set())
+            self.assertEqual(missing, set(), "%s reads query parameters src/http/query.def does not "
+                             "list for any of its handlers" % f)
+        # the profile access route, the one most clients use
+        op = doc["paths"]["/data/core/ups/access/entities"]["get"]
+        params = {p["name"]: p for p in op["parameters"]}
+        for name in ("schema.name", "entityId", "entityIdNS", "mergePolicyId", "fields", "withCA",
+                     "startTime", "endTime", "orderby", "limit", "start", "property",
+                     "relatedSchema.name", "relatedEntityId", "relatedEntityIdNS"):
+            self.assertIn(name, params)
+        self.assertTrue(params["schema.name"]["required"])
+        self.assertEqual(params["limit"]["schema"]["type"], "integer")
+        self.assertEqual(params["property"]["schema"]["type"], "array")
+        self.assertTrue(params["property"]["explode"])
+        mp = {p["name"] for p in doc["paths"]["/data/core/ups/config/mergePolicies"]["get"]["parameters"]}
+        self.assertTrue({"limit", "start", "page", "schema.name", "default", "orderBy"} <= mp, mp)
 
     def test_bodies_for_writes(self):
         doc = self.doc()
