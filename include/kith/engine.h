@@ -53,6 +53,7 @@ struct kith_engine {
     struct mpolicy_cache *_Atomic mpol; /* merge policies (src/profile/mergepolicy.c), loaded lazily */
     struct segsvc *segsvc; /* segment service (src/segment/svc_*.c, kith/segsvc.h) */
     struct ca_svc *ca;     /* computed attributes (src/ca/, kith/ca.h) */
+    struct ingest_state *ingest; /* apply thread: dedup keys in flight (src/ingest/ingest.c) */
     struct recent_buf *recent; /* apply thread: events whose blind appends may be unwritten (kith/recent.h) */
     uint64_t epoch;        /* differs at every engine_open (dedup entries name the run they are of) */
     struct profile_remat *remat; /* re-materialisation of views after a policy change (remat.c) */

@@ -50,6 +50,12 @@ int ingest_prepare_envelope(kith_engine *e, uint32_t sandbox, json_t *envelope,
 /* Apply thread: identities, then the fragment or the event. */
 int ingest_apply_msg(kith_engine *e, store_batch *b, ingest_msg *m);
 
+/* Apply thread, at every group's end: forgets the dedup keys of events the syncer has written. */
+void ingest_group_end(kith_engine *e);
+/* Apply thread: group (apply_group_number) failed; its events were never written. */
+void ingest_group_failed(kith_engine *e, uint64_t group);
+void ingest_state_free(kith_engine *e);
+
 /* An asynchronous group of messages for the apply thread. done(ctx) runs on the apply thread after the
  * commit; the msgs' rc fields hold each result. */
 typedef struct ingest_job {

@@ -11,6 +11,7 @@
 
 #include "kith/engine.h"
 #include "kith/ca.h"
+#include "kith/ingest.h"
 #include "kith/recent.h"
 #include "kith/segsvc.h"
 
@@ -50,6 +51,7 @@ static int group_flush(void *arg, store_batch *b)
 {
     kith_engine *e = arg;
     recent_prune(e); /* before the consumers read events: what the syncer wrote is in the store */
+    ingest_group_end(e);
     catalog_flush_seq(e->cat, b);
     int rc = profile_flush_dirty(e, b);
     if (rc == 0) rc = identity_flush_group(e, b);
@@ -61,7 +63,10 @@ static int group_flush(void *arg, store_batch *b)
 static void *group_sealed(void *arg, int rc)
 {
     kith_engine *e = arg;
-    if (rc != 0) recent_group_failed(e, apply_group_number(e->apply)); /* none of it was written */
+    if (rc != 0) { /* none of the group was written */
+        recent_group_failed(e, apply_group_number(e->apply));
+        ingest_group_failed(e, apply_group_number(e->apply));
+    }
     return segsvc_group_sealed(arg, rc);
 }
 
@@ -209,5 +214,6 @@ void engine_close(kith_engine *e)
     segsvc_free(e);
     ca_free(e);
     recent_free(e);
+    ingest_state_free(e);
     free(e);
 }

@@ -226,6 +226,103 @@ int ingest_prepare_envelope(kith_engine *e, uint32_t sandbox, json_t *envelope,
                           message);
 }
 
+/* Dedup keys in flight. An event's dedup entry is a blind append, like the event, written by the
+ * syncer in the same RocksDB write (so neither is stored without the other): the writer spends no time
+ * indexing or inserting it. Until the syncer has written a group's appends, its keys are only here,
+ * so a resend in the same group or in the next ones is still found. An entry counts while its group
+ * is after the syncer's mark (apply_blind_written): past it, the key is in the store — or was deleted
+ * since by an exclusive operation (a dataset delete), which runs after every earlier group was
+ * written, so a stale entry here can never hide the deletion. Entries go at the group's end
+ * (ingest_group_end) once written, or when their group fails (ingest_group_failed). Apply thread. */
+#define PENDING_BUCKETS (1u << 16)
+typedef struct pending_key {
+    struct pending_key *next, **pprev; /* hash chain */
+    struct pending_key *older, *newer; /* age list */
+    uint64_t hash, group;
+    size_t klen;
+    uint8_t key[];
+} pending_key;
+struct ingest_state {
+    pending_key *bucket[PENDING_BUCKETS];
+    pending_key *oldest, *newest;
+    size_t n;
+};
+
+static struct ingest_state *ingest_state(kith_engine *e)
+{
+    if (!e->ingest) e->ingest = kith_xcalloc(1, sizeof *e->ingest);
+    return e->ingest;
+}
+
+static bool pending_has(kith_engine *e, const uint8_t *key, size_t klen, uint64_t h)
+{
+    struct ingest_state *st = ingest_state(e);
+    if (!st->n) return false;
+    uint64_t mark = apply_blind_written(e->apply);
+    for (pending_key *p = st->bucket[h & (PENDING_BUCKETS - 1)]; p && p->group > mark; p = p->next)
+        if (p->hash == h && p->klen == klen && memcmp(p->key, key, klen) == 0) return true;
+    return false;
+}
+
+static void pending_add(kith_engine *e, const uint8_t *key, size_t klen, uint64_t h)
+{
+    struct ingest_state *st = ingest_state(e);
+    pending_key *p = kith_xmalloc(sizeof *p + klen);
+    p->hash = h;
+    p->group = apply_group_number(e->apply);
+    p->klen = klen;
+    memcpy(p->key, key, klen);
+    pending_key **bk = &st->bucket[h & (PENDING_BUCKETS - 1)];
+    p->next = *bk; /* chains stay newest first: every entry is of the newest group */
+    if (p->next) p->next->pprev = &p->next;
+    p->pprev = bk;
+    *bk = p;
+    p->newer = NULL;
+    p->older = st->newest;
+    if (st->newest) st->newest->newer = p;
+    else st->oldest = p;
+    st->newest = p;
+    st->n++;
+}
+
+static void pending_drop(struct ingest_state *st, pending_key *p)
+{
+    *p->pprev = p->next;
+    if (p->next) p->next->pprev = p->pprev;
+    if (p->older) p->older->newer = p->newer;
+    else st->oldest = p->newer;
+    if (p->newer) p->newer->older = p->older;
+    else st->newest = p->older;
+    st->n--;
+    free(p);
+}
+
+void ingest_group_end(kith_engine *e)
+{
+    struct ingest_state *st = e->ingest;
+    if (!st || !st->n) return;
+    uint64_t mark = apply_blind_written(e->apply);
+    while (st->oldest && st->oldest->group <= mark)
+        pending_drop(st, st->oldest);
+}
+
+void ingest_group_failed(kith_engine *e, uint64_t group)
+{
+    struct ingest_state *st = e->ingest;
+    while (st && st->newest && st->newest->group == group)
+        pending_drop(st, st->newest);
+}
+
+void ingest_state_free(kith_engine *e)
+{
+    struct ingest_state *st = e ? e->ingest : NULL;
+    if (!st) return;
+    while (st->oldest)
+        pending_drop(st, st->oldest);
+    free(st);
+    e->ingest = NULL;
+}
+
 /* The dedup value: the first copy's timestamp, arrival, identity it is stored under, and the engine
  * run and group that wrote it (entries written before these last three were kept are 16 bytes). */
 #define DEDUP_VALUE_LEN 40
@@ -268,10 +365,15 @@ int ingest_apply_msg(kith_engine *e, store_batch *b, ingest_msg *m)
         skey_init(&dk, m->sandbox);
         skey_bytes(&dk, m->dataset, KITH_ID_LEN);
         skey_bytes(&dk, m->event_id, strlen(m->event_id));
-        kith_buf seen = {0};
-        int drc = store_batch_get(e->store, b, STORE_CF_DEDUP, dk.b, dk.n, &seen);
-        bool dup = drc == 0 && dedup_first_copy_kept(e, m, &seen);
-        kith_buf_free(&seen);
+        uint64_t dh = kith_hash64(dk.b, dk.n, 0);
+        bool dup = pending_has(e, dk.b, dk.n, dh);
+        int drc = 0;
+        if (!dup) { /* not in flight: the store (committed) */
+            kith_buf seen = {0};
+            drc = store_get(e->store, STORE_CF_DEDUP, dk.b, dk.n, &seen);
+            dup = drc == 0 && dedup_first_copy_kept(e, m, &seen);
+            kith_buf_free(&seen);
+        }
         if (dup) {
             atomic_fetch_add(&e->m.events_duplicate, 1);
             return 0;
@@ -283,11 +385,14 @@ int ingest_apply_msg(kith_engine *e, store_batch *b, ingest_msg *m)
         kith_put_be64(where + 16, ids[under]);
         kith_put_be64(where + 24, e->epoch);
         kith_put_be64(where + 32, apply_group_number(e->apply));
-        store_batch_put(b, STORE_CF_DEDUP, dk.b, dk.n, where, sizeof where);
         /* Events go under their highest-priority identity when the linking rules name a priority. */
         rc = profile_put_event(e, b, m->sandbox, ids[under], m->dataset, m->ts, m->event_id,
                                m->received, m->json, m->json_len);
-        if (rc == 0) { /* streaming segmentation (src/segment/svc_stream.c), computed attributes */
+        if (rc == 0) {
+            /* In the event's write (blind, by the syncer); nothing after this fails, so no
+             * savepoint rollback has to take it back from the keys in flight. */
+            store_batch_put_blind(b, STORE_CF_DEDUP, dk.b, dk.n, where, sizeof where);
+            pending_add(e, dk.b, dk.n, dh); /* streaming segmentation (src/segment/svc_stream.c), computed attributes */
             segsvc_note_apply(e, m->sandbox, cluster, ids[under], m->dataset, true, m->ts,
                               m->event_id, m->json, m->json_len);
             ca_note_event(e, b, m->sandbox, cluster, ids[under], m->dataset, m->ts, m->event_id,

@@ -16,14 +16,19 @@
 
 #define TS_BIAS 0x8000000000000000ull
 
+/* A cluster whose union view must be recomputed: identity 0 when anything may have changed (a
+ * merge, a split, a delete, a policy change), else the identity whose fragment was stored. */
 struct dirty_item {
     uint32_t sb;
-    uint64_t cluster;
+    uint64_t cluster, identity;
 };
 struct engine_dirty {
     struct dirty_item *v;
     size_t n, cap;
+    jalloc_arena *arena; /* the recomputation's JSON trees, released after each flush */
 };
+
+static void mark_dirty(kith_engine *e, uint32_t sandbox, uint64_t cluster, uint64_t identity);
 
 static void frag_prefix(store_key *k, uint32_t sb, uint64_t identity)
 {
@@ -51,7 +56,7 @@ int profile_put_fragment(kith_engine *e, store_batch *b, uint32_t sandbox, uint6
     kith_buf_append(&v, json, len);
     store_batch_put(b, STORE_CF_FRAG, k.b, k.n, v.data, v.len);
     kith_buf_free(&v);
-    profile_mark_dirty(e, sandbox, cluster);
+    mark_dirty(e, sandbox, cluster, identity);
     return 0;
 }
 
@@ -81,22 +86,30 @@ int profile_put_event(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t
     return 0;
 }
 
-void profile_mark_dirty(kith_engine *e, uint32_t sandbox, uint64_t cluster)
+static void mark_dirty(kith_engine *e, uint32_t sandbox, uint64_t cluster, uint64_t identity)
 {
     if (!e->dirty) e->dirty = kith_xcalloc(1, sizeof *e->dirty);
     struct engine_dirty *d = e->dirty;
-    if (d->n && d->v[d->n - 1].sb == sandbox && d->v[d->n - 1].cluster == cluster) return;
+    if (d->n && d->v[d->n - 1].sb == sandbox && d->v[d->n - 1].cluster == cluster &&
+        d->v[d->n - 1].identity == identity)
+        return;
     if (d->n == d->cap) {
         d->cap = d->cap ? d->cap * 2 : 256;
         d->v = kith_xrealloc(d->v, d->cap * sizeof *d->v);
     }
-    d->v[d->n++] = (struct dirty_item){sandbox, cluster};
+    d->v[d->n++] = (struct dirty_item){sandbox, cluster, identity};
+}
+
+void profile_mark_dirty(kith_engine *e, uint32_t sandbox, uint64_t cluster)
+{
+    mark_dirty(e, sandbox, cluster, 0);
 }
 
 void profile_dirty_free(kith_engine *e)
 {
     mpolicy_cache_free(e);
     if (!e->dirty) return;
+    jalloc_arena_free(e->dirty->arena);
     free(e->dirty->v);
     free(e->dirty);
     e->dirty = NULL;
@@ -281,8 +294,21 @@ uint64_t profile_view_signature(const json_t *view)
     return mp ? strtoull(mp, NULL, 16) : 0;
 }
 
+typedef struct span {
+    const char *p;
+    size_t n;
+} span;
+static bool view_split(const char *s, size_t n, span *entity, span *sources, span *owners,
+                       int64_t *last, uint64_t *sig);
+static bool owns(span owners, uint64_t id);
+
+/* Recomputes a cluster's union view. put (n_put identities, sorted) lists whose fragments were
+ * stored when nothing else may have changed the cluster (full false): then, if the stored view was
+ * merged under the same policy, only those identities and the members owning a fragment of that
+ * view can contribute, and only they are read — a record of a known person reads one or two
+ * identities' fragments instead of one iterator per device and email of the cluster. */
 static int compute_union(kith_engine *e, store_batch *b, uint32_t sb, uint64_t cluster,
-                         const merge_policy *policy)
+                         const merge_policy *policy, const uint64_t *put, size_t n_put, bool full)
 {
     cluster_members m;
     int rc = identity_members(e, b, sb, cluster, &m);
@@ -291,19 +317,39 @@ static int compute_union(kith_engine *e, store_batch *b, uint32_t sb, uint64_t c
         return 0;
     }
     if (rc) return rc;
+    store_key k;
+    profile_key(&k, sb, cluster);
+    uint64_t sig = merge_policy_signature(policy);
     uint64_t *ids = member_ids(&m);
-    json_t *doc = view_merge(e, b, sb, ids, m.n, policy);
+    size_t nids = m.n;
+    if (!full) {
+        kith_buf old = {0};
+        int grc = store_batch_get(e->store, b, STORE_CF_PROFILE, k.b, k.n, &old);
+        span entity = {0}, sources = {0}, owners = {"[]", 2};
+        int64_t last = 0;
+        uint64_t old_sig = 0;
+        if (grc == KITH_ENOTFOUND ||
+            (grc == 0 && view_split(old.data, old.len, &entity, &sources, &owners, &last, &old_sig) &&
+             old_sig == sig)) {
+            nids = 0;
+            for (size_t i = 0; i < m.n; i++) {
+                bool keep = owns(owners, m.v[i].id);
+                for (size_t j = 0; j < n_put && !keep; j++)
+                    keep = put[j] == m.v[i].id;
+                if (keep) ids[nids++] = m.v[i].id;
+            }
+        }
+        kith_buf_free(&old);
+    }
+    json_t *doc = view_merge(e, b, sb, ids, nids, policy);
     free(ids);
     cluster_members_free(&m);
-    uint64_t sig = merge_policy_signature(policy);
     if (sig) {
         char hex[17];
         snprintf(hex, sizeof hex, "%016llx", (unsigned long long)sig);
         json_object_set_new(doc, "mp", json_string(hex));
     }
     char *s = kith_json_dumps(doc, JSON_COMPACT);
-    store_key k;
-    profile_key(&k, sb, cluster);
     store_batch_put(b, STORE_CF_PROFILE, k.b, k.n, s, strlen(s));
     free(s);
     json_decref(doc);
@@ -316,6 +362,7 @@ static int dirty_cmp(const void *a, const void *b)
     const struct dirty_item *x = a, *y = b;
     if (x->sb != y->sb) return x->sb < y->sb ? -1 : 1;
     if (x->cluster != y->cluster) return x->cluster < y->cluster ? -1 : 1;
+    if (x->identity != y->identity) return x->identity < y->identity ? -1 : 1;
     return 0;
 }
 
@@ -328,16 +375,39 @@ int profile_flush_dirty(kith_engine *e, store_batch *b)
     merge_policy mp = {0};
     uint32_t mp_sb = 0;
     bool have = false;
-    for (size_t i = 0; i < d->n && rc == 0; i++) {
-        if (i > 0 && dirty_cmp(&d->v[i], &d->v[i - 1]) == 0) continue;
+    uint64_t *put = NULL;
+    size_t cap = 0;
+    for (size_t i = 0; i < d->n && rc == 0;) {
         if (!have || mp_sb != d->v[i].sb) { /* sorted by sandbox: one resolve per sandbox */
             merge_policy_clear(&mp);
-            profile_materialised_policy(e, d->v[i].sb, &mp);
+            profile_materialised_policy(e, d->v[i].sb, &mp); /* (may load the policy cache) */
             mp_sb = d->v[i].sb;
             have = true;
         }
-        rc = compute_union(e, b, d->v[i].sb, d->v[i].cluster, &mp);
+        size_t j = i, n_put = 0;
+        bool full = false;
+        for (; j < d->n && d->v[j].sb == d->v[i].sb && d->v[j].cluster == d->v[i].cluster; j++) {
+            if (d->v[j].identity == 0) {
+                full = true;
+                continue;
+            }
+            if (n_put && put[n_put - 1] == d->v[j].identity) continue;
+            if (n_put == cap) {
+                cap = cap ? cap * 2 : 16;
+                put = kith_xrealloc(put, cap * sizeof *put);
+            }
+            put[n_put++] = d->v[j].identity;
+        }
+        /* Every tree of the recomputation (fragments parsed, the merged view) lives in one arena,
+         * released at the end: no malloc and free per JSON node on the writer. */
+        jalloc_arena_enter(&d->arena);
+        rc = compute_union(e, b, d->v[i].sb, d->v[i].cluster, &mp, put, n_put, full);
+        jalloc_arena_leave();
+        i = j;
     }
+    jalloc_arena_free(d->arena);
+    d->arena = NULL;
+    free(put);
     merge_policy_clear(&mp);
     d->n = 0;
     return rc;
@@ -506,11 +576,6 @@ json_t *profile_lookup_policy(kith_engine *e, uint32_t sandbox, uint32_t ns, con
 }
 
 /* --- the text path: a lookup under the materialised policy without building a tree --- */
-
-typedef struct span {
-    const char *p;
-    size_t n;
-} span;
 
 static const char *skip_ws(const char *p, const char *end)
 {
