@@ -49,6 +49,9 @@ void store_batch_put(store_batch *b, int cf, const void *k, size_t kl, const voi
  * visible to store_batch_get or batch iterators before the commit; operations that must see such
  * writes run exclusive (after the previous group was written). */
 void store_batch_put_blind(store_batch *b, int cf, const void *k, size_t kl, const void *v, size_t vl);
+/* The same with the value in two parts (a header and a body), copied once. */
+void store_batch_put_blind2(store_batch *b, int cf, const void *k, size_t kl, const void *v1,
+                            size_t vl1, const void *v2, size_t vl2);
 void store_batch_delete(store_batch *b, int cf, const void *k, size_t kl);
 /* The batch's tail: writes committed atomically with the indexed part (one RocksDB write) that skip the
  * index, so nothing reads them back before the commit and no savepoint covers them. For a module that

@@ -74,15 +74,11 @@ int profile_put_event(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t
 {
     store_key k;
     profile_event_key(&k, sandbox, identity, ts, event_id);
-    kith_buf v = {0};
     uint8_t h[8 + KITH_ID_LEN];
     kith_put_be64(h, (uint64_t)received);
     memset(h + 8, 0, KITH_ID_LEN);
     memcpy(h + 8, dataset, strnlen(dataset, KITH_ID_LEN));
-    kith_buf_append(&v, h, sizeof h);
-    kith_buf_append(&v, json, len);
-    store_batch_put_blind(b, STORE_CF_EVENT, k.b, k.n, v.data, v.len);
-    kith_buf_free(&v);
+    store_batch_put_blind2(b, STORE_CF_EVENT, k.b, k.n, h, sizeof h, json, len);
     return 0;
 }
 

@@ -22,9 +22,27 @@ struct kith_store {
     bool sync;
 };
 
+/* Blind appends, kept as (column family, key, value) in one buffer and written sorted by key: the
+ * memtable's skip list then inserts each after its neighbour in key order (the memtable's sequential
+ * splice) instead of searching from the top for keys spread at random (a group's events are of
+ * random people at random timestamps). */
+typedef struct blind_ent {
+    size_t off;       /* key, then value, in data */
+    uint32_t klen, vlen;
+    uint32_t seq;     /* insertion order: of two writes of one key, the later wins */
+    uint8_t cf;
+} blind_ent;
+struct store_blind {
+    kith_buf data;
+    blind_ent *v;
+    size_t n, cap;
+    size_t (*sp)[2]; /* savepoints: (n, data.len) */
+    size_t nsp, capsp;
+};
+
 struct store_batch {
     rocksdb_writebatch_wi_t *wb;
-    rocksdb_writebatch_t *blind; /* appends never read back within the group (no index) */
+    store_blind *blind; /* appends never read back within the group (no index) */
     rocksdb_writebatch_t *tail;  /* written with the indexed part, never read back (no index) */
     kith_store *st; /* borrowed: column family handles */
     store_batch_hooks hooks;
@@ -142,25 +160,6 @@ int store_open(const char *dir, const store_options *opt, kith_store **out, char
                 rocksdb_slicetransform_create(NULL, no_state, whole_key, always, never, whole_key_name));
             rocksdb_options_set_hash_link_list_rep(st->cf_opts[i], 1u << 20);
         }
-        if (i == STORE_CF_EVENT) {
-            /* Keys start with sandbox and identity: a person's next event lands right after their
-             * last one, so the memtable keeps an insert hint per (sandbox, identity) and skips the
-             * walk down the skip list (ignored with concurrent memtable writes, which are off).
-             * A hint costs ~250 bytes per identity in the memtable: small beside events of ~1 KB. */
-            rocksdb_options_t *h = rocksdb_options_create();
-            char *herr = NULL;
-            rocksdb_get_options_from_string(
-                st->cf_opts[i], "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.12",
-                h, &herr);
-            if (herr) {
-                kith_log(KITH_LOG_WARN, "store", "insert hints: %s", herr);
-                rocksdb_free(herr);
-                rocksdb_options_destroy(h);
-            } else {
-                rocksdb_options_destroy(st->cf_opts[i]);
-                st->cf_opts[i] = h;
-            }
-        }
         names[i] = i < STORE_CF_COUNT ? cf_names[i] : "default";
         cfo[i] = st->cf_opts[i];
     }
@@ -228,7 +227,7 @@ store_batch *store_batch_new(kith_store *st)
     store_batch *b = kith_xcalloc(1, sizeof *b);
     b->st = st;
     b->wb = rocksdb_writebatch_wi_create(1 << 20, 1);
-    b->blind = rocksdb_writebatch_create();
+    b->blind = kith_xcalloc(1, sizeof *b->blind);
     b->tail = rocksdb_writebatch_create();
     return b;
 }
@@ -237,7 +236,7 @@ void store_batch_free(store_batch *b)
 {
     if (!b) return;
     rocksdb_writebatch_wi_destroy(b->wb);
-    rocksdb_writebatch_destroy(b->blind);
+    store_blind_free(b->blind);
     rocksdb_writebatch_destroy(b->tail);
     free(b);
 }
@@ -247,9 +246,25 @@ void store_batch_put(store_batch *b, int cf, const void *k, size_t kl, const voi
     rocksdb_writebatch_wi_put_cf(b->wb, b->st->cf[cf], k, kl, v, vl);
 }
 
+void store_batch_put_blind2(store_batch *b, int cf, const void *k, size_t kl, const void *v1,
+                            size_t vl1, const void *v2, size_t vl2)
+{
+    store_blind *bl = b->blind;
+    if (bl->n == bl->cap) {
+        bl->cap = bl->cap ? bl->cap * 2 : 1024;
+        bl->v = kith_xrealloc(bl->v, bl->cap * sizeof *bl->v);
+    }
+    bl->v[bl->n] = (blind_ent){bl->data.len, (uint32_t)kl, (uint32_t)(vl1 + vl2), (uint32_t)bl->n,
+                               (uint8_t)cf};
+    bl->n++;
+    kith_buf_append(&bl->data, k, kl);
+    if (vl1) kith_buf_append(&bl->data, v1, vl1);
+    if (vl2) kith_buf_append(&bl->data, v2, vl2);
+}
+
 void store_batch_put_blind(store_batch *b, int cf, const void *k, size_t kl, const void *v, size_t vl)
 {
-    rocksdb_writebatch_put_cf(b->blind, b->st->cf[cf], k, kl, v, vl);
+    store_batch_put_blind2(b, cf, k, kl, v, vl, NULL, 0);
 }
 
 void store_batch_delete(store_batch *b, int cf, const void *k, size_t kl)
@@ -300,7 +315,7 @@ static void write_with_tail(kith_store *st, store_batch *b, char **err)
 
 size_t store_batch_count(store_batch *b)
 {
-    return (size_t)rocksdb_writebatch_wi_count(b->wb) + (size_t)rocksdb_writebatch_count(b->blind) +
+    return (size_t)rocksdb_writebatch_wi_count(b->wb) + b->blind->n +
            (size_t)rocksdb_writebatch_count(b->tail);
 }
 
@@ -343,14 +358,22 @@ void store_batch_clear(store_batch *b)
 {
     rocksdb_writebatch_wi_clear(b->wb);
     rocksdb_writebatch_clear(b->tail);
-    rocksdb_writebatch_clear(b->blind);
+    b->blind->n = b->blind->nsp = 0;
+    b->blind->data.len = 0;
     if (b->hooks.settled) b->hooks.settled(b->hooks.arg, false);
 }
 
 void store_batch_savepoint(store_batch *b)
 {
     rocksdb_writebatch_wi_set_save_point(b->wb);
-    rocksdb_writebatch_set_save_point(b->blind);
+    store_blind *bl = b->blind;
+    if (bl->nsp == bl->capsp) {
+        bl->capsp = bl->capsp ? bl->capsp * 2 : 64;
+        bl->sp = kith_xrealloc(bl->sp, bl->capsp * sizeof *bl->sp);
+    }
+    bl->sp[bl->nsp][0] = bl->n;
+    bl->sp[bl->nsp][1] = bl->data.len;
+    bl->nsp++;
     if (b->hooks.savepoint) b->hooks.savepoint(b->hooks.arg);
 }
 
@@ -359,24 +382,58 @@ void store_batch_rollback(store_batch *b)
     char *err = NULL;
     rocksdb_writebatch_wi_rollback_to_save_point(b->wb, &err);
     if (err) rocksdb_free(err);
-    err = NULL;
-    rocksdb_writebatch_rollback_to_save_point(b->blind, &err);
-    if (err) rocksdb_free(err);
+    store_blind *bl = b->blind;
+    if (bl->nsp > 0) {
+        bl->nsp--;
+        bl->n = bl->sp[bl->nsp][0];
+        bl->data.len = bl->sp[bl->nsp][1];
+    }
     if (b->hooks.rollback) b->hooks.rollback(b->hooks.arg);
 }
 
 store_blind *store_batch_take_blind(store_batch *b)
 {
-    if (rocksdb_writebatch_count(b->blind) == 0) return NULL;
-    rocksdb_writebatch_t *taken = b->blind;
-    b->blind = rocksdb_writebatch_create();
-    return (store_blind *)taken;
+    if (b->blind->n == 0) {
+        b->blind->nsp = 0;
+        b->blind->data.len = 0;
+        return NULL;
+    }
+    store_blind *taken = b->blind;
+    taken->nsp = 0;
+    b->blind = kith_xcalloc(1, sizeof *b->blind);
+    /* The next group is likely of the same size: no regrowth on the way. */
+    kith_buf_reserve(&b->blind->data, taken->data.len);
+    b->blind->cap = taken->n;
+    b->blind->v = kith_xmalloc(b->blind->cap * sizeof *b->blind->v);
+    return taken;
+}
+
+static _Thread_local const char *sort_data;
+
+static int blind_cmp(const void *a, const void *b)
+{
+    const blind_ent *x = a, *y = b;
+    if (x->cf != y->cf) return x->cf < y->cf ? -1 : 1;
+    uint32_t n = x->klen < y->klen ? x->klen : y->klen;
+    int c = memcmp(sort_data + x->off, sort_data + y->off, n);
+    if (c) return c;
+    if (x->klen != y->klen) return x->klen < y->klen ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
 int store_blind_write(kith_store *st, store_blind *bl)
 {
+    sort_data = bl->data.data;
+    qsort(bl->v, bl->n, sizeof *bl->v, blind_cmp);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    for (size_t i = 0; i < bl->n; i++) {
+        const blind_ent *x = &bl->v[i];
+        const char *p = bl->data.data + x->off;
+        rocksdb_writebatch_put_cf(wb, st->cf[x->cf], p, x->klen, p + x->klen, x->vlen);
+    }
     char *err = NULL;
-    rocksdb_write(st->db, st->wopts, (rocksdb_writebatch_t *)bl, &err);
+    rocksdb_write(st->db, st->wopts, wb, &err);
+    rocksdb_writebatch_destroy(wb);
     if (err) {
         kith_log(KITH_LOG_ERROR, "store", "write: %s", err);
         rocksdb_free(err);
@@ -387,7 +444,11 @@ int store_blind_write(kith_store *st, store_blind *bl)
 
 void store_blind_free(store_blind *bl)
 {
-    if (bl) rocksdb_writebatch_destroy((rocksdb_writebatch_t *)bl);
+    if (!bl) return;
+    kith_buf_free(&bl->data);
+    free(bl->v);
+    free(bl->sp);
+    free(bl);
 }
 
 /* The smallest key greater than every key with this prefix; returns its length (0: no upper bound). */
