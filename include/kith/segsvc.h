@@ -165,6 +165,9 @@ int segsvc_export_file(kith_engine *e, uint32_t sb, const char *id, char *path, 
 typedef struct segsvc_stats {
     uint64_t evaluations, realized, exited, timers_fired, timers_set;
     uint64_t flush_ns; /* writer time spent in the streaming evaluation (segsvc_flush_group) */
+    uint64_t inc_builds; /* incremental aggregate states built from a rescan of events */
+    uint64_t inc_writes; /* per-profile aggregate values written */
+    uint64_t event_reads; /* clusters whose events were read (rescan or build) */
 } segsvc_stats;
 void segsvc_get_stats(kith_engine *e, segsvc_stats *out);
 

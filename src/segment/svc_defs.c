@@ -417,6 +417,7 @@ int segdef_put(kith_engine *e, store_batch *b, uint32_t sb, const char *id, cons
     d->text = compiled_text;
     d->mode = want_batch ? PQL_MODE_BATCH : pql_program_deps(prog)->mode;
     d->created = created;
+    d->active_since = now;
     snprintf(d->mpid, sizeof d->mpid, "%s", mp ? mp : "");
     d->batch_eval = batch_eval;
     cache_put(s, d);
@@ -523,6 +524,7 @@ int svc_defs_load(struct segsvc *s)
         memcpy(d->id, k + 5, SEGDEF_ID_LEN);
         d->doc = doc;
         d->created = json_integer_value(json_object_get(doc, "creationTime"));
+        d->active_since = json_integer_value(json_object_get(doc, "updateTime"));
         d->batch_eval = json_integer_value(json_object_get(doc, "kith:lastBatchEvaluation"));
         snprintf(d->mpid, sizeof d->mpid, "%s",
                  json_string_value(json_object_get(doc, "mergePolicyId")) ?: "");

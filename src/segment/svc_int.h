@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 
+#include "kith/pqlinc.h"
 #include "kith/segsvc.h"
 
 #define SEGDEF_META_KIND 'g'
@@ -21,6 +22,8 @@ typedef struct segdef {
                            expression completely (0: none); a realized membership older than it
                            reads as existing (svc_status_shown) */
     char *text;        /* the PQL text compiled (owned): pql/json definitions' canonical text */
+    int64_t active_since; /* when this program began to be maintained (updateTime): incremental
+                             aggregate states built before it lack its sites (svc_inc.c) */
 } segdef;
 
 /* A merge policy resolved for the group's evaluations (svc_stream.c). */
@@ -79,6 +82,16 @@ struct segsvc {
     /* counters */
     _Atomic uint64_t evaluations, realized, exited, timers_fired, timers_set, flush_ns;
     struct svc_jobs *jobs; /* segment and export jobs (svc_jobs.c) */
+    /* incremental aggregates (svc_inc.c), apply thread */
+    struct inc_reg *inc_reg;
+    size_t ninc_reg;
+    struct inc_gev {
+        uint32_t sb;
+        uint64_t cluster;
+        json_t *ev; /* owned reference */
+    } * gev;        /* the group's events */
+    size_t ngev, capgev;
+    _Atomic uint64_t inc_builds, inc_writes, event_reads;
 };
 
 static inline struct segsvc *svc_of(kith_engine *e)
@@ -118,6 +131,42 @@ void svc_index_free(struct segsvc *s);
 /* The dotted paths whose value differs between two profile entities (either may be NULL),
  * appended to *paths (owned strings); *all when there are more than SVC_MAX_PATHS. */
 void svc_profile_diff(const json_t *old, const json_t *cur, char ***paths, size_t *n, bool *all);
+
+/* svc_inc.c: per-profile incremental aggregate states of the streaming segments' event
+ * aggregates (kith/pqlinc.h). Apply thread. */
+struct inc_sig;
+struct svc_inc_slot {
+    uint64_t sig;
+    int64_t built;
+    pql_inc_state st;
+    const struct inc_sig *g;
+    bool valid, need, cand, changed;
+};
+typedef struct svc_inc {
+    uint32_t sb;
+    uint64_t cluster;
+    int64_t now, built_at;
+    struct inc_reg *reg;
+    struct svc_inc_slot *v; /* by signature */
+    size_t n, cap, nneed;
+    bool exists, full, dirty;
+} svc_inc;
+/* Loads the cluster's states for the candidates in s->cand (every signature when what has PROFILE
+ * or DELETE), adds the group's events to the valid ones; returns INT64_MAX, or the instant from
+ * which the events must be read (INT64_MIN: all) for svc_inc_build. */
+int64_t svc_inc_begin(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t cluster, unsigned what,
+                      size_t ncand, int64_t now, svc_inc *x);
+/* Builds the states begin asked for from the cluster's events (sorted by timestamp). */
+void svc_inc_build(struct segsvc *s, svc_inc *x, json_t *const *evs, size_t n);
+/* The states of d's sites (out: one per site, NULL when not usable); true when all are usable. */
+bool svc_inc_states_for(svc_inc *x, const segdef *d, const pql_inc_state **out);
+/* Prunes, writes the value when it changed, frees. */
+void svc_inc_end(struct segsvc *s, store_batch *b, svc_inc *x);
+void svc_inc_note_event(struct segsvc *s, uint32_t sb, uint64_t cluster, json_t *ev);
+void svc_inc_group_end(struct segsvc *s);
+/* A cluster merged away: its value goes. */
+void svc_inc_drop(kith_engine *e, store_batch *b, uint32_t sb, uint64_t cluster);
+void svc_inc_free(struct segsvc *s);
 
 /* svc_feed.c */
 void svc_feed_init(struct segsvc *s);

@@ -75,6 +75,7 @@ void segsvc_free(kith_engine *e)
     free(s->t);
     policies_clear(s);
     free(s->pol);
+    svc_inc_free(s);
     svc_index_free(s);
     pql_evaluator_free(s->ev);
     pthread_rwlock_destroy(&s->lock);
@@ -95,6 +96,9 @@ void segsvc_get_stats(kith_engine *e, segsvc_stats *out)
     out->timers_fired = s->timers_fired;
     out->timers_set = s->timers_set;
     out->flush_ns = s->flush_ns;
+    out->inc_builds = s->inc_builds;
+    out->inc_writes = s->inc_writes;
+    out->event_reads = s->event_reads;
 }
 
 /* --- what a group touched --- */
@@ -143,6 +147,7 @@ void segsvc_note_apply(kith_engine *e, uint32_t sb, uint64_t cluster, uint64_t i
     }
     const char *et = json_string_value(json_object_get(ev, "eventType"));
     touch(s, sb, cluster, SEGSVC_TOUCH_EVENT, et ? svc_etype_hash(et, strlen(et)) : 0);
+    svc_inc_note_event(s, sb, cluster, ev); /* into the profile's aggregate states (svc_inc.c) */
 }
 
 void segsvc_note_delete(kith_engine *e, uint32_t sb, uint64_t cluster)
@@ -191,6 +196,7 @@ static int on_cluster_change(void *arg, store_batch *b, const cluster_change *v,
                 store_batch_delete(b, STORE_CF_SEGIDX, key, kl);
             }
             store_iter_free(it);
+            svc_inc_drop(e, b, v[i].sandbox, v[i].cluster);
         } else {
             segsvc_touch(e, v[i].sandbox, v[i].cluster, SEGSVC_TOUCH_PROFILE);
         }
@@ -547,6 +553,8 @@ struct cluster_ctx {
     size_t nevs;
     json_t *all_events;    /* evs as an array (lazily) */
     json_t *computed;      /* computed attribute values, when a wanted segment reads them */
+    svc_inc *inc;          /* the incremental aggregate states (svc_inc.c) */
+    const pql_inc_state **incp; /* scratch: one program's states */
     struct eval_input in[8];
     size_t nin;
 };
@@ -642,17 +650,32 @@ static void cluster_ctx_free(struct cluster_ctx *c)
     ev_recs_free(c->evs, c->nevs);
 }
 
+/* Event aggregates come from the cluster's incremental states when the policy sees all of the
+ * cluster's events (a dataset-precedence policy filters them by dataset, a "none" graph splits
+ * them by identity: those rescan). */
+static bool inc_policy(const merge_policy *p)
+{
+    return p->graph != MP_GRAPH_NONE && p->attr != MP_DATASET_PRECEDENCE;
+}
+
 /* Evaluates d for the cluster under its merge policy: over the stitched profile, or, for a
  * policy whose identityGraph is "none", over each member identity alone (the profile qualifies
  * when one of them does; the next change is the earliest of theirs). */
 static int eval_def(struct cluster_ctx *c, const segdef *d, pql_input *base, pql_result *res)
 {
     size_t slot = policy_slot(c->s, c->sb, d->mpid);
+    base->inc = NULL;
     if (c->s->pol[slot].p.graph != MP_GRAPH_NONE) {
         struct eval_input *in = input_for(c, slot, -1);
         base->profile = in->profile;
         base->events = in->events;
-        return pql_eval(c->s->ev, d->prog, base, res);
+        if (inc_policy(&c->s->pol[slot].p) && c->inc) {
+            svc_inc_states_for(c->inc, d, c->incp);
+            base->inc = c->incp;
+        }
+        int rc = pql_eval(c->s->ev, d->prog, base, res);
+        base->inc = NULL;
+        return rc;
     }
     pql_result acc = {.match = false, .next_change_ms = PQL_NEVER};
     for (size_t i = 0; i < c->m->n; i++) {
@@ -748,9 +771,32 @@ static int eval_candidates(struct segsvc *s, store_batch *b, uint32_t sb, uint64
     kith_engine *e = s->e;
     bool events = false, computed = false;
     int64_t lookback = 0;
+    if (!ncand) return 0;
+    cluster_members m;
+    int rc = identity_members(e, b, sb, cluster, &m);
+    if (rc == KITH_ENOTFOUND) return 0;
+    if (rc) return rc;
+    /* Event aggregates from the profile's incremental states; only what they cannot answer
+     * reads the events (the states being built read them too). */
+    svc_inc inc;
+    int64_t build_since = svc_inc_begin(s, b, sb, cluster, t->what, ncand, now, &inc);
+    size_t maxsites = 1;
     for (size_t k = 0; k < ncand; k++) {
-        const pql_deps *dp = pql_program_deps(s->v[s->cand[k]]->prog);
+        const segdef *d = s->v[s->cand[k]];
+        size_t ns = pql_inc_nsites(d->prog);
+        if (ns > maxsites) maxsites = ns;
+    }
+    const pql_inc_state **incp = kith_xcalloc(maxsites, sizeof *incp);
+    for (size_t k = 0; k < ncand; k++) {
+        const segdef *d = s->v[s->cand[k]];
+        const pql_deps *dp = pql_program_deps(d->prog);
         if (svc_reads_computed(dp)) computed = true;
+        if (dp->reads_events && build_since == INT64_MAX && pql_inc_only(d->prog)) {
+            /* answered by states when they are usable (known now: nothing is being built) and
+             * the segment's policy sees every event of the cluster */
+            size_t slot = policy_slot(s, sb, d->mpid);
+            if (inc_policy(&s->pol[slot].p) && svc_inc_states_for(&inc, d, incp)) continue;
+        }
         if (dp->reads_events) {
             events = true;
             if (dp->lookback_ms < 0 || lookback < 0)
@@ -759,20 +805,26 @@ static int eval_candidates(struct segsvc *s, store_batch *b, uint32_t sb, uint64
                 lookback = dp->lookback_ms;
         }
     }
-    if (!ncand) return 0;
-    cluster_members m;
-    int rc = identity_members(e, b, sb, cluster, &m);
-    if (rc == KITH_ENOTFOUND) return 0;
-    if (rc) return rc;
-    struct cluster_ctx c = {.s = s, .b = b, .sb = sb, .cluster = cluster, .m = &m};
+    struct cluster_ctx c = {
+        .s = s, .b = b, .sb = sb, .cluster = cluster, .m = &m, .inc = &inc, .incp = incp};
     int64_t ca_next = INT64_MAX; /* the next instant a computed attribute ages */
     c.computed = computed ? ca_values(e, b, sb, cluster, now, &ca_next) : NULL;
-    if (events) {
+    if (events || build_since != INT64_MAX) {
         /* A day of slack: calendar-relative windows (today, this month) reach a little further
          * back than their nominal length. */
-        int64_t since = lookback < 0 ? INT64_MIN : now - lookback - 86400000LL * 2;
+        int64_t since = !events ? INT64_MAX : lookback < 0 ? INT64_MIN : now - lookback - 86400000LL * 2;
+        if (build_since < since) since = build_since;
         c.nevs = cluster_events(s, (t->what & SEGSVC_TOUCH_DELETE) ? b : NULL, sb, &m, since,
                                 &c.evs);
+        s->event_reads++;
+        if (build_since != INT64_MAX) {
+            json_t **evs = kith_xcalloc(c.nevs + 1, sizeof *evs);
+            size_t n = 0;
+            for (size_t i = 0; i < c.nevs; i++)
+                if (c.evs[i].ts >= build_since) evs[n++] = c.evs[i].ev;
+            svc_inc_build(s, &inc, evs, n);
+            free(evs);
+        }
     }
     /* Every membership state of the cluster in one ordered scan (profile → segments index, through
      * the batch) instead of one point read per evaluated segment. */
@@ -872,6 +924,8 @@ static int eval_candidates(struct segsvc *s, store_batch *b, uint32_t sb, uint64
     free(states);
     cluster_ctx_free(&c);
     cluster_members_free(&m);
+    svc_inc_end(s, b, &inc);
+    free(incp);
     return 0;
 }
 
@@ -898,7 +952,10 @@ int segsvc_flush_group(kith_engine *e, store_batch *b)
     struct segsvc *s = svc_of(e);
     if (!s) return 0;
     int64_t now = kith_now_ms();
-    if (s->nt == 0) return 0;
+    if (s->nt == 0) {
+        svc_inc_group_end(s);
+        return 0;
+    }
     uint64_t t0 = kith_mono_ns();
     qsort(s->t, s->nt, sizeof *s->t, touched_cmp);
     int rc = 0;
@@ -923,6 +980,7 @@ int segsvc_flush_group(kith_engine *e, store_batch *b)
         i = j;
     }
     s->nt = 0;
+    svc_inc_group_end(s);
     policies_clear(s);
     s->flush_ns += kith_mono_ns() - t0;
     return rc;
