@@ -49,6 +49,18 @@ static void def_free(segdef *d)
     free(d);
 }
 
+/* The union schemas of a sandbox, computed once for as long as its set of profile-enabled schemas
+ * stays the same (a compiled schema is never freed before the catalog, so its address names it):
+ * creating 10,000 definitions no longer builds 20,000 union schemas. */
+struct union_cache {
+    uint32_t sb;
+    uint64_t fp;
+    json_t *prof, *ev;
+};
+static pthread_mutex_t ucache_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct union_cache *ucache;
+static size_t nucache;
+
 void svc_defs_free(struct segsvc *s)
 {
     for (size_t i = 0; i < s->n; i++)
@@ -56,6 +68,15 @@ void svc_defs_free(struct segsvc *s)
     free(s->v);
     s->v = NULL;
     s->n = s->cap = 0;
+    pthread_mutex_lock(&ucache_mu);
+    for (size_t i = 0; i < nucache; i++) {
+        json_decref(ucache[i].prof);
+        json_decref(ucache[i].ev);
+    }
+    free(ucache);
+    ucache = NULL;
+    nucache = 0;
+    pthread_mutex_unlock(&ucache_mu);
 }
 
 /* --- compilation --- */
@@ -71,6 +92,14 @@ static void union_collect(const cat_schema *sc, void *arg)
     struct union_ctx *u = arg;
     if (sc->profile_enabled && sc->compiled && sc->cls == u->cls && u->n < 256)
         u->v[u->n++] = sc->compiled;
+}
+
+static void fp_collect(const cat_schema *sc, void *arg)
+{
+    uint64_t *h = arg;
+    if (!sc->profile_enabled || !sc->compiled) return;
+    uint64_t v[2] = {(uint64_t)(uintptr_t)sc->compiled, (uint64_t)sc->cls};
+    *h = kith_hash64(v, sizeof v, *h);
 }
 
 /* The union schema of a class in a sandbox (owned), or NULL when the sandbox has no
@@ -105,13 +134,48 @@ static int segment_mode_cb(void *arg, const char *id)
  * load, before data flows), or any thread under the segsvc read lock. */
 static int compile_any(struct segsvc *s, uint32_t sb, const char *self, const char *text,
                        const json_t *tree, pql_program **out, char **canon, pql_error *err,
-                       pql_json_error *jerr)
+                       pql_json_error *jerr, bool apply_thread)
 {
     kith_engine *e = s->e;
+    json_t *prof = NULL, *ev = NULL;
+    if (!apply_thread) { /* another thread may allocate from a request arena (kith/jalloc.h):
+                            nothing it makes may outlive the call */
+        catalog_rdlock(e->cat);
+        prof = union_of(e, sb, SCHEMA_CLASS_PROFILE);
+        ev = union_of(e, sb, SCHEMA_CLASS_EVENT);
+        catalog_unlock(e->cat);
+        goto compile;
+    }
+    pthread_mutex_lock(&ucache_mu);
     catalog_rdlock(e->cat);
-    json_t *prof = union_of(e, sb, SCHEMA_CLASS_PROFILE);
-    json_t *ev = union_of(e, sb, SCHEMA_CLASS_EVENT);
+    uint64_t fp = 0x6a09e667f3bcc908ull;
+    catalog_each_schema(e->cat, sb, fp_collect, &fp);
+    struct union_cache *uc = NULL;
+    for (size_t i = 0; i < nucache && !uc; i++)
+        if (ucache[i].sb == sb) uc = &ucache[i];
+    if (!uc) {
+        ucache = kith_xrealloc(ucache, (nucache + 1) * sizeof *ucache);
+        uc = &ucache[nucache++];
+        memset(uc, 0, sizeof *uc);
+        uc->sb = sb;
+        uc->fp = ~fp;
+    }
+    if (uc->fp != fp) {
+        json_decref(uc->prof);
+        json_decref(uc->ev);
+        uc->prof = union_of(e, sb, SCHEMA_CLASS_PROFILE);
+        uc->ev = union_of(e, sb, SCHEMA_CLASS_EVENT);
+        uc->fp = fp;
+    }
     catalog_unlock(e->cat);
+    ev = json_incref(uc->ev);
+    if (uc->prof) { /* a copy of the two top levels: _computed goes into the copy */
+        prof = json_copy(uc->prof);
+        json_t *props = json_object_get(prof, "properties");
+        if (json_is_object(props)) json_object_set_new(prof, "properties", json_copy(props));
+    }
+    pthread_mutex_unlock(&ucache_mu);
+compile:
     ca_schema_augment(e, sb, prof); /* _computed.<name> (src/ca/) */
     struct mode_ctx mc = {s, sb, self};
     pql_env env = {
@@ -126,7 +190,7 @@ static int compile_any(struct segsvc *s, uint32_t sb, const char *self, const ch
 static int compile_for(struct segsvc *s, uint32_t sb, const char *self, const char *text,
                        pql_program **out, pql_error *err)
 {
-    return compile_any(s, sb, self, text, NULL, out, NULL, err, NULL);
+    return compile_any(s, sb, self, text, NULL, out, NULL, err, NULL, false);
 }
 
 /* Any thread: compiles a pql/json tree as a definition of sandbox sb would be. */
@@ -135,7 +199,7 @@ int segsvc_compile_json(kith_engine *e, uint32_t sb, const json_t *tree, pql_pro
 {
     struct segsvc *s = svc_of(e);
     pthread_rwlock_rdlock(&s->lock);
-    int rc = compile_any(s, sb, NULL, NULL, tree, out, canon, NULL, err);
+    int rc = compile_any(s, sb, NULL, NULL, tree, out, canon, NULL, err, false);
     pthread_rwlock_unlock(&s->lock);
     return rc;
 }
@@ -337,7 +401,7 @@ int segdef_put(kith_engine *e, store_batch *b, uint32_t sb, const char *id, cons
     }
     pql_program *prog = NULL;
     pql_error perr = {0};
-    int rc = compile_any(s, sb, id, text, tree, &prog, &text, &perr, &jerr);
+    int rc = compile_any(s, sb, id, text, tree, &prog, &text, &perr, &jerr, true);
     bool is_json = tree != NULL;
     json_decref(tree);
     if (rc && is_json) {
@@ -550,7 +614,7 @@ int svc_defs_load(struct segsvc *s)
             !(tree = pql_json_value(json_object_get(ex, "value"), &jerr)))
             text = NULL;
         char *canon = NULL;
-        if (text && compile_any(s, d->sb, d->id, text, tree, &d->prog, &canon, &err, &jerr) == 0) {
+        if (text && compile_any(s, d->sb, d->id, text, tree, &d->prog, &canon, &err, &jerr, true) == 0) {
             d->mode = batch_requested(d->doc) ? PQL_MODE_BATCH : pql_program_deps(d->prog)->mode;
             d->text = tree ? canon : kith_xstrdup(text);
             canon = NULL;
