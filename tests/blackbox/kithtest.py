@@ -595,7 +595,9 @@ class KithServer:
                                      % (rc, tail))
             try:
                 r = http_request(self.port, "GET", "/readyz", timeout=2)
-                if r.status == 200:
+                # Another test's kithd may hold this port (free_port races under ctest -j): only
+                # our own process's "serving" line makes a 200 ours.
+                if r.status == 200 and self._serving():
                     return
                 last = r
             except (OSError, http.client.HTTPException) as e:
@@ -605,6 +607,12 @@ class KithServer:
         self.kill()
         raise AssertionError("kithd not ready within %.0fs (last: %r); output:\n%s"
                              % (timeout, last, tail))
+
+    def _serving(self):
+        if not self.log_path or not os.path.exists(self.log_path):
+            return False
+        with open(self.log_path, "rb") as f:
+            return ("serving http://127.0.0.1:%d " % self.port).encode() in f.read()
 
     def _close_log(self):
         if self._log_file:
