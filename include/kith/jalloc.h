@@ -18,6 +18,11 @@ void jalloc_install(void);
 /* Routes this thread's jansson allocations to *a (created on first use) until jalloc_arena_leave. */
 void jalloc_arena_enter(jalloc_arena **a);
 void jalloc_arena_leave(void);
+/* Non-zero once jalloc_install ran: only then do arenas take jansson's allocations. */
+int jalloc_installed(void);
+/* Empties the arena for reuse (every node allocated in it is gone; its memory is kept for the next
+ * allocations). NULL is fine. */
+void jalloc_arena_reset(jalloc_arena *a);
 /* Releases the arena (and every node allocated in it). NULL is fine. */
 void jalloc_arena_free(jalloc_arena *a);
 /* Bytes the arena holds (for limits and metrics). */

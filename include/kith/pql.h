@@ -92,6 +92,21 @@ typedef struct pql_limits {
 pql_evaluator *pql_evaluator_new(const pql_limits *lim);
 void pql_evaluator_free(pql_evaluator *ev);
 
+/* Shared filter results: many segments filter a profile's events the same way
+ * (xEvent[eventType = "commerce.purchases"] ...). A filter over the input's events whose predicate
+ * reads only the event, constants and now is keyed by its canonical form (compile time); with a
+ * memo in the input, the first evaluation that runs it keeps which events passed and later
+ * evaluations of any program with the same filter, over the same events array at the same now, take
+ * that answer instead of running the predicate again. The memo is the caller's, allocated once:
+ * pql_memo_reset before the events change (the next profile) and before a program whose
+ * evaluations filled it is freed. Bounded: when full, filters run unshared. One thread at a time. */
+typedef struct pql_memo pql_memo;
+pql_memo *pql_memo_new(void);
+void pql_memo_reset(pql_memo *m);
+void pql_memo_free(pql_memo *m);
+/* Filters answered from the memo and filters run and kept since pql_memo_new. */
+void pql_memo_stats(const pql_memo *m, uint64_t *hits, uint64_t *misses);
+
 /* The input of one evaluation; everything borrowed for the duration of the call.
  * profile: the merged union view (an object; NULL = empty profile).
  * events: array of event entities sorted by timestamp ascending (NULL = none). Each event's
@@ -108,6 +123,7 @@ typedef struct pql_input {
     /* Incremental aggregate states (kith/pqlinc.h), one per site of the program (NULL: none): a
      * site whose state is given (and usable) is answered from it instead of from events. */
     const struct pql_inc_state *const *inc;
+    pql_memo *memo; /* NULL: every filter runs */
 } pql_input;
 
 typedef struct pql_result {

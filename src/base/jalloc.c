@@ -21,8 +21,11 @@ typedef struct chunk {
 
 struct jalloc_arena {
     chunk *head;
+    chunk *spare; /* emptied by jalloc_arena_reset, reused before any new chunk */
     size_t total;
 };
+
+static _Atomic int installed;
 
 static __thread jalloc_arena *current;
 
@@ -39,14 +42,19 @@ static void *jmalloc(size_t n)
         size_t need = (n + HDR + 15) & ~(size_t)15;
         chunk *c = a->head;
         if (!c || c->used + need > c->cap) {
-            size_t cap = need > CHUNK ? need : CHUNK;
-            c = malloc(sizeof *c + cap);
-            if (!c) return NULL;
+            if (a->spare && a->spare->cap >= need) {
+                c = a->spare;
+                a->spare = c->next;
+            } else {
+                size_t cap = need > CHUNK ? need : CHUNK;
+                c = malloc(sizeof *c + cap);
+                if (!c) return NULL;
+                c->cap = cap;
+                a->total += cap;
+            }
             c->used = 0;
-            c->cap = cap;
             c->next = a->head;
             a->head = c;
-            a->total += cap;
         }
         unsigned char *p = c->data + c->used;
         c->used += need;
@@ -70,6 +78,12 @@ static void jfree(void *ptr)
 void jalloc_install(void)
 {
     json_set_alloc_funcs(jmalloc, jfree);
+    installed = 1;
+}
+
+int jalloc_installed(void)
+{
+    return installed;
 }
 
 void jalloc_arena_enter(jalloc_arena **a)
@@ -83,14 +97,31 @@ void jalloc_arena_leave(void)
     current = NULL;
 }
 
-void jalloc_arena_free(jalloc_arena *a)
+static void chunks_free(chunk *c)
 {
-    if (!a) return;
-    for (chunk *c = a->head; c;) {
+    while (c) {
         chunk *n = c->next;
         free(c);
         c = n;
     }
+}
+
+void jalloc_arena_reset(jalloc_arena *a)
+{
+    if (!a) return;
+    while (a->head) {
+        chunk *c = a->head;
+        a->head = c->next;
+        c->next = a->spare;
+        a->spare = c;
+    }
+}
+
+void jalloc_arena_free(jalloc_arena *a)
+{
+    if (!a) return;
+    chunks_free(a->head);
+    chunks_free(a->spare);
     free(a);
 }
 

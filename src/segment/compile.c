@@ -427,6 +427,127 @@ int pql_codegen(pql_program *p, pql_parse_out *po, pql_error *err)
     return 0;
 }
 
+/* ---- filter keys (pql_fkey) ---- */
+
+static bool key_const(kith_buf *k, const pql_val *v, int depth)
+{
+    kith_buf_append(k, &v->t, 1);
+    switch (v->t) {
+    case V_MISSING:
+        return true;
+    case V_BOOL:
+    case V_INT:
+    case V_TIME:
+        kith_buf_append(k, &v->i, sizeof v->i);
+        return true;
+    case V_DBL:
+        kith_buf_append(k, &v->d, sizeof v->d);
+        return true;
+    case V_STR:
+        kith_buf_append(k, &v->len, sizeof v->len);
+        kith_buf_append(k, v->s, v->len);
+        return true;
+    case V_SEQ:
+        if (depth > 8) return false;
+        kith_buf_append(k, &v->len, sizeof v->len);
+        for (uint32_t i = 0; i < v->len; i++)
+            if (!key_const(k, &v->seq[i], depth + 1)) return false;
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void key_i64(kith_buf *k, int64_t v)
+{
+    kith_buf_append(k, &v, sizeof v);
+}
+
+/* The key of FILTER step f, when its block reads only its own slot, constants and now: every step
+ * with what it depends on spelled out (constants by value, jumps relative to the block, occurs
+ * windows field by field), never a program's table index. */
+static bool filter_key(const pql_program *p, int f, kith_buf *k)
+{
+    const pql_step *fs = &p->code[f];
+    int start = fs->a;
+    if (start < 1 || start >= f || p->code[start - 1].op != OP_JUMP || p->code[start - 1].a != f)
+        return false;
+    for (int pc = start; pc < f; pc++) {
+        const pql_step *st = &p->code[pc];
+        kith_buf_append(k, &st->op, 1);
+        kith_buf_append(k, &st->a8, 1);
+        switch ((enum pql_op)st->op) {
+        case OP_SLOT:
+            if (st->s != fs->s) return false;
+            break;
+        case OP_CONST:
+        case OP_FIELD:
+            if (st->a < 0 || st->a >= p->nconsts || !key_const(k, &p->consts[st->a], 0)) return false;
+            break;
+        case OP_JUMP:
+        case OP_JUMPF:
+        case OP_IF:
+        case OP_ANDJ:
+        case OP_ORJ:
+            if (st->a < start || st->a > f) return false;
+            key_i64(k, st->a - start);
+            break;
+        case OP_OCCURS: {
+            if (st->a < 0 || st->a >= p->noccs) return false;
+            const pql_occ_prog *o = &p->occs[st->a];
+            int64_t v[] = {o->kind, o->cmp,  o->unit, o->dir, o->exact, o->shift,
+                           o->n,    o->ref1, o->ref2, o->c1,  o->c2,    o->linear};
+            kith_buf_append(k, v, sizeof v);
+            break;
+        }
+        case OP_CMP:
+        case OP_IN:
+        case OP_LIKE:
+        case OP_NOT:
+        case OP_TRUTH:
+        case OP_TOTIME:
+        case OP_NOW:
+        case OP_TIMEWORD:
+        case OP_ARITH:
+        case OP_NEG:
+        case OP_STRFN:
+        case OP_ISNULL:
+        case OP_RET:
+        case OP_COUNT:
+        case OP_CURRENT:
+        case OP_GETPART:
+        case OP_POP:
+            break; /* operands: a8 only */
+        default:
+            return false;
+        }
+    }
+    return true;
+}
+
+static void filter_keys(pql_program *p)
+{
+    int n = 0;
+    for (int pc = 0; pc < p->ncode; pc++)
+        n += p->code[pc].op == OP_FILTER;
+    if (!n) return;
+    p->fkeys = pql_arena_alloc(&p->arena, sizeof *p->fkeys * (size_t)n);
+    kith_buf k = {0};
+    for (int pc = 0; pc < p->ncode; pc++) {
+        if (p->code[pc].op != OP_FILTER) continue;
+        k.len = 0;
+        if (!filter_key(p, pc, &k) || k.len > 65536) continue;
+        uint64_t h = 1469598103934665603ull;
+        for (size_t i = 0; i < k.len; i++)
+            h = (h ^ (uint8_t)k.data[i]) * 1099511628211ull;
+        uint8_t *key = pql_arena_alloc(&p->arena, k.len);
+        memcpy(key, k.data, k.len);
+        p->fkeys[p->nfkeys] = (pql_fkey){h, key, (uint32_t)k.len};
+        p->code[pc].b = ++p->nfkeys;
+    }
+    kith_buf_free(&k);
+}
+
 static const char **copy_strs(pql_arena *a, const char **v, int n)
 {
     const char **r = pql_arena_alloc(a, sizeof *r * (size_t)(n ? n : 1));
@@ -454,6 +575,7 @@ int pql_compile(const char *text, size_t len, const pql_env *env, pql_program **
         pql_program_free(p);
         return rc == KITH_ETOOLARGE ? rc : KITH_EINVAL;
     }
+    filter_keys(p);
     p->text = pql_arena_strndup(&p->arena, text, len);
     pql_deps *d = &p->deps;
     d->fields = copy_strs(&p->arena, ck.fields, ck.nfields);

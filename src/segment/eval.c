@@ -53,6 +53,69 @@ void pql_evaluator_free(pql_evaluator *ev)
 
 static const pql_val MISSING = {0};
 
+/* ---- pql_memo ---- */
+#define MEMO_ENTRIES 512
+#define MEMO_VALS 65536
+
+struct memo_ent {
+    uint64_t hash;
+    const uint8_t *key; /* the program's (borrowed until reset) */
+    uint32_t klen;
+    const json_t *events;
+    int64_t now, next; /* next: the filter's own earliest change */
+    uint32_t start, len;
+};
+
+struct pql_memo {
+    struct memo_ent ent[MEMO_ENTRIES];
+    uint32_t n, nvals;
+    uint64_t hits, misses;
+    pql_val vals[MEMO_VALS];
+};
+
+pql_memo *pql_memo_new(void)
+{
+    return kith_xcalloc(1, sizeof(pql_memo));
+}
+
+void pql_memo_reset(pql_memo *m)
+{
+    if (m) m->n = m->nvals = 0;
+}
+
+void pql_memo_free(pql_memo *m)
+{
+    free(m);
+}
+
+void pql_memo_stats(const pql_memo *m, uint64_t *hits, uint64_t *misses)
+{
+    *hits = m ? m->hits : 0;
+    *misses = m ? m->misses : 0;
+}
+
+static const struct memo_ent *memo_find(const pql_memo *m, const pql_fkey *k, const json_t *events,
+                                        int64_t now)
+{
+    for (uint32_t i = 0; i < m->n; i++) {
+        const struct memo_ent *e = &m->ent[i];
+        if (e->hash == k->hash && e->events == events && e->now == now && e->klen == k->len &&
+            (e->key == k->key || memcmp(e->key, k->key, k->len) == 0))
+            return e;
+    }
+    return NULL;
+}
+
+static void memo_put(pql_memo *m, const pql_fkey *k, const json_t *events, int64_t now,
+                     int64_t next, const pql_val *v, uint32_t n)
+{
+    if (m->n == MEMO_ENTRIES || n > MEMO_VALS - m->nvals) return;
+    m->ent[m->n++] = (struct memo_ent){k->hash, k->key, k->len, events, now, next, m->nvals, n};
+    memcpy(m->vals + m->nvals, v, sizeof *v * n);
+    m->nvals += n;
+    m->misses++;
+}
+
 static pql_val vbool(bool b)
 {
     pql_val v = {.t = V_BOOL, .i = b};
@@ -499,10 +562,10 @@ static bool run_truth(pql_evaluator *ev, int blk, int s, pql_val el, bool *out)
     return true;
 }
 
-static pql_val get_field(pql_evaluator *ev, const pql_val *v, const char *name)
+static pql_val get_field(pql_evaluator *ev, const pql_val *v, const char *name, size_t nlen)
 {
     if (v->t == V_OBJ) {
-        const json_t *f = json_object_get(v->j, name);
+        const json_t *f = json_object_getn(v->j, name, nlen);
         return f ? from_json(f) : MISSING;
     }
     if (!is_coll(v)) return MISSING;
@@ -510,7 +573,7 @@ static pql_val get_field(pql_evaluator *ev, const pql_val *v, const char *name)
     for (uint32_t i = 0; i < n; i++) {
         pql_val e = coll_at(v, i);
         if (e.t != V_OBJ) continue;
-        const json_t *f = json_object_get(e.j, name);
+        const json_t *f = json_object_getn(e.j, name, nlen);
         if (!f || json_is_null(f)) continue;
         if (json_is_array(f)) {
             for (size_t k = 0; k < json_array_size(f); k++)
@@ -651,7 +714,7 @@ static bool chain_rec(pql_evaluator *ev, const pql_chain_prog *c, const pql_val 
     for (uint32_t i = from; i < n && !found && !ev->err; i++) {
         if (++ev->steps > ev->lim.max_steps) return fail(ev, KITH_EBUSY);
         pql_val el = coll_at(src, i);
-        pql_val tv = get_field(ev, &el, tsf);
+        pql_val tv = get_field(ev, &el, tsf, strlen(tsf));
         tv = to_time(&tv);
         if (tv.t != V_TIME || (step > 0 && tv.i <= ts[step - 1])) continue;
         bool ok;
@@ -1027,7 +1090,7 @@ static bool run(pql_evaluator *ev, int pc)
             break;
         case OP_FIELD: {
             pql_val v = POP(ev);
-            push(ev, get_field(ev, &v, p->consts[st->a].s));
+            push(ev, get_field(ev, &v, p->consts[st->a].s, p->consts[st->a].len));
             break;
         }
         case OP_TOTIME: {
@@ -1213,6 +1276,23 @@ static bool run(pql_evaluator *ev, int pc)
         case OP_MAP: {
             pql_val src = POP(ev);
             uint32_t start = ev->stop, n = coll_len(&src);
+            const pql_fkey *fk = NULL;
+            int64_t outer_next = 0;
+            if (st->op == OP_FILTER && st->b > 0 && ev->in->memo && src.t == V_ARR &&
+                src.j == ev->in->events) {
+                fk = &p->fkeys[st->b - 1];
+                const struct memo_ent *me = memo_find(ev->in->memo, fk, src.j, ev->now);
+                if (me) {
+                    for (uint32_t i = 0; i < me->len; i++)
+                        if (!spush(ev, ev->in->memo->vals[me->start + i])) break;
+                    note_change(ev, me->next);
+                    ev->in->memo->hits++;
+                    push(ev, seq_from(ev, start));
+                    break;
+                }
+                outer_next = ev->next; /* the filter's own next change, kept with its answer */
+                ev->next = PQL_NEVER;
+            }
             for (uint32_t i = 0; i < n && !ev->err; i++) {
                 pql_val el = coll_at(&src, i);
                 if (st->op == OP_FILTER) {
@@ -1236,6 +1316,13 @@ static bool run(pql_evaluator *ev, int pc)
                         spush(ev, v);
                     }
                 }
+            }
+            if (fk) {
+                int64_t own = ev->next;
+                ev->next = outer_next < own ? outer_next : own;
+                if (!ev->err)
+                    memo_put(ev->in->memo, fk, src.j, ev->now, own, ev->scratch + start,
+                             ev->stop - start);
             }
             push(ev, src.t == V_MISSING ? MISSING : seq_from(ev, start));
             break;

@@ -308,8 +308,19 @@ typedef struct pql_inc_site {
     int xblk[2], xocc[2];          /* time conjuncts: timestamp block, window */
 } pql_inc_site;
 
+/* The canonical form of a FILTER step's block that reads nothing but its element, constants and the
+ * evaluation instant (compile.c): two programs' filters with equal keys keep the same elements of
+ * the same collection at the same now, so pql_memo shares the result. FILTER's b = index + 1. */
+typedef struct pql_fkey {
+    uint64_t hash;
+    const uint8_t *key; /* program arena */
+    uint32_t len;
+} pql_fkey;
+
 struct pql_program {
     pql_arena arena;
+    pql_fkey *fkeys;
+    int nfkeys;
     pql_step *code;
     int ncode, capcode;
     pql_val *consts;

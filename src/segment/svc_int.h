@@ -207,15 +207,29 @@ typedef struct svc_profile {
     json_t *entity;    /* its "entity" (borrowed from view, or own) or NULL */
     json_t *own;       /* an empty entity made to carry _computed (owned) */
     json_t *events;    /* with SVC_LOAD_EVENTS: events at or after since, by timestamp (owned) */
+    bool in_arena;     /* view, own and events live in the iterators' arena (svc_profile_clear
+                          leaves them to jalloc_arena_reset) */
     struct svc_ev_meta {
         uint64_t identity;             /* the member it is stored under */
         char dataset[KITH_ID_LEN + 1]; /* its dataset */
     } * evmeta;                        /* one per event (owned) */
 } svc_profile;
 /* Iterators a scanning thread keeps and re-aims (store_iter_reset) instead of making one per
- * profile; NULL members are made on first use. svc_iters_free at the end. */
+ * profile; NULL members are made on first use. svc_iters_free at the end. With use_arena (only
+ * when jalloc_installed()), the JSON a profile load parses is allocated in the thread's arena:
+ * no malloc per node and no free walk; the caller calls jalloc_arena_reset(arena) once everything
+ * borrowed from the profile is released (svc_profile_clear, then any references it took). */
 typedef struct svc_iters {
-    store_iter *events, *states;
+    store_iter *events;
+    /* Sandbox-wide forward cursors over the profile CF and the segidx CF's state entries: a scan
+     * that visits clusters in id order (segment and export jobs) steps to the next cluster's
+     * entries with Next instead of a seek per profile (any other order still works: a cursor
+     * seeks when it would have to go back or is far behind). */
+    store_iter *views, *states;
+    uint32_t views_sb, states_sb;
+    uint64_t views_last, states_last; /* the cluster each was last aimed at */
+    bool use_arena;
+    struct jalloc_arena *arena;
 } svc_iters;
 void svc_iters_free(svc_iters *it);
 /* 0, or the identity_members error (KITH_ENOTFOUND: the cluster is gone). since: ms or INT64_MIN.

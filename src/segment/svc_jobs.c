@@ -75,6 +75,7 @@ typedef struct seg_job {
     size_t nseg, capseg;
     bool all; /* "*" */
     atomic_ullong total, processed, writes, write_ns;
+    atomic_ullong cpu_ns; /* CPU time of the job's workers (their own threads only) */
     char error[256];
     /* export */
     char *fields;
@@ -229,6 +230,9 @@ static json_t *segment_job_json(kith_engine *e, const seg_job *j)
     json_object_set_new(doc, "kith:writes",
                         json_pack("{s:I, s:I}", "memberships", (json_int_t)j->writes, "waitMs",
                                   (json_int_t)(j->write_ns / 1000000)));
+    /* CPU time of the evaluating threads (the writer's share is not in it) */
+    if (finished(j))
+        json_object_set_new(doc, "kith:workerCpuMs", json_integer((json_int_t)(j->cpu_ns / 1000000)));
     if (j->error[0])
         json_object_set_new(doc, "errors",
                             json_pack("[{s:s, s:s}]", "code", "kith-job", "msg", j->error));
@@ -498,6 +502,7 @@ struct job_input {
 struct job_inputs {
     struct job_input v[JOB_INPUTS];
     size_t n;
+    pql_memo *memo; /* filter results shared by the profile's evaluations (keyed by events array) */
 };
 
 static void inputs_clear(struct job_inputs *in)
@@ -521,6 +526,7 @@ static const struct job_input *input_for(struct job_run *r, struct job_inputs *i
         x = &in->v[JOB_INPUTS - 1];
         json_decref(x->profile);
         json_decref(x->events);
+        pql_memo_reset(in->memo); /* a new events array may reuse the freed one's address */
     }
     const merge_policy *pol = &r->pol[slot];
     x->slot = slot;
@@ -592,6 +598,24 @@ static int eval_seg(struct job_run *r, struct job_inputs *in, const svc_profile 
     return 0;
 }
 
+/* A worker's counts of one segment, added to the job's (shared, atomic) once per chunk of
+ * clusters instead of once per profile. */
+struct seg_counts {
+    uint64_t realized, existing, exited, failed;
+};
+
+static void counts_flush(seg_job *j, struct seg_counts *c)
+{
+    for (size_t i = 0; i < j->nseg; i++) {
+        job_seg *g = &j->seg[i];
+        if (c[i].realized) g->realized += c[i].realized;
+        if (c[i].existing) g->existing += c[i].existing;
+        if (c[i].exited) g->exited += c[i].exited;
+        if (c[i].failed) g->failed += c[i].failed;
+    }
+    memset(c, 0, (j->nseg ? j->nseg : 1) * sizeof *c);
+}
+
 static void *segment_worker(void *arg)
 {
     struct job_run *r = arg;
@@ -601,29 +625,31 @@ static void *segment_worker(void *arg)
     pql_evaluator *ev = pql_evaluator_new(NULL);
     svc_state_ent *states = kith_xmalloc(JOB_STATES_MAX * sizeof *states);
     int8_t *answer = kith_xmalloc(j->nseg ? j->nseg : 1);
+    struct seg_counts *cnt = kith_xcalloc(j->nseg ? j->nseg : 1, sizeof *cnt);
     struct witem *w = kith_xmalloc(JOB_WRITE_CHUNK * sizeof *w);
     size_t nw = 0;
-    struct job_inputs inputs = {.n = 0};
-    svc_iters its = {NULL, NULL};
+    struct job_inputs inputs = {.n = 0, .memo = pql_memo_new()};
+    svc_iters its = {.use_arena = jalloc_installed() != 0};
     uint64_t ids[JOB_CLUSTER_CHUNK];
     size_t n;
     while (!j->cancel && r->rc == 0 && (n = next_clusters(r, ids, JOB_CLUSTER_CHUNK)) > 0) {
+        size_t done = 0;
         for (size_t c = 0; c < n && !j->cancel && r->rc == 0; c++) {
             svc_profile p;
-            if (svc_profile_load(e, j->sb, ids[c], r->load, r->since, j->now, &its, &p) != 0) {
-                j->processed++;
+            done++;
+            if (svc_profile_load(e, j->sb, ids[c], r->load, r->since, j->now, &its, &p) != 0)
                 continue;
-            }
             size_t ns = svc_states_load(e, j->sb, ids[c], &its, states, JOB_STATES_MAX);
             memset(answer, 0xff, j->nseg ? j->nseg : 1);
             struct inseg_ctx ic = {r, states, ns, answer};
-            pql_input in = {.now_ms = j->now, .in_segment = job_in_segment, .arg = &ic};
+            pql_input in = {.now_ms = j->now, .in_segment = job_in_segment, .arg = &ic,
+                            .memo = inputs.memo};
             for (size_t i = 0; i < j->nseg; i++) {
                 job_seg *g = &j->seg[i];
                 if (!g->prog) continue;
                 bool match;
                 if (eval_seg(r, &inputs, &p, ev, g, &in, &match) != 0) {
-                    g->failed++;
+                    cnt[i].failed++;
                     continue;
                 }
                 answer[i] = match ? 1 : 0;
@@ -631,9 +657,9 @@ static void *segment_worker(void *arg)
                 int ost = old ? old->status : SEG_NONE;
                 if (ost == SEG_REALIZED && old->lqt < g->batch_eval) ost = SEG_EXISTING;
                 int nst = transition(ost, match);
-                if (nst == SEG_REALIZED) g->realized++;
-                else if (nst == SEG_EXISTING) g->existing++;
-                else if (nst == SEG_EXITED && ost != SEG_EXITED) g->exited++;
+                if (nst == SEG_REALIZED) cnt[i].realized++;
+                else if (nst == SEG_EXISTING) cnt[i].existing++;
+                else if (nst == SEG_EXITED && ost != SEG_EXITED) cnt[i].exited++;
                 bool change = is_member(ost) != match;
                 if (!change) continue;
                 w[nw++] = (struct witem){ids[c], (uint32_t)i, match};
@@ -643,15 +669,28 @@ static void *segment_worker(void *arg)
                 }
             }
             inputs_clear(&inputs);
+            pql_memo_reset(inputs.memo);
             svc_profile_clear(&p);
-            j->processed++;
+            jalloc_arena_reset(its.arena);
         }
+        counts_flush(j, cnt);
+        j->processed += done;
     }
     if (!j->cancel && r->rc == 0) {
         int rc = flush_writes(r, w, &nw);
         if (rc) r->rc = rc;
     }
+    struct timespec cpu;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu) == 0)
+        j->cpu_ns += (uint64_t)cpu.tv_sec * 1000000000ull + (uint64_t)cpu.tv_nsec;
+    {
+        uint64_t h, m;
+        pql_memo_stats(inputs.memo, &h, &m);
+        kith_log(KITH_LOG_ERROR, "segment", "memo hits %llu misses %llu", (unsigned long long)h, (unsigned long long)m);
+    }
+    pql_memo_free(inputs.memo);
     free(w);
+    free(cnt);
     free(answer);
     free(states);
     pql_evaluator_free(ev);
@@ -673,7 +712,7 @@ static void *export_worker(void *arg)
         snprintf(j->error, sizeof j->error, "the merge policy %s no longer exists", j->mp_id);
     }
     svc_state_ent *states = kith_xmalloc(JOB_STATES_MAX * sizeof *states);
-    svc_iters its = {NULL, NULL};
+    svc_iters its = {0};
     kith_buf buf = {0};
     uint64_t ids[JOB_CLUSTER_CHUNK];
     size_t n;

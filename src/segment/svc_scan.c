@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kith/ca.h"
+#include "kith/jalloc.h"
 #include "kith/kjson.h"
 #include "svc_int.h"
 
@@ -43,8 +44,44 @@ static store_iter *iter_at(kith_engine *e, store_iter **kept, int cf, const void
 void svc_iters_free(svc_iters *it)
 {
     store_iter_free(it->events);
+    store_iter_free(it->views);
     store_iter_free(it->states);
-    it->events = it->states = NULL;
+    jalloc_arena_free(it->arena);
+    it->events = it->views = it->states = NULL;
+    it->arena = NULL;
+}
+
+#define CURSOR_STEPS 8 /* Nexts tried before a seek */
+
+/* Positions cursor *cur (made over prefix[0..plen) on first use, or again when the sandbox changes)
+ * at the first key >= key, the key of cluster. After a read of cluster *last every key before the
+ * cursor belongs to a cluster <= *last, so for a later cluster a few Nexts find it; an earlier one,
+ * or one far ahead, is a seek. */
+static store_iter *cursor_goto(kith_engine *e, store_iter **cur, uint32_t *cur_sb, uint64_t *last,
+                               uint32_t sb, uint64_t cluster, int cf, const uint8_t *prefix,
+                               size_t plen, const uint8_t *key, size_t klen)
+{
+    if (*cur && *cur_sb != sb) {
+        store_iter_free(*cur);
+        *cur = NULL;
+    }
+    bool forward = *cur && cluster > *last;
+    *last = cluster;
+    if (!*cur) {
+        *cur = store_iter_new(e->store, NULL, cf, prefix, plen);
+        *cur_sb = sb;
+    }
+    store_iter *it = *cur;
+    for (int i = 0; forward && i <= CURSOR_STEPS; i++) {
+        if (!store_iter_valid(it)) return it; /* nothing at or after key */
+        size_t kl;
+        const uint8_t *k = store_iter_key(it, &kl);
+        int c = memcmp(k, key, kl < klen ? kl : klen);
+        if (c > 0 || (c == 0 && kl >= klen)) return it;
+        if (i < CURSOR_STEPS) store_iter_next(it);
+    }
+    store_iter_seek(it, key, klen);
+    return it;
 }
 
 static json_t *events_committed(kith_engine *e, uint32_t sb, const cluster_members *m, int64_t since,
@@ -110,13 +147,28 @@ int svc_profile_load(kith_engine *e, uint32_t sb, uint64_t cluster, unsigned wha
         if (rc) return rc;
         p->has_members = true;
     }
+    if (its && its->use_arena) {
+        jalloc_arena_enter(&its->arena);
+        p->in_arena = true;
+    }
     store_key k;
     skey_init(&k, sb);
     skey_u64(&k, cluster);
-    kith_buf pv = {0};
-    if (store_get(e->store, STORE_CF_PROFILE, k.b, k.n, &pv) == 0)
-        p->view = kjson_parse(pv.data, pv.len, 256, NULL, NULL);
-    kith_buf_free(&pv);
+    if (its) {
+        store_iter *it = cursor_goto(e, &its->views, &its->views_sb, &its->views_last, sb,
+                                     cluster, STORE_CF_PROFILE, k.b, 4, k.b, k.n);
+        size_t kl, vl;
+        const uint8_t *key = store_iter_valid(it) ? store_iter_key(it, &kl) : NULL;
+        if (key && kl == k.n && memcmp(key, k.b, k.n) == 0) {
+            const uint8_t *val = store_iter_value(it, &vl);
+            p->view = kjson_parse((const char *)val, vl, 256, NULL, NULL);
+        }
+    } else {
+        kith_buf pv = {0};
+        if (store_get(e->store, STORE_CF_PROFILE, k.b, k.n, &pv) == 0)
+            p->view = kjson_parse(pv.data, pv.len, 256, NULL, NULL);
+        kith_buf_free(&pv);
+    }
     p->view_sig = profile_view_signature(p->view);
     p->entity = json_object_get(p->view, "entity");
     if (what & SVC_LOAD_COMPUTED) {
@@ -124,15 +176,18 @@ int svc_profile_load(kith_engine *e, uint32_t sb, uint64_t cluster, unsigned wha
         ca_attach(e, NULL, sb, cluster, now, p->entity); /* _computed.<name> (src/ca/) */
     }
     if (what & SVC_LOAD_EVENTS) p->events = events_committed(e, sb, &p->m, since, its, &p->evmeta);
+    if (p->in_arena) jalloc_arena_leave();
     return 0;
 }
 
 void svc_profile_clear(svc_profile *p)
 {
     if (p->has_members) cluster_members_free(&p->m);
-    json_decref(p->view);
-    json_decref(p->own);
-    json_decref(p->events);
+    if (!p->in_arena) {
+        json_decref(p->view);
+        json_decref(p->own);
+        json_decref(p->events);
+    }
     free(p->evmeta);
     memset(p, 0, sizeof *p);
 }
@@ -145,10 +200,16 @@ size_t svc_states_load(kith_engine *e, uint32_t sb, uint64_t cluster, svc_iters 
     skey_u8(&p, 0);
     skey_u64(&p, cluster);
     size_t n = 0;
-    store_iter *own, *it = iter_at(e, its ? &its->states : NULL, STORE_CF_SEGIDX, p.b, p.n, &own);
+    store_iter *own = NULL, *it;
+    if (its)
+        it = cursor_goto(e, &its->states, &its->states_sb, &its->states_last, sb, cluster,
+                         STORE_CF_SEGIDX, p.b, 5, p.b, p.n);
+    else
+        it = own = store_iter_new(e->store, NULL, STORE_CF_SEGIDX, p.b, p.n);
     for (; store_iter_valid(it) && n < cap; store_iter_next(it)) {
         size_t kl, vl;
         const uint8_t *key = store_iter_key(it, &kl);
+        if (kl < p.n || memcmp(key, p.b, p.n) != 0) break; /* the next cluster's */
         const uint8_t *val = store_iter_value(it, &vl);
         if (kl != p.n + SEGDEF_ID_LEN || vl < 17) continue;
         memcpy(out[n].id, key + p.n, SEGDEF_ID_LEN);

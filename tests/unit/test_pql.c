@@ -168,6 +168,76 @@ static void test_many_evaluations_share_a_program(void **state)
     pql_program_free(p);
 }
 
+/* Programs whose filters differ only in a constant, a window length or a field must not share a
+ * memo entry; equal filters must; every answer equals the one without a memo. */
+static void test_memo_shares_only_equal_filters(void **state)
+{
+    (void)state;
+    static const char *const exprs[] = {
+        "xEvent[eventType = \"commerce.purchases\"].count()",
+        "xEvent[eventType = \"advertising.impressions\"].count()",
+        "xEvent[eventType = \"commerce.purchases\"].count() > 3",
+        "xEvent[_acme.campaignId = \"c-101\"].count()",
+        "xEvent[_acme.campaignId = \"c-102\"].count()",
+        "xEvent[_acme.campaignId in [\"c-101\", \"c-103\"]].count()",
+        "xEvent[_acme.campaignId in [\"c-102\", \"c-103\"]].count()",
+        "xEvent[timestamp occurs <= 5 minutes before now].count()",
+        "xEvent[timestamp occurs <= 9 minutes before now].count()",
+        "xEvent[timestamp occurs <= 9 hours before now].count()",
+        "xEvent[eventType = \"commerce.purchases\" and timestamp occurs <= 9 minutes before now].count()",
+        "xEvent[eventType = \"commerce.purchases\" or timestamp occurs <= 9 minutes before now].count()",
+        "xEvent[not(eventType = \"commerce.purchases\")].count()",
+        "xEvent[eventType = \"commerce.purchases\"]._acme.campaignId.distinct().count()",
+        "xEvent[eventType = \"commerce.purchases\"].count()",
+    };
+    enum { N = sizeof exprs / sizeof *exprs };
+    pql_program *p[N];
+    for (int i = 0; i < N; i++)
+        p[i] = compile_ok(exprs[i]);
+    json_t *events = many_events(30, 1715000000000LL);
+    int64_t now = 1715000000000LL + 25 * 60000 + 30000;
+    pql_evaluator *ev = pql_evaluator_new(NULL);
+    pql_memo *memo = pql_memo_new();
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < N; i++) {
+            pql_input plain = {.events = events, .now_ms = now}, shared = plain;
+            shared.memo = memo;
+            pql_result r1, r2;
+            json_t *v1 = NULL, *v2 = NULL;
+            assert_int_equal(pql_eval_value(ev, p[i], &plain, &r1, &v1), 0);
+            assert_int_equal(pql_eval_value(ev, p[i], &shared, &r2, &v2), 0);
+            if (!json_equal(v1, v2))
+                fail_msg("%s: %lld without the memo, %lld with it", exprs[i],
+                         (long long)json_integer_value(v1), (long long)json_integer_value(v2));
+            assert_int_equal(r1.match, r2.match);
+            assert_int_equal(r1.next_change_ms, r2.next_change_ms);
+            json_decref(v1);
+            json_decref(v2);
+        }
+    }
+    uint64_t hits, misses;
+    pql_memo_stats(memo, &hits, &misses);
+    /* 12 distinct filters run once; every other evaluation is answered */
+    assert_int_equal(misses, 12);
+    assert_int_equal(hits, 2 * N - 12);
+    /* another events array (the next profile) is not answered from the first one's entries */
+    json_t *other = many_events(4, 1715000000000LL);
+    pql_input in = {.events = other, .now_ms = now, .memo = memo};
+    pql_result r;
+    json_t *v = NULL;
+    assert_int_equal(pql_eval_value(ev, p[0], &in, &r, &v), 0);
+    assert_int_equal(json_integer_value(v), 2);
+    json_decref(v);
+    pql_memo_stats(memo, &hits, &misses);
+    assert_int_equal(misses, 13);
+    json_decref(other);
+    pql_memo_free(memo);
+    pql_evaluator_free(ev);
+    json_decref(events);
+    for (int i = 0; i < N; i++)
+        pql_program_free(p[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -176,6 +246,7 @@ int main(void)
         cmocka_unit_test(test_explain_and_deps),
         cmocka_unit_test(test_too_large),
         cmocka_unit_test(test_many_evaluations_share_a_program),
+        cmocka_unit_test(test_memo_shares_only_equal_filters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,7 +15,10 @@
  *   explain: substring           the disassembly contains it
  *   deps: {...}                  these keys of pql_deps_json are equal
  * Every case that parses also goes text → pql/json → text → program and must give the same program
- * (disassembly and dependencies) as the text itself, or the same error. */
+ * (disassembly and dependencies) as the text itself, or the same error. Every evaluated case is
+ * evaluated again twice with a pql_memo shared by all the cases of the same context (profile,
+ * events, now...), so filters that equal an earlier case's are answered from the memo, and must
+ * give the same value, match and next change as without it. */
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -33,7 +36,20 @@ typedef struct ctx {
     json_t *schema_file, *segments, *member, *profile, *events;
     bool use_schema;
     int64_t now;
+    pql_memo *memo;     /* shared by the cases of one context */
+    pql_program **kept; /* their programs, alive while the memo holds their filters' keys */
+    int nkept;
 } ctx;
+
+#define KEPT_MAX 512
+
+static void ctx_forget(ctx *c)
+{
+    pql_memo_reset(c->memo);
+    for (int i = 0; i < c->nkept; i++)
+        pql_program_free(c->kept[i]);
+    c->nkept = 0;
+}
 
 typedef struct kase {
     const char *file;
@@ -42,6 +58,7 @@ typedef struct kase {
 } kase;
 
 static int failures, cases;
+static uint64_t total_memo_hits;
 
 static void failf(const kase *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void failf(const kase *k, const char *fmt, ...)
@@ -287,10 +304,29 @@ static void run_case(ctx *c, kase *k)
             }
         }
         if (!rc) check_incremental(c, k, p, &in, val, res.match);
+        /* the same with the context's memo: once filling it, once answered from it */
+        for (int pass = 0; pass < 2 && rc == 0; pass++) {
+            pql_input mi = in;
+            mi.memo = c->memo;
+            pql_result mres;
+            json_t *mval = NULL;
+            int mrc = pql_eval_value(ev, p, &mi, &mres, &mval);
+            bool same = json_equal(val, mval) ||
+                        (json_is_number(val) && json_is_number(mval) &&
+                         json_number_value(val) == json_number_value(mval));
+            if (mrc != rc || !same || mres.match != res.match ||
+                mres.next_change_ms != res.next_change_ms)
+                failf(k, "with a shared memo (pass %d): rc %d, match %d, next %lld; without: rc %d, "
+                         "match %d, next %lld",
+                      pass, mrc, mres.match, (long long)mres.next_change_ms, rc, res.match,
+                      (long long)res.next_change_ms);
+            json_decref(mval);
+        }
         json_decref(val);
         pql_evaluator_free(ev);
     }
-    pql_program_free(p);
+    if (c->nkept == KEPT_MAX) ctx_forget(c);
+    c->kept[c->nkept++] = p;
 }
 
 static void run_file(const char *path, json_t *schema_file)
@@ -300,7 +336,9 @@ static void run_file(const char *path, json_t *schema_file)
     ctx c = {.schema_file = schema_file,
              .use_schema = true,
              .segments = json_object(),
-             .member = json_array()};
+             .member = json_array(),
+             .memo = pql_memo_new(),
+             .kept = calloc(KEPT_MAX, sizeof(pql_program *))};
     kith_time_parse("2024-05-08T12:00:00Z", &c.now);
     kase k = {0};
     char *line = NULL;
@@ -314,6 +352,7 @@ static void run_file(const char *path, json_t *schema_file)
 #define APPLY_PENDING()                                                                            \
     do {                                                                                           \
         if (pending_key[0]) {                                                                      \
+            ctx_forget(&c);                                                                        \
             kase pk = {.file = fname, .line = lineno, .expr = pending_key};                        \
             if (!strcmp(pending_key, "profile"))                                                   \
                 json_decref(c.profile), c.profile = parse_json(&pk, "profile", pending_val);       \
@@ -403,6 +442,14 @@ static void run_file(const char *path, json_t *schema_file)
     FLUSH_CASE();
     free(line);
     fclose(f);
+    ctx_forget(&c);
+    uint64_t hits, misses;
+    pql_memo_stats(c.memo, &hits, &misses);
+    printf("%s: %llu filters answered from the shared memo, %llu run and kept\n", fname,
+           (unsigned long long)hits, (unsigned long long)misses);
+    total_memo_hits += hits;
+    pql_memo_free(c.memo);
+    free(c.kept);
     json_decref(c.profile);
     json_decref(c.events);
     json_decref(c.segments);
@@ -448,6 +495,8 @@ static void test_golden(void **state)
     print_message("%d golden PQL cases in %d files (%d also from incremental state), %d failed\n",
                   cases, nn, inc_cases, failures);
     assert_int_equal(failures, 0);
+    /* the golden events cases share filters: the memo must have answered some */
+    assert_true(total_memo_hits > 0);
 }
 
 int main(void)
