@@ -174,6 +174,9 @@ int identity_lookup(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *v
                     uint64_t *id_out, uint64_t *cluster_out);
 int identity_members(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t cluster,
                      cluster_members *out);
+/* The members of cluster from its cluster CF value (val[0..len), as a scan of that CF reads it):
+ * 0 or KITH_EIO (then *out holds nothing to free). */
+int identity_members_decode(const void *val, size_t len, uint64_t cluster, cluster_members *out);
 /* XID: an opaque, stable, URL-safe string for (namespace, value); reversible. */
 void identity_xid(uint32_t ns, const char *value, size_t len, char *out, size_t cap);
 int identity_xid_parse(const char *xid, uint32_t *ns, char *value, size_t cap, size_t *len);

@@ -308,6 +308,17 @@ int identity_members(kith_engine *e, store_batch *b, uint32_t sandbox, uint64_t 
     return rc;
 }
 
+int identity_members_decode(const void *val, size_t len, uint64_t cluster, cluster_members *out)
+{
+    kith_buf v = {.data = (char *)val, .len = len, .cap = len};
+    out->cluster = cluster;
+    out->n = 0;
+    out->v = NULL;
+    int rc = decode_cluster(&v, out);
+    if (rc) cluster_members_free(out);
+    return rc;
+}
+
 void identity_cache_reset(kith_engine *e)
 {
     if (e->ident) wcache_rebuild(e->ident); /* the group's own writes stay known */

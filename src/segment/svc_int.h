@@ -228,6 +228,10 @@ typedef struct svc_iters {
     store_iter *views, *states;
     uint32_t views_sb, states_sb;
     uint64_t views_last, states_last; /* the cluster each was last aimed at */
+    /* The cluster CF value of the cluster the next svc_profile_load reads, when the caller's scan
+     * of that CF already holds it (borrowed; that load consumes it): no second read. */
+    const uint8_t *cluster_val;
+    size_t cluster_len;
     bool use_arena;
     struct jalloc_arena *arena;
 } svc_iters;

@@ -296,14 +296,25 @@ struct job_run {
     char *fields;   /* export: the job's fields plus identityMap (owned) */
 };
 
-static size_t next_clusters(struct job_run *r, uint64_t *ids, size_t cap)
+/* The next clusters to evaluate, with their cluster CF values when vals is not NULL (vals holds
+ * them back to back; off[i], len[i] locate cluster i's). */
+static size_t next_clusters(struct job_run *r, uint64_t *ids, kith_buf *vals, size_t *off,
+                            size_t *len, size_t cap)
 {
     size_t n = 0;
+    if (vals) vals->len = 0;
     pthread_mutex_lock(&r->mu);
     for (; n < cap && store_iter_valid(r->it); store_iter_next(r->it)) {
-        size_t kl;
+        size_t kl, vl;
         const uint8_t *k = store_iter_key(r->it, &kl);
-        if (kl == 12) ids[n++] = kith_get_be64(k + 4);
+        if (kl != 12) continue;
+        if (vals) {
+            const uint8_t *v = store_iter_value(r->it, &vl);
+            off[n] = vals->len;
+            len[n] = vl;
+            kith_buf_append(vals, v, vl);
+        }
+        ids[n++] = kith_get_be64(k + 4);
     }
     pthread_mutex_unlock(&r->mu);
     return n;
@@ -626,20 +637,34 @@ static void *segment_worker(void *arg)
     svc_state_ent *states = kith_xmalloc(JOB_STATES_MAX * sizeof *states);
     int8_t *answer = kith_xmalloc(j->nseg ? j->nseg : 1);
     struct seg_counts *cnt = kith_xcalloc(j->nseg ? j->nseg : 1, sizeof *cnt);
+    const seg_state **st_of = kith_xcalloc(j->nseg ? j->nseg : 1, sizeof *st_of);
     struct witem *w = kith_xmalloc(JOB_WRITE_CHUNK * sizeof *w);
     size_t nw = 0;
     struct job_inputs inputs = {.n = 0, .memo = pql_memo_new()};
     svc_iters its = {.use_arena = jalloc_installed() != 0};
     uint64_t ids[JOB_CLUSTER_CHUNK];
     size_t n;
-    while (!j->cancel && r->rc == 0 && (n = next_clusters(r, ids, JOB_CLUSTER_CHUNK)) > 0) {
+    kith_buf vals = {0};
+    size_t off[JOB_CLUSTER_CHUNK], len[JOB_CLUSTER_CHUNK];
+    while (!j->cancel && r->rc == 0 &&
+           (n = next_clusters(r, ids, &vals, off, len, JOB_CLUSTER_CHUNK)) > 0) {
         size_t done = 0;
         for (size_t c = 0; c < n && !j->cancel && r->rc == 0; c++) {
             svc_profile p;
             done++;
+            its.cluster_val = (const uint8_t *)vals.data + off[c];
+            its.cluster_len = len[c];
             if (svc_profile_load(e, j->sb, ids[c], r->load, r->since, j->now, &its, &p) != 0)
                 continue;
             size_t ns = svc_states_load(e, j->sb, ids[c], &its, states, JOB_STATES_MAX);
+            /* each job segment's state: one merge of two id-ordered lists */
+            for (size_t a = 0, b = 0; a < j->nseg; a++) {
+                size_t i = r->by_id[a];
+                int cmp = 1;
+                while (b < ns && (cmp = memcmp(states[b].id, j->seg[i].id, SEGDEF_ID_LEN)) < 0)
+                    b++;
+                st_of[i] = b < ns && cmp == 0 ? &states[b].st : NULL;
+            }
             memset(answer, 0xff, j->nseg ? j->nseg : 1);
             struct inseg_ctx ic = {r, states, ns, answer};
             pql_input in = {.now_ms = j->now, .in_segment = job_in_segment, .arg = &ic,
@@ -653,7 +678,7 @@ static void *segment_worker(void *arg)
                     continue;
                 }
                 answer[i] = match ? 1 : 0;
-                const seg_state *old = state_find(states, ns, g->id);
+                const seg_state *old = st_of[i];
                 int ost = old ? old->status : SEG_NONE;
                 if (ost == SEG_REALIZED && old->lqt < g->batch_eval) ost = SEG_EXISTING;
                 int nst = transition(ost, match);
@@ -683,13 +708,10 @@ static void *segment_worker(void *arg)
     struct timespec cpu;
     if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu) == 0)
         j->cpu_ns += (uint64_t)cpu.tv_sec * 1000000000ull + (uint64_t)cpu.tv_nsec;
-    {
-        uint64_t h, m;
-        pql_memo_stats(inputs.memo, &h, &m);
-        kith_log(KITH_LOG_ERROR, "segment", "memo hits %llu misses %llu", (unsigned long long)h, (unsigned long long)m);
-    }
     pql_memo_free(inputs.memo);
+    kith_buf_free(&vals);
     free(w);
+    free(st_of);
     free(cnt);
     free(answer);
     free(states);
@@ -716,7 +738,8 @@ static void *export_worker(void *arg)
     kith_buf buf = {0};
     uint64_t ids[JOB_CLUSTER_CHUNK];
     size_t n;
-    while (!j->cancel && r->rc == 0 && (n = next_clusters(r, ids, JOB_CLUSTER_CHUNK)) > 0) {
+    while (!j->cancel && r->rc == 0 &&
+           (n = next_clusters(r, ids, NULL, NULL, NULL, JOB_CLUSTER_CHUNK)) > 0) {
         for (size_t c = 0; c < n && !j->cancel && r->rc == 0; c++) {
             j->processed++;
             bool pass = j->nseg == 0;

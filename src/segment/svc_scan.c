@@ -142,8 +142,12 @@ int svc_profile_load(kith_engine *e, uint32_t sb, uint64_t cluster, unsigned wha
 {
     memset(p, 0, sizeof *p);
     p->cluster = cluster;
+    const uint8_t *given = its ? its->cluster_val : NULL;
+    size_t given_len = its ? its->cluster_len : 0;
+    if (its) its->cluster_val = NULL;
     if (what & (SVC_LOAD_MEMBERS | SVC_LOAD_EVENTS)) {
-        int rc = identity_members(e, NULL, sb, cluster, &p->m);
+        int rc = given ? identity_members_decode(given, given_len, cluster, &p->m)
+                       : identity_members(e, NULL, sb, cluster, &p->m);
         if (rc) return rc;
         p->has_members = true;
     }
