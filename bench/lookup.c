@@ -3,7 +3,8 @@
  * while one thread keeps ingesting.
  *
  *   lookup [--people N] [--rate R] [--threads T] [--duration S] [--ingest-rate I[,I...]]
- *          [--ingest-group G] [--settle S] [--policies default|all] [--dir DIR] [--sync]
+ *          [--ingest-group G] [--settle S] [--policies default|all] [--writer-nice N]
+ *          [--ingest-nice N] [--ab] [--dir DIR] [--sync]
  *
  * It creates a data dir (DIR, default a temporary one, removed at the end), one profile schema and
  * two profile datasets (crm, loyalty), and ingests N people: every person a CRM record (CRMID
@@ -15,7 +16,10 @@
  * thread rewrites random people's CRM records in groups of G, paced to I records/s (open loop: a
  * group is due every G/I seconds; "max" or 0 ingests as fast as the writer takes it). It prints
  * lookups/s, p50/p99/p99.9/max, the ingest rate asked for and reached, the load average, and the
- * command line; the "RESULT ..." lines are for scripts. */
+ * command line; the "RESULT ..." lines are for scripts. The writer runs --writer-nice (kithd's
+ * default 5) and the ingest thread --ingest-nice (10, as kithd's parse pool) nice levels below the
+ * lookup threads; --ab runs every phase a second time, right after, with all threads at the same
+ * priority (an A/B close in time, over the same population). */
 #include <getopt.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -35,6 +39,7 @@ enum { MAX_RATES = 16 };
 static struct {
     long people, rate, threads, group;
     int writer_nice, ingest_nice; /* the writer thread's (kithd --writer-nice) and the ingest thread's */
+    bool ab; /* each phase again with every thread at the same priority */
     double duration, settle;
     long ingest[MAX_RATES]; /* records/s; 0: unpaced */
     int ningest;
@@ -45,6 +50,7 @@ static struct {
          .settle = 120, .ingest = {5000}, .ningest = 1, .all_policies = true,
          .writer_nice = -1, .ingest_nice = 10};
 static long cur_ingest; /* the phase's ingest rate */
+static int cur_ingest_nice, base_nice; /* the phase's ingest thread nice (relative); the process's */
 
 static kith_engine *eng;
 static char ds_crm[KITH_ID_LEN + 1], ds_loy[KITH_ID_LEN + 1];
@@ -150,11 +156,8 @@ static void *ingest_thread(void *arg)
     double per = cur_ingest ? 1e9 * (double)g / (double)cur_ingest : 0;
     /* This thread parses and validates, as kithd's parse pool does for ingest requests: at the
      * pool's priority (src/http/pool.c), below the lookups. */
-    if (opt.ingest_nice > 0) {
-        int cur = getpriority(PRIO_PROCESS, 0);
-        (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid),
-                          cur + opt.ingest_nice > 19 ? 19 : cur + opt.ingest_nice);
-    }
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid),
+                      base_nice + cur_ingest_nice > 19 ? 19 : base_nice + cur_ingest_nice);
     uint64_t start = now_ns(), n = 0;
     while (!atomic_load(&stop_ingest)) {
         if (per) {
@@ -309,6 +312,23 @@ static void run_phase(const char *name, const merge_policy *policy)
     free(th);
 }
 
+/* On the writer thread: its nice, relative to the process's (--ab switches it between phases). */
+static int set_writer_nice(void *ctx, store_batch *b)
+{
+    (void)b;
+    int n = base_nice + *(const int *)ctx;
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), n > 19 ? 19 : n);
+    return 0;
+}
+
+/* kithd's priorities (the options' writer and ingest nice) or, with flat, all threads equal. */
+static void priorities(bool flat)
+{
+    int w = flat ? 0 : opt.writer_nice;
+    cur_ingest_nice = flat ? 0 : opt.ingest_nice;
+    apply_call(eng->apply, set_writer_nice, &w, false);
+}
+
 static int parse_rates(const char *arg)
 {
     opt.ningest = 0;
@@ -341,7 +361,8 @@ int main(int argc, char **argv)
         {"people", 1, 0, 'n'}, {"rate", 1, 0, 'r'}, {"threads", 1, 0, 't'}, {"duration", 1, 0, 'd'},
         {"dir", 1, 0, 'D'},    {"sync", 0, 0, 's'}, {"ingest-rate", 1, 0, 'i'},
         {"ingest-group", 1, 0, 'g'}, {"settle", 1, 0, 'S'}, {"policies", 1, 0, 'p'},
-        {"writer-nice", 1, 0, 'w'}, {"ingest-nice", 1, 0, 'k'}, {0, 0, 0, 0},
+        {"writer-nice", 1, 0, 'w'}, {"ingest-nice", 1, 0, 'k'}, {"ab", 0, 0, 'a'},
+        {0, 0, 0, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -379,13 +400,16 @@ int main(int argc, char **argv)
         case 'k':
             opt.ingest_nice = atoi(optarg);
             break;
+        case 'a':
+            opt.ab = true;
+            break;
         case 'p':
             opt.all_policies = strcmp(optarg, "default") != 0;
             break;
         default:
             fprintf(stderr, "usage: lookup [--people N] [--rate R] [--threads T] [--duration S] "
                             "[--ingest-rate I[,I...]|max] [--ingest-group G] [--settle S] "
-                            "[--policies default|all] [--writer-nice N] [--ingest-nice N] [--dir DIR] "
+                            "[--policies default|all] [--writer-nice N] [--ingest-nice N] [--ab] [--dir DIR] "
                             "[--sync]\n");
             return 2;
         }
@@ -396,6 +420,7 @@ int main(int argc, char **argv)
     char tmp[] = "/tmp/kith-bench-lookup-XXXXXX";
     const char *dir = opt.dir ? opt.dir : mkdtemp(tmp);
     char *err = NULL;
+    base_nice = getpriority(PRIO_PROCESS, 0);
     kith_limits lim = KITH_LIMITS_DEFAULT;
     if (opt.writer_nice >= 0) lim.writer_nice = opt.writer_nice;
     opt.writer_nice = lim.writer_nice;
@@ -439,8 +464,12 @@ int main(int argc, char **argv)
         .attr = MP_DATASET_PRECEDENCE, .graph = MP_GRAPH_PDG, .norder = 2, .order = order};
     for (int r = 0; r < opt.ningest; r++) {
         cur_ingest = opt.ingest[r];
-        run_phase("default(materialised)", NULL);
-        if (opt.all_policies) run_phase("dataSetPrecedence(read-time)", &prec);
+        for (int flat = 0; flat <= (opt.ab ? 1 : 0); flat++) {
+            priorities(flat);
+            run_phase(flat ? "default(equal priorities)" : "default(materialised)", NULL);
+            if (opt.all_policies)
+                run_phase(flat ? "dataSetPrecedence(equal)" : "dataSetPrecedence(read-time)", &prec);
+        }
     }
 
     printf("command: lookup --people %ld --rate %ld --threads %ld --duration %g --ingest-rate ",
@@ -449,9 +478,10 @@ int main(int argc, char **argv)
         if (opt.ingest[r]) printf("%s%ld", r ? "," : "", opt.ingest[r]);
         else printf("%smax", r ? "," : "");
     }
-    printf(" --ingest-group %ld --settle %g --policies %s --writer-nice %d --ingest-nice %d%s\n",
+    printf(" --ingest-group %ld --settle %g --policies %s --writer-nice %d --ingest-nice %d%s%s "
+           "(process nice %d)\n",
            opt.group, opt.settle, opt.all_policies ? "all" : "default", opt.writer_nice,
-           opt.ingest_nice, opt.sync ? " --sync" : "");
+           opt.ingest_nice, opt.ab ? " --ab" : "", opt.sync ? " --sync" : "", base_nice);
     engine_close(eng);
     if (!opt.dir) {
         char cmd[200];

@@ -6,6 +6,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kithtest as kt  # noqa: E402
@@ -243,6 +244,37 @@ class ProcessTest(kt.KithTestCase):
         self.assertStatus(api.lookup("Email", email), 404)
         three = fx.record({"identityMap": kt.idmap(("Email", email), ("CRMID", kt.uid()), ("Phone", kt.uid()))})
         self.assertStatus(api.send(fx.inlet, three), 200)
+
+    def thread_nice(self, pid):
+        """{thread name: nice} of a process, from /proc/PID/task/*/stat (field 19 is nice)."""
+        out = {}
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                stat = f.read()
+            name = stat[stat.index("(") + 1:stat.rindex(")")]
+            out.setdefault(name, set()).add(int(stat[stat.rindex(")") + 2:].split()[16]))
+        return out
+
+    def test_writer_runs_below_the_request_threads(self):
+        """Profile reads on the HTTP threads preempt the writer: it runs --writer-nice (default 5)
+        nice levels below the process, the ingest parse pool 10 below; 0-19 accepted."""
+        for bad in ("20", "-1", "x"):
+            p = subprocess.run([kt.KITHD, "--writer-nice", bad], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=20)
+            self.assertNotEqual(p.returncode, 0, "--writer-nice %s must be refused" % bad)
+        for args, want in (([], 5), (["--writer-nice", "9"], 9), (["--writer-nice", "0"], 0)):
+            s = self.new_server(extra_args=args)
+            self.assertStatus(s.raw("GET", "/readyz"), 200)
+            base = os.getpriority(os.PRIO_PROCESS, s.proc.pid)
+            expect = {"kith-apply": {min(19, base + want)}, "kith-ingest": {min(19, base + 10)}}
+            for _ in range(50):  # the pool's threads renice themselves as they start
+                nice = self.thread_nice(s.proc.pid)
+                if all(nice.get(k) == v for k, v in expect.items()):
+                    break
+                time.sleep(0.1)
+            for k, v in expect.items():
+                self.assertEqual(nice.get(k), v, (args, k, nice))
+            s.stop(signal.SIGTERM)
 
     def test_limits_configurable_by_option(self):
         s = self.new_server(extra_args=["--max-body", "2048", "--max-identities", "3"])
