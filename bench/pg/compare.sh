@@ -14,14 +14,22 @@
 # Everything it starts is stopped and its temp dir deleted on exit.
 #
 # Env: PG_PEOPLE (20000), PG_EVENTS (mean events per person, 10), SEED (1), LOOKUPS (2000),
+#      SEG_SHARES (per mille of CRM people bench/gen places in the three segments, 20,10,20),
 #      PGBIN (/usr/lib/postgresql/15/bin), KEEP=1 keeps the temp dir.
+#
+# The seed's segments are relative to "now" (segment 2: today; segment 3: the last 30 minutes). The
+# generator dates its events, and the people it places in the segments, relative to --now = the
+# minute this script starts; kith evaluates at its wall clock (streaming, during the load; the
+# segment job, after it); PostgreSQL's queries take the segment job's evaluation instant (kith:now)
+# as their now. The placed impressions of segment 3 lie 2-8 minutes before --now, so kith's side must
+# reach its segment job within about 22 minutes of the start (the script warns when it did not).
 set -euo pipefail
 
 BUILD=${1:-build}
 RESULTS=${2:-}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-: "${PG_PEOPLE:=20000}" "${PG_EVENTS:=10}" "${SEED:=1}" "${LOOKUPS:=2000}"
+: "${PG_PEOPLE:=20000}" "${PG_EVENTS:=10}" "${SEED:=1}" "${LOOKUPS:=2000}" "${SEG_SHARES:=20,10,20}"
 : "${PGBIN:=/usr/lib/postgresql/15/bin}"
 for f in "$BUILD/kithd" "$BUILD/kith" "$BUILD/bench/gen"; do
   [ -x "$f" ] || { echo "pg-compare: $f not found; run 'make build'" >&2; exit 1; }
@@ -54,11 +62,15 @@ res() { [ -n "$RESULTS" ] && echo "$1=$2" >>"$RESULTS"; eval "R_$1=\$2"; }
 pct() { sort -g "$1" | awk -v p="$2" '{ v[NR] = $1 } END { i = int(NR * p / 100 + 0.999999); if (i < 1) i = 1; printf "%.3f", v[i] }'; }
 
 # ---- the data ------------------------------------------------------------------------------------
-# --now: the current minute, so that the 30-minute segment has impressions in its window.
+# --now: the current minute, so that the 30-minute segment has impressions in its window;
+# --seed-segments: people placed in each of the three segments (bench/gen.c).
 NOW_ARG=$(date -u +%Y-%m-%dT%H:%M:00Z)
+NOW_S=$(date -u -d "$NOW_ARG" +%s)
 GEN=("$BUILD/bench/gen" --people "$PG_PEOPLE" --seed "$SEED" --out-dir "$WORK/pop"
-     --events-per-person "$PG_EVENTS" --days 30 --now "$NOW_ARG" --truth "$WORK/pop/truth.jsonl")
-"${GEN[@]}" >&2
+     --events-per-person "$PG_EVENTS" --days 30 --now "$NOW_ARG" --truth "$WORK/pop/truth.jsonl"
+     --seed-segments "$SEG_SHARES")
+"${GEN[@]}" 2>&1 | tee "$WORK/gen.out" >&2
+PLACED=$(sed -n 's/^gen: placed \([0-9]*\) people in segment A.*, \([0-9]*\) in B.*, \([0-9]*\) in C.*/\2 \1 \3/p' "$WORK/gen.out")
 chmod -R a+rX "$WORK/pop"
 N_CRM=$(wc -l <"$WORK/pop/profiles-crm.jsonl")
 N_LOY=$(wc -l <"$WORK/pop/profiles-loyalty.jsonl")
@@ -138,6 +150,12 @@ KITH_SEG_MEMBERS="$WORK/kith-members.tsv" python3 "$HERE/kith_segments.py" "$URL
   echo "pg-compare: kith_segments.py failed" >&2
 while IFS='=' read -r k v; do res "$k" "$v"; done <"$WORK/kseg.out"
 kill -TERM "$KPID"; wait "$KPID" 2>/dev/null || true; KPID=
+# PostgreSQL answers for the kith job's instant (or, without one, the generator's --now).
+EVAL_NOW=${R_kith_job_now:-$NOW_ARG}
+LATE=$(( $(date -u -d "$EVAL_NOW" +%s) - NOW_S ))
+if [ "$LATE" -gt $((22 * 60)) ]; then
+  echo "pg-compare: warning: kith's segment job ran $((LATE / 60)) minutes after --now: the placed impressions of segment 3 had left its 30-minute window" >&2
+fi
 
 # ---- PostgreSQL 15 -------------------------------------------------------------------------------
 SOCK="$WORK/sock"
@@ -176,7 +194,7 @@ res pg_lookup_miss "$("${PSQL[@]}" -c "SELECT count(*) FROM lookup_keys k LEFT J
 # Segments: best of 3 runs each.
 for _ in 1 2 3; do
   "$PGBIN/psql" -h "$SOCK" -U postgres -X -t -A -v ON_ERROR_STOP=1 postgres \
-    -c '\timing on' -f "$HERE/segments.sql" 2>&1
+    -v now="$EVAL_NOW" -c '\timing on' -f "$HERE/segments.sql" 2>&1
 done >"$WORK/segments.out"
 for k in 1 2 3; do
   res "pg_seg${k}_ms" "$(awk -v k=$k '$0 == "SEG " k { on = 1; next } on && /^Time:/ { print $2; on = 0 }' "$WORK/segments.out" | sort -g | head -1)"
@@ -184,7 +202,7 @@ for k in 1 2 3; do
 done
 # Cross-check: CRMIDs in each segment on both sides (kith: profiles looked up by CRMID; PostgreSQL: the
 # CRMIDs of the qualifying clusters).
-"${PSQL[@]}" -f "$HERE/segment_members.sql" | sort >"$WORK/pg-members.tsv"
+"${PSQL[@]}" -v now="$EVAL_NOW" -f "$HERE/segment_members.sql" | sort >"$WORK/pg-members.tsv"
 for k in 1 2 3; do
   res "seg${k}_kith_only" "$(comm -23 <(awk -v k=$k '$1 == k' "$WORK/kith-members.tsv" | sort) <(awk -v k=$k '$1 == k' "$WORK/pg-members.tsv") | wc -l)"
   res "seg${k}_pg_only" "$(comm -13 <(awk -v k=$k '$1 == k' "$WORK/kith-members.tsv" | sort) <(awk -v k=$k '$1 == k' "$WORK/pg-members.tsv") | wc -l)"
@@ -211,5 +229,7 @@ done
 echo "kith: one segment job over the three segments took ${R_kith_job_ms:-n/a} ms (${R_kith_job_profiles:-?} profiles); PostgreSQL runs one query per segment"
 echo "kith: streaming members after the load: ${R_kith_seg1_members:-?} / ${R_kith_seg2_members:-?} / ${R_kith_seg3_members:-?}, read by looking up all CRM customers (${R_kith_membership_scan_s:-?} s)"
 echo "kith: event -> membership (segment 1) p50 ${R_kith_ev2mem_p50_ms:-n/a} ms, max ${R_kith_ev2mem_max_ms:-n/a} ms over ${R_kith_ev2mem_samples:-0} events"
+read -r P1 P2 P3 <<<"${PLACED:-? ? ?}"
+echo "segment members, placed by bench/gen / kith streaming / kith job / PostgreSQL (at $EVAL_NOW): segment 1 $P1 / ${R_kith_seg1_members:-?} / ${R_kith_job_seg1_members:-?} / $R_pg_seg1_members, segment 2 $P2 / ${R_kith_seg2_members:-?} / ${R_kith_job_seg2_members:-?} / $R_pg_seg2_members, segment 3 $P3 / ${R_kith_seg3_members:-?} / ${R_kith_job_seg3_members:-?} / $R_pg_seg3_members"
 echo "member CRMIDs only in kith / only in PostgreSQL: segment 1 $R_seg1_kith_only / $R_seg1_pg_only, segment 2 $R_seg2_kith_only / $R_seg2_pg_only, segment 3 $R_seg3_kith_only / $R_seg3_pg_only"
 echo "PG stitching: $R_pg_stitch_rounds label-propagation rounds, $R_pg_clusters clusters"

@@ -78,6 +78,9 @@ while r.status == 200 and job.get("status") in ("NEW", "PROCESSING"):
 if job.get("status") == "SUCCEEDED":
     m = job["metrics"]
     print(f"kith_job_ms={m['totalTime']['totalTimeInMs']}")
+    # the job's evaluation instant: PostgreSQL's queries answer for the same one
+    print(f"kith_job_now={time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(job['kith:now'] / 1000))}"
+          f".{job['kith:now'] % 1000:03d}Z")
     print(f"kith_job_profiles={m['totalProfiles']}")
     for k, s in enumerate(segs, 1):
         print(f"kith_job_seg{k}_members={m['segmentedProfileCounter'].get(s, 0)}")
