@@ -135,6 +135,8 @@ class SegmentJobTest(kt.KithTestCase):
                          {"realized": 1, "existing": 8, "exited": 0})
         # A member the job confirms is not rewritten (it reads as existing): one write, the entry.
         self.assertEqual(job2["kith:writes"]["memberships"], 1)
+        self.assertIsInstance(job2["kith:workerCpuMs"], int)  # the workers' CPU time, once finished
+        self.assertGreaterEqual(job2["kith:workerCpuMs"], 0)
         self.assertEqual(api.get(DEFS + "/" + b_gold["id"]).json["kith:lastBatchEvaluation"], job2["kith:now"])
         # The list shows both jobs (and the backfills), newest first.
         lst = api.get(JOBS + "?limit=100").json
