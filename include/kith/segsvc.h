@@ -62,8 +62,11 @@ bool segdef_find_name(kith_engine *e, uint32_t sb, const char *name, char *out);
  * TIMER: a timer fired. DELETE: data was deleted in this (exclusive) group: everything is
  * re-evaluated, reading events through the batch. RECORD: a record fragment was stored
  * (segsvc_note_apply: only segments reading a field whose union-view value changed). */
+/* MOVED (with PROFILE): stored events changed clusters (a merge that dissolved a cluster, a split,
+ * an eviction, an unlink): the cluster's incremental aggregate states are rebuilt (svc_inc.c); a
+ * merge that only added new identities, or a computed attribute change, keeps them. */
 enum { SEGSVC_TOUCH_PROFILE = 1, SEGSVC_TOUCH_EVENT = 2, SEGSVC_TOUCH_TIMER = 4,
-       SEGSVC_TOUCH_DELETE = 8, SEGSVC_TOUCH_RECORD = 16 };
+       SEGSVC_TOUCH_DELETE = 8, SEGSVC_TOUCH_RECORD = 16, SEGSVC_TOUCH_MOVED = 32 };
 void segsvc_touch(kith_engine *e, uint32_t sb, uint64_t cluster, unsigned what);
 /* Apply thread, end of group: re-evaluates the touched clusters. */
 int segsvc_flush_group(kith_engine *e, store_batch *b);

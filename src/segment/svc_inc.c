@@ -14,7 +14,8 @@
  * definition using its signature became active later (`newest`: a new or changed definition,
  * whose site was not maintained before). A signature with no state in the value is empty and valid
  * when the whole value was built after its newest definition (`built_at`, set by full rebuilds).
- * Merges, splits (cluster change events: PROFILE touches) and deletes (DELETE touches) rebuild
+ * Merges that dissolve a cluster, splits, evictions and unlinks (cluster change events: MOVED
+ * touches; a merge that only adds new identities moves no event) and deletes (DELETE touches) rebuild
  * every state of the cluster from a rescan; a cluster that merged away loses its value. Entries
  * that left every window are pruned when the value is written. */
 #include <stdlib.h>
@@ -282,7 +283,7 @@ int64_t svc_inc_begin(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t cl
     x->reg = r;
     if (!r->n) return INT64_MAX;
     blob_load(s->e, b, x, r);
-    bool full = (what & (SEGSVC_TOUCH_PROFILE | SEGSVC_TOUCH_DELETE)) != 0;
+    bool full = (what & (SEGSVC_TOUCH_MOVED | SEGSVC_TOUCH_DELETE)) != 0;
     /* the candidates' signatures */
     for (size_t c = 0; c < ncand && !full; c++) {
         const segdef *d = s->v[s->cand[c]];

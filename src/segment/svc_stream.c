@@ -142,7 +142,7 @@ void segsvc_note_apply(kith_engine *e, uint32_t sb, uint64_t cluster, uint64_t i
      * (kith/recent.h) keeps it until it is surely written, parsed once for every reader. */
     json_t *ev = recent_tree(recent_keep(e, sb, identity, dataset, ts, event_id, json, len));
     if (!ev) { /* validated before: cannot happen; be safe anyway */
-        touch(s, sb, cluster, SEGSVC_TOUCH_PROFILE, 0);
+        touch(s, sb, cluster, SEGSVC_TOUCH_PROFILE | SEGSVC_TOUCH_MOVED, 0);
         return;
     }
     const char *et = json_string_value(json_object_get(ev, "eventType"));
@@ -165,6 +165,9 @@ static int on_cluster_change(void *arg, store_batch *b, const cluster_change *v,
     kith_engine *e = arg;
     struct segsvc *s = svc_of(e);
     if (!s) return 0;
+    uint32_t moved_sb = 0;
+    bool sb_moved = true;
+    if (n) moved_sb = v[0].sandbox + 1; /* none yet */
     for (size_t i = 0; i < n; i++) {
         if (!sandbox_has_streaming(s, v[i].sandbox) && !v[i].gone) continue;
         if (v[i].gone) {
@@ -198,7 +201,19 @@ static int on_cluster_change(void *arg, store_batch *b, const cluster_change *v,
             store_iter_free(it);
             svc_inc_drop(e, b, v[i].sandbox, v[i].cluster);
         } else {
-            segsvc_touch(e, v[i].sandbox, v[i].cluster, SEGSVC_TOUCH_PROFILE);
+            /* Did stored events change clusters? Not when the only change of the sandbox in this
+             * group is identities added to clusters (no cluster dissolved, split or lost one). */
+            if (v[i].sandbox != moved_sb) { /* v is sorted by sandbox */
+                moved_sb = v[i].sandbox;
+                sb_moved = false;
+                for (size_t j = 0; j < n; j++)
+                    if (v[j].sandbox == moved_sb &&
+                        (v[j].gone || (v[j].reasons & ~(unsigned)CLUSTER_MERGED)))
+                        sb_moved = true;
+            }
+            bool moved = sb_moved || v[i].reasons != CLUSTER_MERGED;
+            segsvc_touch(e, v[i].sandbox, v[i].cluster,
+                         SEGSVC_TOUCH_PROFILE | (moved ? SEGSVC_TOUCH_MOVED : 0));
         }
     }
     return 0;
