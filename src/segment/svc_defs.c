@@ -28,10 +28,62 @@ static const char *mode_name(int mode)
     return mode == PQL_MODE_EDGE ? "edge" : mode == PQL_MODE_BATCH ? "batch" : "streaming";
 }
 
+/* The id index: a chained hash over (sandbox, id), so that finding a definition (and creating
+ * 10,000 of them) does not scan every definition. */
+static size_t id_bucket(const struct segsvc *s, uint32_t sb, const char *id)
+{
+    return (size_t)(kith_hash64(id, strlen(id), sb) & (s->idh_cap - 1));
+}
+
+static void index_link(struct segsvc *s, segdef *d)
+{
+    size_t k = id_bucket(s, d->sb, d->id);
+    d->id_next = s->idh[k];
+    s->idh[k] = d;
+    if (d->name) {
+        k = id_bucket(s, d->sb, d->name);
+        d->name_next = s->nameh[k];
+        s->nameh[k] = d;
+    }
+}
+
+static void id_index_add(struct segsvc *s, segdef *d)
+{
+    if (s->n + 1 > s->idh_cap / 2) { /* grow and rehash from v */
+        free(s->idh);
+        free(s->nameh);
+        s->idh_cap = s->idh_cap ? s->idh_cap * 2 : 64;
+        while (s->idh_cap / 2 < s->n + 1)
+            s->idh_cap *= 2;
+        s->idh = kith_xcalloc(s->idh_cap, sizeof *s->idh);
+        s->nameh = kith_xcalloc(s->idh_cap, sizeof *s->nameh);
+        for (size_t i = 0; i < s->n; i++)
+            if (s->v[i] != d) index_link(s, s->v[i]);
+    }
+    index_link(s, d);
+}
+
+static void id_index_remove(struct segsvc *s, segdef *d)
+{
+    if (!s->idh_cap) return;
+    for (segdef **pp = &s->idh[id_bucket(s, d->sb, d->id)]; *pp; pp = &(*pp)->id_next)
+        if (*pp == d) {
+            *pp = d->id_next;
+            break;
+        }
+    if (d->name)
+        for (segdef **pp = &s->nameh[id_bucket(s, d->sb, d->name)]; *pp; pp = &(*pp)->name_next)
+            if (*pp == d) {
+                *pp = d->name_next;
+                break;
+            }
+}
+
 segdef *svc_def_find(struct segsvc *s, uint32_t sb, const char *id)
 {
-    for (size_t i = 0; i < s->n; i++)
-        if (s->v[i]->sb == sb && strcmp(s->v[i]->id, id) == 0) return s->v[i];
+    if (!s->idh_cap) return NULL;
+    for (segdef *d = s->idh[id_bucket(s, sb, id)]; d; d = d->id_next)
+        if (d->sb == sb && strcmp(d->id, id) == 0) return d;
     return NULL;
 }
 
@@ -46,6 +98,7 @@ static void def_free(segdef *d)
     json_decref(d->doc);
     pql_program_free(d->prog);
     free(d->text);
+    free(d->name);
     free(d);
 }
 
@@ -68,6 +121,10 @@ void svc_defs_free(struct segsvc *s)
     free(s->v);
     s->v = NULL;
     s->n = s->cap = 0;
+    free(s->idh);
+    free(s->nameh);
+    s->idh = s->nameh = NULL;
+    s->idh_cap = 0;
     pthread_mutex_lock(&ucache_mu);
     for (size_t i = 0; i < nucache; i++) {
         json_decref(ucache[i].prof);
@@ -260,20 +317,26 @@ static void meta_key(store_key *k, uint32_t sb, const char *id)
 static void cache_put(struct segsvc *s, segdef *d)
 {
     pthread_rwlock_wrlock(&s->lock);
-    for (size_t i = 0; i < s->n; i++) {
-        if (s->v[i]->sb == d->sb && strcmp(s->v[i]->id, d->id) == 0) {
-            segdef *old = s->v[i];
-            s->v[i] = d;
-            s->gen++;
-            pthread_rwlock_unlock(&s->lock);
-            def_free(old);
-            return;
+    segdef *old = svc_def_find(s, d->sb, d->id);
+    if (old) {
+        for (size_t i = 0; i < s->n; i++) {
+            if (s->v[i] == old) {
+                s->v[i] = d;
+                break;
+            }
         }
+        id_index_remove(s, old);
+        id_index_add(s, d);
+        s->gen++;
+        pthread_rwlock_unlock(&s->lock);
+        def_free(old);
+        return;
     }
     if (s->n == s->cap) {
         s->cap = s->cap ? s->cap * 2 : 32;
         s->v = kith_xrealloc(s->v, s->cap * sizeof *s->v);
     }
+    id_index_add(s, d);
     s->v[s->n++] = d;
     s->gen++;
     pthread_rwlock_unlock(&s->lock);
@@ -477,6 +540,9 @@ int segdef_put(kith_engine *e, store_batch *b, uint32_t sb, const char *id, cons
     d->sb = sb;
     snprintf(d->id, sizeof d->id, "%s", id);
     d->doc = json_incref(doc);
+    d->name = json_string_value(json_object_get(doc, "name"))
+                  ? kith_xstrdup(json_string_value(json_object_get(doc, "name")))
+                  : NULL;
     d->prog = prog;
     d->text = compiled_text;
     d->mode = want_batch ? PQL_MODE_BATCH : pql_program_deps(prog)->mode;
@@ -514,6 +580,7 @@ int segdef_delete(kith_engine *e, store_batch *b, uint32_t sb, const char *id, c
     pthread_rwlock_wrlock(&s->lock);
     for (size_t i = 0; i < s->n; i++) {
         if (s->v[i] == d) {
+            id_index_remove(s, d);
             memmove(&s->v[i], &s->v[i + 1], (s->n - i - 1) * sizeof *s->v);
             s->n--;
             s->gen++;
@@ -551,10 +618,10 @@ bool segdef_find_name(kith_engine *e, uint32_t sb, const char *name, char *out)
     struct segsvc *s = svc_of(e);
     bool found = false;
     pthread_rwlock_rdlock(&s->lock);
-    for (size_t i = 0; i < s->n && !found; i++) {
-        const char *n = json_string_value(json_object_get(s->v[i]->doc, "name"));
-        if (s->v[i]->sb == sb && n && strcmp(n, name) == 0) {
-            snprintf(out, SEGDEF_ID_LEN + 1, "%s", s->v[i]->id);
+    for (segdef *d = s->idh_cap ? s->nameh[id_bucket(s, sb, name)] : NULL; d && !found;
+         d = d->name_next) {
+        if (d->sb == sb && d->name && strcmp(d->name, name) == 0) {
+            snprintf(out, SEGDEF_ID_LEN + 1, "%s", d->id);
             found = true;
         }
     }
@@ -587,6 +654,9 @@ int svc_defs_load(struct segsvc *s)
         d->sb = kith_get_be32(k);
         memcpy(d->id, k + 5, SEGDEF_ID_LEN);
         d->doc = doc;
+        d->name = json_string_value(json_object_get(doc, "name"))
+                      ? kith_xstrdup(json_string_value(json_object_get(doc, "name")))
+                      : NULL;
         d->created = json_integer_value(json_object_get(doc, "creationTime"));
         d->active_since = json_integer_value(json_object_get(doc, "updateTime"));
         d->batch_eval = json_integer_value(json_object_get(doc, "kith:lastBatchEvaluation"));
@@ -597,6 +667,7 @@ int svc_defs_load(struct segsvc *s)
             s->cap = s->cap ? s->cap * 2 : 32;
             s->v = kith_xrealloc(s->v, s->cap * sizeof *s->v);
         }
+        id_index_add(s, d);
         s->v[s->n++] = d;
     }
     store_iter_free(it);

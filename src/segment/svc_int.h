@@ -14,6 +14,8 @@ typedef struct segdef {
     uint32_t sb;
     char id[SEGDEF_ID_LEN + 1];
     json_t *doc;       /* stored definition (owned) */
+    char *name;        /* its name (owned copy, for the uniqueness check) */
+    struct segdef *id_next, *name_next; /* hash chains of the id and name indexes (svc_defs.c) */
     pql_program *prog; /* compiled (owned); NULL when it no longer compiles */
     int mode;          /* enum pql_mode */
     int64_t created;   /* creationTime (ms), the evaluation order */
@@ -56,6 +58,9 @@ struct segsvc {
     pthread_rwlock_t lock; /* defs: written on the apply thread, read anywhere */
     segdef **v;
     size_t n, cap;
+    segdef **idh;   /* (sandbox, id) → definition, chained (svc_defs.c); under lock like v */
+    segdef **nameh; /* (sandbox, name) → definition, the same way */
+    size_t idh_cap;
     /* apply thread */
     struct touched {
         uint32_t sb;
