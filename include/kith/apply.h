@@ -50,6 +50,8 @@ void apply_set_reset(kith_apply *a, void (*fn)(void *), void *arg);
  * not block. Set before data flows. */
 void apply_set_publish(kith_apply *a, void *(*sealed)(void *arg, int rc),
                        void (*durable)(void *arg, void *token, int rc), void *arg);
+/* Lowers the syncer thread's CPU priority by nice (like the writer's: reads preempt both). */
+void apply_set_syncer_nice(kith_apply *a, int nice);
 /* Drains the queue, commits, stops the thread. */
 void apply_stop(kith_apply *a);
 

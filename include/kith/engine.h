@@ -24,7 +24,7 @@ typedef struct kith_limits {
     size_t queue_max;       /* messages waiting for the apply thread (200000) */
     size_t cache_bytes;     /* RocksDB block cache (0: 1 GiB) */
     size_t ident_cache_bytes; /* the writer's identity graph cache (0: 2 GiB) */
-    int writer_nice;          /* the writer thread's nice above the process's (5): reads preempt it */
+    int writer_nice;          /* the writer's and syncer's nice above the process's (5): reads preempt them */
 } kith_limits;
 extern const kith_limits KITH_LIMITS_DEFAULT;
 

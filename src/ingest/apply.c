@@ -1,8 +1,14 @@
 /* kith apply: one writer thread with group commit (see include/kith/apply.h). */
 #include "kith/apply.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /* A written group on its way to the syncer: its operations and its blind appends (events), which the
  * syncer writes — so the writer spends no time inserting them — before the fsync that acknowledges. */
@@ -34,7 +40,30 @@ struct kith_apply {
     void (*durable_fn)(void *, void *, int);
     void *publish_arg;
     apply_stats stats;
+    _Atomic int syncer_nice; /* > 0: the syncer lowers its CPU priority by this much, once */
 };
+
+void apply_set_syncer_nice(kith_apply *a, int nice)
+{
+    atomic_store(&a->syncer_nice, nice);
+    pthread_mutex_lock(&a->mu);
+    pthread_cond_signal(&a->sync_cv);
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* The syncer, on itself: nice is per thread on Linux, relative to the thread's current one. */
+static void syncer_renice(kith_apply *a)
+{
+    int by = atomic_exchange(&a->syncer_nice, 0);
+    if (by <= 0) return;
+    id_t tid = (id_t)syscall(SYS_gettid);
+    errno = 0;
+    int cur = getpriority(PRIO_PROCESS, tid);
+    if (cur == -1 && errno) cur = 0;
+    int n = cur + by > 19 ? 19 : cur + by;
+    if (setpriority(PRIO_PROCESS, tid, n) != 0)
+        kith_log(KITH_LOG_WARN, "apply", "syncer nice %d: %s", n, strerror(errno));
+}
 
 void apply_set_reset(kith_apply *a, void (*fn)(void *), void *arg)
 {
@@ -143,8 +172,10 @@ static void *syncer_main(void *arg)
     kith_apply *a = arg;
     pthread_setname_np(pthread_self(), "kith-sync");
     for (;;) {
+        syncer_renice(a);
         pthread_mutex_lock(&a->mu);
-        while (!a->shead && !a->writer_done) pthread_cond_wait(&a->sync_cv, &a->mu);
+        while (!a->shead && !a->writer_done && !atomic_load(&a->syncer_nice))
+            pthread_cond_wait(&a->sync_cv, &a->mu);
         group *groups = a->shead;
         a->shead = a->stail = NULL;
         bool done = a->writer_done;

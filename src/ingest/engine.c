@@ -192,7 +192,11 @@ int engine_open(const char *data_dir, const kith_limits *lim, const char *admin_
         engine_close(e);
         return rc;
     }
-    if (e->lim.writer_nice > 0) (void)apply_call(e->apply, renice_writer, &e->lim.writer_nice, false);
+    if (e->lim.writer_nice > 0) {
+        (void)apply_call(e->apply, renice_writer, &e->lim.writer_nice, false);
+        /* The syncer writes the events and their dedup entries (blind appends): write work too. */
+        apply_set_syncer_nice(e->apply, e->lim.writer_nice);
+    }
     ca_init(e); /* before segsvc_init: segments may read _computed.<name> */
     segsvc_init(e);
     profile_remat_start(e);
