@@ -231,5 +231,6 @@ echo "kith: streaming members after the load: ${R_kith_seg1_members:-?} / ${R_ki
 echo "kith: event -> membership (segment 1) p50 ${R_kith_ev2mem_p50_ms:-n/a} ms, max ${R_kith_ev2mem_max_ms:-n/a} ms over ${R_kith_ev2mem_samples:-0} events"
 read -r P1 P2 P3 <<<"${PLACED:-? ? ?}"
 echo "segment members, placed by bench/gen / kith streaming / kith job / PostgreSQL (at $EVAL_NOW): segment 1 $P1 / ${R_kith_seg1_members:-?} / ${R_kith_job_seg1_members:-?} / $R_pg_seg1_members, segment 2 $P2 / ${R_kith_seg2_members:-?} / ${R_kith_job_seg2_members:-?} / $R_pg_seg2_members, segment 3 $P3 / ${R_kith_seg3_members:-?} / ${R_kith_job_seg3_members:-?} / $R_pg_seg3_members"
+echo "kith job members without a CRMID (the streaming count reaches profiles through CRM customers only): ${R_kith_job_seg1_no_crmid:-?} / ${R_kith_job_seg2_no_crmid:-?} / ${R_kith_job_seg3_no_crmid:-?}"
 echo "member CRMIDs only in kith / only in PostgreSQL: segment 1 $R_seg1_kith_only / $R_seg1_pg_only, segment 2 $R_seg2_kith_only / $R_seg2_pg_only, segment 3 $R_seg3_kith_only / $R_seg3_pg_only"
 echo "PG stitching: $R_pg_stitch_rounds label-propagation rounds, $R_pg_clusters clusters"
