@@ -369,7 +369,7 @@ void svc_inc_build(struct segsvc *s, svc_inc *x, json_t *const *evs, size_t n)
 
 bool svc_inc_states_for(svc_inc *x, const segdef *d, const pql_inc_state **out)
 {
-    size_t ns = d->prog ? pql_inc_nsites(d->prog) : 0;
+    size_t ns = d->prog && x->reg ? pql_inc_nsites(d->prog) : 0;
     bool all = ns > 0;
     for (size_t k = 0; k < ns; k++) {
         struct svc_inc_slot *sl = slot_of(x, pql_inc_sig(d->prog, k), false);
@@ -386,6 +386,7 @@ static bool state_empty(const pql_inc_state *st)
 
 void svc_inc_end(struct segsvc *s, store_batch *b, svc_inc *x)
 {
+    if (!x->reg) return; /* not begun */
     for (size_t j = 0; j < x->n; j++) {
         struct svc_inc_slot *sl = &x->v[j];
         if (sl->cand && sl->valid && sl->g &&

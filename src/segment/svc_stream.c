@@ -22,7 +22,7 @@ static void *timer_main(void *arg);
 static void policies_clear(struct segsvc *s);
 struct seg_touch;
 static int eval_candidates(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t cluster,
-                           const struct seg_touch *t, int64_t now, size_t ncand);
+                           const struct seg_touch *t, int64_t now, size_t ncand, bool use_inc);
 static int on_cluster_change(void *arg, store_batch *b, const cluster_change *v, size_t n);
 
 int segsvc_init(kith_engine *e)
@@ -766,7 +766,9 @@ static int eval_cluster(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t 
                 s->cand[ncand++] = (uint32_t)i;
                 s->cand_kind[i] = SVC_CAND_DIRECT;
             }
-        return ncand ? eval_candidates(s, b, sb, cluster, t, now, 1) : 0;
+        /* A job's re-evaluation (not the end of the group) reads the events: the group's own
+         * events reach the aggregate states once, at its end (svc_inc_begin). */
+        return ncand ? eval_candidates(s, b, sb, cluster, t, now, 1, false) : 0;
     }
     if ((t->what & SEGSVC_TOUCH_RECORD) &&
         !(t->what & (SEGSVC_TOUCH_PROFILE | SEGSVC_TOUCH_TIMER | SEGSVC_TOUCH_DELETE))) {
@@ -776,12 +778,12 @@ static int eval_cluster(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t 
         if (!s->pol[slot].materialised) t->paths_all = true;
         else record_changes(s, b, sb, cluster, t);
     }
-    return eval_candidates(s, b, sb, cluster, t, now, svc_index_candidates(s, sb, t));
+    return eval_candidates(s, b, sb, cluster, t, now, svc_index_candidates(s, sb, t), true);
 }
 
 /* Evaluates the ncand candidates in s->cand for one cluster. */
 static int eval_candidates(struct segsvc *s, store_batch *b, uint32_t sb, uint64_t cluster,
-                           const seg_touch *t, int64_t now, size_t ncand)
+                           const seg_touch *t, int64_t now, size_t ncand, bool use_inc)
 {
     kith_engine *e = s->e;
     bool events = false, computed = false;
@@ -793,8 +795,9 @@ static int eval_candidates(struct segsvc *s, store_batch *b, uint32_t sb, uint64
     if (rc) return rc;
     /* Event aggregates from the profile's incremental states; only what they cannot answer
      * reads the events (the states being built read them too). */
-    svc_inc inc;
-    int64_t build_since = svc_inc_begin(s, b, sb, cluster, t->what, ncand, now, &inc);
+    svc_inc inc = {0};
+    int64_t build_since =
+        use_inc ? svc_inc_begin(s, b, sb, cluster, t->what, ncand, now, &inc) : INT64_MAX;
     size_t maxsites = 1;
     for (size_t k = 0; k < ncand; k++) {
         const segdef *d = s->v[s->cand[k]];
