@@ -362,6 +362,7 @@ static int run_one(long m, struct result *out)
      * profiles that were evaluated before (membership and aggregate states in place) */
     if (opt_warmup > 0) {
         double tw = now_s();
+        long before = run.events_done;
         run.next_person = 0;
         long wl = opt.loaders < 1 ? 1 : opt.loaders > 16 ? 16 : opt.loaders;
         pthread_t wt[16];
@@ -369,7 +370,7 @@ static int run_one(long m, struct result *out)
             pthread_create(&wt[i], NULL, loader_main, (void *)(intptr_t)(opt_warmup / wl));
         for (long i = 0; i < wl; i++)
             pthread_join(wt[i], NULL);
-        printf("M=%ld: warm-up %ld events in %.1f s\n", m, run.events_done, now_s() - tw);
+        printf("M=%ld: warm-up %ld events in %.1f s\n", m, run.events_done - before, now_s() - tw);
     }
     /* the timed phase */
     memset(&run.sent, 0, sizeof run.sent);
