@@ -6,7 +6,8 @@
  *    operation, WAL sync off (a bulk load);
  * 2. links: M new ECIDs, each linked to a random existing person (the new ECID joins the person's
  *    cluster: its ident and node, the person's node and the cluster record are written), 1,000 per
- *    writer operation, WAL sync off;
+ *    writer operation, two operations in flight (the writer prepares one while the syncer writes the
+ *    other's blind part), WAL sync off;
  * 3. lookups: identity → cluster, L random existing identities, through identity_lookup (any
  * thread, committed data: RocksDB) and through the writer's cache (identity_writer_lookup). Prints the
  * figures and the command that reproduces them. */
@@ -88,16 +89,69 @@ typedef struct phase_cpu {
     double writer, process;
 } phase_cpu;
 
+/* Operations in flight: the next one is queued as soon as the writer starts the previous one, so the
+ * writer takes one operation per group and prepares the next group while the syncer writes the
+ * previous one's blind part (events, identity graph keys), as under concurrent ingestion. */
+#define WINDOW 4
+
+typedef struct inflight {
+    apply_op op;
+    link_job job;
+} inflight;
+
+static pthread_mutex_t win_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t win_cv = PTHREAD_COND_INITIALIZER;
+static int win_busy, win_failed;
+static uint64_t win_started;
+
+static int link_op(void *ctx, store_batch *b)
+{
+    pthread_mutex_lock(&win_mu);
+    win_started++;
+    pthread_cond_signal(&win_cv);
+    pthread_mutex_unlock(&win_mu);
+    return link_fn(ctx, b);
+}
+
+static void link_done(void *ctx, int rc)
+{
+    (void)ctx;
+    pthread_mutex_lock(&win_mu);
+    win_busy--;
+    if (rc) win_failed = 1;
+    pthread_cond_signal(&win_cv);
+    pthread_mutex_unlock(&win_mu);
+}
+
 static double run_links(kith_engine *e, uint64_t first, uint64_t n, uint64_t people, phase_cpu *cpu)
 {
     double w0 = cpu_s(writer_clock), p0 = cpu_s(CLOCK_PROCESS_CPUTIME_ID);
     uint64_t t0 = kith_mono_ns();
+    inflight slots[WINDOW];
+    int next = 0;
+    uint64_t submitted = 0;
+    pthread_mutex_lock(&win_mu);
+    win_started = 0;
+    pthread_mutex_unlock(&win_mu);
     for (uint64_t i = 0; i < n; i += GROUP) {
-        link_job j = {e, first + i, n - i < GROUP ? n - i : GROUP, people, first + i};
-        if (apply_call(e->apply, link_fn, &j, false) != 0) {
-            fprintf(stderr, "identity: a link group failed\n");
-            exit(1);
-        }
+        pthread_mutex_lock(&win_mu);
+        while (win_busy == WINDOW || win_started < submitted) pthread_cond_wait(&win_cv, &win_mu);
+        win_busy++;
+        pthread_mutex_unlock(&win_mu);
+        submitted++;
+        inflight *f = &slots[next];
+        next = (next + 1) % WINDOW; /* free: at most WINDOW - 1 others are in flight */
+        f->job = (link_job){e, first + i, n - i < GROUP ? n - i : GROUP, people, first + i};
+        f->op = (apply_op){.fn = link_op, .done = link_done, .ctx = &f->job, .weight = 0};
+        if (apply_submit(e->apply, &f->op) != 0) link_done(NULL, 1);
+    }
+    pthread_mutex_lock(&win_mu);
+    while (win_busy) pthread_cond_wait(&win_cv, &win_mu);
+    int failed = win_failed;
+    pthread_mutex_unlock(&win_mu);
+    if (failed) {
+        fprintf(stderr, "identity: a link group failed\n");
+        exit(1);
     }
     cpu->writer = cpu_s(writer_clock) - w0;
     cpu->process = cpu_s(CLOCK_PROCESS_CPUTIME_ID) - p0;

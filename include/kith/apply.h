@@ -52,6 +52,11 @@ void apply_set_publish(kith_apply *a, void *(*sealed)(void *arg, int rc),
                        void (*durable)(void *arg, void *token, int rc), void *arg);
 /* Lowers the syncer thread's CPU priority by nice (like the writer's: reads preempt both). */
 void apply_set_syncer_nice(kith_apply *a, int nice);
+/* Work the writer hands to the syncer: before writing group number `group`'s blind part, the syncer
+ * calls fill(arg, group, ok, &blind), which may add writes to it (creating it when NULL); ok is false
+ * for a group whose commit failed (drop what was prepared for it). Set before data flows. */
+void apply_set_blind_fill(kith_apply *a, void (*fill)(void *arg, uint64_t group, bool ok, store_blind **bl),
+                          void *arg);
 /* Drains the queue, commits, stops the thread. */
 void apply_stop(kith_apply *a);
 
@@ -67,6 +72,9 @@ void apply_get_stats(kith_apply *a, apply_stats *out);
 uint64_t apply_group_number(kith_apply *a);
 /* Any thread: every group numbered up to this one has had its blind appends written (or failed). */
 uint64_t apply_blind_written(kith_apply *a);
+/* Apply thread: waits until the syncer has written the blind appends of every group handed to it
+ * (e.g. before the writer reads back from the store keys whose writes it handed over blind). */
+void apply_wait_blind(kith_apply *a);
 /* True on the apply thread. */
 bool apply_on_thread(kith_apply *a);
 

@@ -169,6 +169,26 @@ int identity_writer_lookup(kith_engine *e, uint32_t sandbox, uint32_t ns, const 
                            uint64_t *id_out, uint64_t *cluster_out);
 /* The writer cache's size (apply thread, or while it is idle): keys held, bytes, clears when full. */
 void identity_cache_stats(kith_engine *e, size_t *entries, size_t *bytes, uint64_t *clears);
+/* Any thread: the identity index's size for /metrics — the writer cache after the last group (keys,
+ * bytes, clears when full) and the identity log (records and bytes written since start, records
+ * materialised from it at start-up). */
+typedef struct identity_stats {
+    size_t cache_entries, cache_bytes;
+    uint64_t cache_clears, log_records, log_bytes, log_replayed;
+} identity_stats;
+void identity_index_stats(kith_engine *e, identity_stats *out);
+/* engine_open, before the apply thread starts: writes the graph keys of every identity log record a
+ * crash left behind (a group committed, its blind part not written), in order. */
+int identity_log_replay(kith_engine *e, size_t *replayed);
+/* Syncer thread (apply_set_blind_fill): the graph keys of group `group` into its blind part. */
+void identity_blind_fill(void *arg, uint64_t group, bool ok, store_blind **bl);
+/* Apply thread: a graph key (STORE_CF_IDENT/NODE/CLUSTER) as the writer sees it (its cache, the
+ * group's own writes, then the store once earlier groups' writes landed). Same returns as store_get. */
+int identity_graph_get(kith_engine *e, store_batch *b, int cf, const void *key, size_t klen,
+                       kith_buf *val);
+/* Apply thread: identity → (id, cluster) as the writer sees it. */
+int identity_get(kith_engine *e, store_batch *b, uint32_t sandbox, uint32_t ns, const char *value,
+                 size_t len, uint64_t *id_out, uint64_t *cluster_out);
 /* Any thread: committed lookups. Return 0, KITH_ENOTFOUND or KITH_EIO. */
 int identity_lookup(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *value, size_t len,
                     uint64_t *id_out, uint64_t *cluster_out);

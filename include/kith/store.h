@@ -21,6 +21,7 @@ enum store_cf {
     STORE_CF_TIMER,   /* sandbox, due time, cluster id, segment id */
     STORE_CF_DEDUP,   /* sandbox, message id → first seen */
     STORE_CF_CA,      /* sandbox, cluster id → computed attribute state (kith/ca.h) */
+    STORE_CF_IDLOG,   /* log seq → a group's identity graph writes, until they are materialised */
     STORE_CF_COUNT
 };
 
@@ -53,6 +54,7 @@ void store_batch_put_blind(store_batch *b, int cf, const void *k, size_t kl, con
 void store_batch_put_blind2(store_batch *b, int cf, const void *k, size_t kl, const void *v1,
                             size_t vl1, const void *v2, size_t vl2);
 void store_batch_delete(store_batch *b, int cf, const void *k, size_t kl);
+void store_batch_delete_blind(store_batch *b, int cf, const void *k, size_t kl);
 /* The batch's tail: writes committed atomically with the indexed part (one RocksDB write) that skip the
  * index, so nothing reads them back before the commit and no savepoint covers them. For a module that
  * keeps its own copy of what it wrote and hands the group's writes over once, at the group's end (the
@@ -73,6 +75,10 @@ int store_batch_commit(kith_store *st, store_batch *b);
 typedef struct store_blind store_blind;
 store_blind *store_batch_take_blind(store_batch *b);
 int store_blind_write(kith_store *st, store_blind *bl);
+/* Adds writes to a detached blind part (NULL *bl: one is made), e.g. on the syncer thread. */
+void store_blind_put(kith_store *st, store_blind **bl, int cf, const void *k, size_t kl, const void *v,
+                     size_t vl);
+void store_blind_delete(kith_store *st, store_blind **bl, int cf, const void *k, size_t kl);
 void store_blind_free(store_blind *bl);
 /* Makes every batch written so far durable (one fsync of the WAL), unless the store was opened with
  * sync = false. 0 or KITH_EIO. */

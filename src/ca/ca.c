@@ -1267,12 +1267,12 @@ void ca_identity_events_deleted(kith_engine *e, store_batch *b, uint32_t sb, uin
     skey_init(&nk, sb);
     skey_u64(&nk, identity);
     kith_buf nv = {0};
-    if (store_batch_get(e->store, b, STORE_CF_NODE, nk.b, nk.n, &nv) == 0 && nv.len >= 6) {
+    if (identity_graph_get(e, b, STORE_CF_NODE, nk.b, nk.n, &nv) == 0 && nv.len >= 6) {
         const uint8_t *p = (const uint8_t *)nv.data;
         size_t len = (size_t)p[4] << 8 | p[5];
         uint64_t id, cl;
         if (6 + len <= nv.len &&
-            identity_lookup(e, sb, kith_get_be32(p), (const char *)p + 6, len, &id, &cl) == 0)
+            identity_get(e, b, sb, kith_get_be32(p), (const char *)p + 6, len, &id, &cl) == 0)
             recalc_add(s, sb, cl);
     }
     kith_buf_free(&nv);

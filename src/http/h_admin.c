@@ -138,6 +138,7 @@ static int sb_del_fn(void *ctx, store_batch *b)
     kith_put_be32(prefix, c->id);
     identity_cache_reset(c->e);
     for (int cf = 0; cf < STORE_CF_COUNT; cf++) {
+        if (cf == STORE_CF_IDLOG) continue; /* keyed by log seq, not sandbox; empty here (exclusive) */
         int rc = store_delete_prefix(c->e->store, cf, prefix, sizeof prefix);
         if (rc) return rc;
     }

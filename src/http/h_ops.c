@@ -82,6 +82,19 @@ int h_metrics(kith_req *r)
     kith_buf_printf(o, "# HELP kith_ca_update_cpu_seconds Writer CPU time updating computed attributes on events.\n"
                        "# TYPE kith_ca_update_cpu_seconds counter\nkith_ca_update_cpu_seconds %.6f\n",
                     (double)cs.note_ns / 1e9);
+    identity_stats is; /* the writer's identity index (src/identity/cache.c) and the identity log */
+    identity_index_stats(e, &is);
+    GAUGE("kith_identity_cache_entries", "Keys in the writer's identity graph cache (after the last group).",
+          is.cache_entries);
+    GAUGE("kith_identity_cache_bytes", "Bytes held by the writer's identity graph cache (entries and slots).",
+          is.cache_bytes);
+    COUNTER("kith_identity_cache_clears_total", "Times the identity graph cache was dropped because it was full.",
+            is.cache_clears);
+    COUNTER("kith_identity_log_records_total", "Identity log records written (one per group that changed the graph).",
+            is.log_records);
+    COUNTER("kith_identity_log_bytes_total", "Bytes of identity graph writes logged.", is.log_bytes);
+    GAUGE("kith_identity_log_replayed", "Identity log records materialised at start-up (left by a crash).",
+          is.log_replayed);
     GAUGE("kith_profiles_estimate", "Materialised union views (RocksDB estimate).",
           store_estimate_keys(e->store, STORE_CF_PROFILE));
     GAUGE("kith_clusters_estimate", "Identity clusters (RocksDB estimate).",

@@ -47,12 +47,27 @@ static void id_key(store_key *k, uint32_t sb, uint64_t id)
 /* --- the writer's reads and writes of the graph's keys (ident, node, cluster).
  *
  * Reads go through the writer's cache (cache.h), so a key is read from the store at most once. Writes
- * go to the cache and to the group's write log; at the end of the group (identity_flush_group) the
- * log is handed to the batch's tail once, sorted, one write per key however often the group changed
- * it — a person's node and cluster are written once per group, and the memtable takes the keys in
- * order. Nothing reads the graph's keys through the batch, so the tail needs no index. A rolled-back
- * savepoint truncates the log; the cache is then rebuilt from the store plus what the log still
- * holds (dropped, then the log replayed into it). b NULL: a committed read, any thread. */
+ * go to the cache and to the group's write log. At the end of the group (identity_flush_group) the
+ * write log is handed over twice:
+ *
+ *  - as ONE record of the identity log (STORE_CF_IDLOG, key: a sequence number), a put in the
+ *    batch's tail, so it is written atomically with the group's indexed part (sequence marks,
+ *    fragments) and WAL-synced with it: the durable record of the group's graph changes;
+ *  - to the syncer thread (identity_blind_fill, through apply_set_blind_fill), which adds the keys
+ *    themselves plus the log record's delete to the group's blind part; the blind write sorts them
+ *    and keeps one write per key however often the group changed it (a person's node and cluster
+ *    are written once per group), before the WAL sync that acknowledges the group.
+ *
+ * So the writer thread inserts one memtable entry per group for the graph instead of ~4 per link;
+ * the syncer materialises the keys while the writer prepares the next group. A crash between the two
+ * writes leaves the log record behind: identity_log_replay, at start-up, writes the keys of every log
+ * record left (in key order, each with its delete) before anything else runs. Readers on other
+ * threads read the committed keys: a group's graph becomes visible with its blind part, before its
+ * acknowledgement. The writer itself reads its cache; after the cache was dropped (full, a rollback,
+ * a failed group) it waits for the blind parts in flight before its first read from the store.
+ * Nothing reads the graph's keys through the batch. A rolled-back savepoint truncates the write
+ * log; the cache is then rebuilt from the store plus what the log still holds (dropped, then the log
+ * replayed into it). b NULL: a committed read, any thread. */
 
 #define WCACHE_DEFAULT_BYTES (2ull << 30)
 
@@ -76,7 +91,14 @@ static int gread(kith_engine *e, store_batch *b, int cf, const store_key *k, kit
         kith_buf_append(v, kv_val(h), h->vlen);
         return 0;
     }
-    int rc = store_batch_get(e->store, b, cf, k->b, k->n, v);
+    struct ident_state *s = e->ident;
+    if (s->stale) { /* the cache was dropped: earlier groups' keys may still be on their way */
+        if (e->apply && apply_on_thread(e->apply)) apply_wait_blind(e->apply);
+        s->stale = false;
+    }
+    /* Graph keys are never in the batch's index (the log goes to its tail, the keys to the blind
+     * part): a committed read. */
+    int rc = store_get(e->store, cf, k->b, k->n, v);
     if (rc == 0) kv_cache_put(c, cf, k->b, k->n, v->data, v->len);
     else if (rc == KITH_ENOTFOUND) kv_cache_put(c, cf, k->b, k->n, NULL, 0);
     return rc;
@@ -115,33 +137,12 @@ static void gdel(kith_engine *e, store_batch *b, int cf, const store_key *k)
     kv_cache_put(wcache(e), cf, k->b, k->n, NULL, 0);
 }
 
-typedef struct wlog_ref {
-    const uint8_t *p;
-    size_t seq;
-} wlog_ref;
-
-static int wlog_cmp(const void *a, const void *b)
-{
-    const wlog_ref *x = a, *y = b;
-    if (x->p[0] != y->p[0]) return x->p[0] < y->p[0] ? -1 : 1;
-    size_t xl = (size_t)x->p[2] << 8 | x->p[3], yl = (size_t)y->p[2] << 8 | y->p[3];
-    int c = memcmp(x->p + WLOG_HDR, y->p + WLOG_HDR, xl < yl ? xl : yl);
-    if (c) return c;
-    if (xl != yl) return xl < yl ? -1 : 1;
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-static bool same_key(const uint8_t *x, const uint8_t *y)
-{
-    return x[0] == y[0] && x[2] == y[2] && x[3] == y[3] &&
-           memcmp(x + WLOG_HDR, y + WLOG_HDR, (size_t)x[2] << 8 | x[3]) == 0;
-}
-
 /* Drops the cache and replays the group's write log into it: the store plus the group. */
 static void wcache_rebuild(struct ident_state *s)
 {
     if (!s->kv) return;
     kv_cache_clear(s->kv);
+    s->stale = true;
     const uint8_t *p = (const uint8_t *)s->wlog.data, *end = p + s->wlog.len;
     while (p && p < end) {
         size_t kl = (size_t)p[2] << 8 | p[3], vl = kith_get_be32(p + 4);
@@ -150,30 +151,141 @@ static void wcache_rebuild(struct ident_state *s)
     }
 }
 
+/* The keys of a write log, in its order, and the delete of its log record into a blind part: a
+ * detached one (*bl) or, b not NULL, the batch's own. The blind write sorts them by key and writes
+ * the last write of each key (store_blind_write). */
+static void wlog_to_blind(kith_store *st, store_blind **bl, store_batch *b, const kith_buf *w,
+                          uint64_t seq)
+{
+    const uint8_t *p = (const uint8_t *)w->data, *end = p + w->len;
+    while (p && p < end) {
+        size_t kl = (size_t)p[2] << 8 | p[3], vl = kith_get_be32(p + 4);
+        const uint8_t *k = p + WLOG_HDR;
+        if (b && !p[1]) store_batch_put_blind(b, p[0], k, kl, k + kl, vl);
+        else if (b) store_batch_delete_blind(b, p[0], k, kl);
+        else if (!p[1]) store_blind_put(st, bl, p[0], k, kl, k + kl, vl);
+        else store_blind_delete(st, bl, p[0], k, kl);
+        p += WLOG_HDR + kl + vl;
+    }
+    uint8_t lk[8];
+    kith_put_be64(lk, seq);
+    if (b) store_batch_delete_blind(b, STORE_CF_IDLOG, lk, sizeof lk);
+    else store_blind_delete(st, bl, STORE_CF_IDLOG, lk, sizeof lk);
+}
+
 int identity_emit_writes(kith_engine *e, store_batch *b)
 {
     struct ident_state *s = e->ident;
     if (!s || s->nwlog == 0) return 0;
-    wlog_ref *v = kith_xcalloc(s->nwlog, sizeof *v);
-    size_t n = 0;
-    const uint8_t *p = (const uint8_t *)s->wlog.data, *end = p + s->wlog.len;
-    while (p < end && n < s->nwlog) {
-        v[n] = (wlog_ref){p, n};
-        n++;
-        p += WLOG_HDR + ((size_t)p[2] << 8 | p[3]) + kith_get_be32(p + 4);
+    /* The log record: the group's writes as the write log holds them (replayed in order, the last
+     * write of a key wins), written with the group's indexed part. */
+    uint8_t lk[8];
+    uint64_t seq = ++s->log_seq;
+    kith_put_be64(lk, seq);
+    store_batch_put_tail(b, STORE_CF_IDLOG, lk, sizeof lk, s->wlog.data, s->wlog.len);
+    atomic_fetch_add(&s->st_log_records, 1);
+    atomic_fetch_add(&s->st_log_bytes, s->wlog.len);
+    if (e->apply && apply_on_thread(e->apply)) {
+        /* The syncer sorts it and writes the keys (identity_blind_fill): the write log moves there. */
+        struct ident_pending *p = kith_xcalloc(1, sizeof *p);
+        p->group = apply_group_number(e->apply);
+        p->seq = seq;
+        p->w = s->wlog;
+        p->n = s->nwlog;
+        memset(&s->wlog, 0, sizeof s->wlog);
+        pthread_mutex_lock(&s->pmu);
+        if (s->ptail) s->ptail->next = p;
+        else s->phead = p;
+        s->ptail = p;
+        pthread_mutex_unlock(&s->pmu);
+    } else { /* a batch outside the apply thread (tests): its own blind part */
+        wlog_to_blind(e->store, NULL, b, &s->wlog, seq);
+        s->wlog.len = 0;
     }
-    qsort(v, n, sizeof *v, wlog_cmp);
-    for (size_t i = 0; i < n; i++) {
-        if (i + 1 < n && same_key(v[i].p, v[i + 1].p)) continue; /* a later write follows */
-        const uint8_t *q = v[i].p;
-        size_t kl = (size_t)q[2] << 8 | q[3], vl = kith_get_be32(q + 4);
-        if (q[1]) store_batch_delete_tail(b, q[0], q + WLOG_HDR, kl);
-        else store_batch_put_tail(b, q[0], q + WLOG_HDR, kl, q + WLOG_HDR + kl, vl);
-    }
-    free(v);
-    s->wlog.len = 0;
     s->nwlog = 0;
     return 0;
+}
+
+void identity_blind_fill(void *arg, uint64_t group, bool ok, store_blind **bl)
+{
+    kith_engine *e = arg;
+    struct ident_state *s = e->ident;
+    if (!s) return;
+    for (;;) {
+        pthread_mutex_lock(&s->pmu);
+        struct ident_pending *p = s->phead;
+        if (p && p->group <= group) {
+            s->phead = p->next;
+            if (!s->phead) s->ptail = NULL;
+        } else {
+            p = NULL;
+        }
+        pthread_mutex_unlock(&s->pmu);
+        if (!p) return;
+        /* An older group's entry can only be left by a group that never reached the syncer: its
+         * log record stays for the replay at the next start. */
+        if (ok && p->group == group) wlog_to_blind(e->store, bl, NULL, &p->w, p->seq);
+        kith_buf_free(&p->w);
+        free(p);
+    }
+}
+
+/* Decodes one log record into b (its keys, then its own delete). KITH_EIO when it is malformed. */
+static int log_record_apply(store_batch *b, const uint8_t *key, size_t klen, const uint8_t *p,
+                            size_t len)
+{
+    const uint8_t *end = p + len;
+    while (p < end) {
+        if (end - p < WLOG_HDR) return KITH_EIO;
+        size_t kl = (size_t)p[2] << 8 | p[3], vl = kith_get_be32(p + 4);
+        if ((size_t)(end - p) - WLOG_HDR < kl + vl ||
+            (p[0] != STORE_CF_IDENT && p[0] != STORE_CF_NODE && p[0] != STORE_CF_CLUSTER))
+            return KITH_EIO;
+        if (p[1]) store_batch_delete(b, p[0], p + WLOG_HDR, kl);
+        else store_batch_put(b, p[0], p + WLOG_HDR, kl, p + WLOG_HDR + kl, vl);
+        p += WLOG_HDR + kl + vl;
+    }
+    store_batch_delete(b, STORE_CF_IDLOG, key, klen);
+    return 0;
+}
+
+int identity_log_replay(kith_engine *e, size_t *replayed)
+{
+    *replayed = 0;
+    store_iter *it = store_iter_new(e->store, NULL, STORE_CF_IDLOG, "", 0);
+    store_batch *b = store_batch_new(e->store);
+    int rc = 0;
+    for (; rc == 0 && store_iter_valid(it); store_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *k = store_iter_key(it, &kl), *v = store_iter_value(it, &vl);
+        rc = log_record_apply(b, k, kl, v, vl);
+        if (rc) {
+            kith_log(KITH_LOG_ERROR, "identity", "identity log record %zu is malformed", *replayed);
+            break;
+        }
+        rc = store_batch_commit(e->store, b); /* one record at a time, in order: each atomic */
+        (*replayed)++;
+    }
+    store_iter_free(it);
+    store_batch_free(b);
+    if (rc == 0 && *replayed) rc = store_sync_wal(e->store);
+    if (rc == 0 && *replayed) {
+        kith_log(KITH_LOG_INFO, "identity", "identity log: %zu group(s) materialised at start-up",
+                 *replayed);
+        atomic_store(&ident_state_get(e)->st_replayed, *replayed);
+    }
+    return rc;
+}
+
+void identity_index_stats(kith_engine *e, identity_stats *out)
+{
+    struct ident_state *s = ident_state_get(e);
+    out->cache_entries = atomic_load(&s->st_entries);
+    out->cache_bytes = atomic_load(&s->st_bytes);
+    out->cache_clears = atomic_load(&s->st_clears);
+    out->log_records = atomic_load(&s->st_log_records);
+    out->log_bytes = atomic_load(&s->st_log_bytes);
+    out->log_replayed = atomic_load(&s->st_replayed);
 }
 
 /* --- following the batch: the group's change list and the cache undo with it --- */
@@ -214,8 +326,15 @@ static void hook_settled(void *arg, bool ok)
     if (!ok) {
         s->nchg = 0;
         if (s->kv) kv_cache_clear(s->kv);
+        s->stale = true;
     } else if (s->kv && kv_cache_full(s->kv)) {
         kv_cache_clear_full(s->kv);
+        s->stale = true;
+    }
+    if (s->kv) {
+        atomic_store(&s->st_entries, kv_cache_entries(s->kv));
+        atomic_store(&s->st_bytes, kv_cache_bytes(s->kv));
+        atomic_store(&s->st_clears, kv_cache_clears(s->kv));
     }
 }
 
@@ -417,6 +536,22 @@ static int get_ident(kith_engine *e, store_batch *b, uint32_t sb, uint32_t ns, c
     }
     kith_buf_free(&val);
     return rc;
+}
+
+int identity_graph_get(kith_engine *e, store_batch *b, int cf, const void *key, size_t klen,
+                       kith_buf *val)
+{
+    store_key k;
+    if (klen > sizeof k.b) return KITH_EINVAL;
+    memcpy(k.b, key, klen);
+    k.n = klen;
+    return gread(e, b, cf, &k, val);
+}
+
+int identity_get(kith_engine *e, store_batch *b, uint32_t sandbox, uint32_t ns, const char *value,
+                 size_t len, uint64_t *id_out, uint64_t *cluster_out)
+{
+    return get_ident(e, b, sandbox, ns, value, len, id_out, cluster_out, NULL);
 }
 
 int identity_lookup(kith_engine *e, uint32_t sandbox, uint32_t ns, const char *value, size_t len,

@@ -3,6 +3,7 @@
 #define KITH_IDENTITY_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "kith/engine.h"
 #include "cache.h"
@@ -48,6 +49,19 @@ struct ident_state {
     kv_cache *kv;   /* the writer's copy of the graph's keys (cache.h) */
     kith_buf wlog;  /* the group's writes of graph keys, in order (graph.c) */
     size_t nwlog;
+    uint64_t log_seq; /* the last identity log record's key (identity_emit_writes) */
+    /* groups' write logs on their way to the syncer (identity_blind_fill), oldest first */
+    pthread_mutex_t pmu;
+    struct ident_pending {
+        uint64_t group, seq;
+        kith_buf w;
+        size_t n;
+        struct ident_pending *next;
+    } *phead, *ptail;
+    bool stale;       /* the cache was dropped: wait for in-flight blind writes before a store read */
+    /* for /metrics (any thread): the writer cache's size after the last group, the log's traffic */
+    _Atomic size_t st_entries, st_bytes;
+    _Atomic uint64_t st_clears, st_log_records, st_log_bytes, st_replayed;
     struct ident_mark {
         size_t nchg, wlog, nwlog;
     } * marks; /* at each savepoint of the batch (store_batch_hooks) */

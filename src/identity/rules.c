@@ -28,11 +28,13 @@ struct ident_state *ident_state_get(kith_engine *e)
     if (s) return s;
     struct ident_state *n = kith_xcalloc(1, sizeof *n);
     pthread_mutex_init(&n->mu, NULL);
+    pthread_mutex_init(&n->pmu, NULL);
     struct ident_state *expected = NULL;
     if (__atomic_compare_exchange_n(&e->ident, &expected, n, false, __ATOMIC_ACQ_REL,
                                     __ATOMIC_ACQUIRE))
         return n;
     pthread_mutex_destroy(&n->mu);
+    pthread_mutex_destroy(&n->pmu);
     free(n);
     return expected;
 }
@@ -61,7 +63,13 @@ void identity_state_free(kith_engine *e)
     free(s->marks);
     kith_buf_free(&s->wlog);
     kv_cache_free(s->kv);
+    for (struct ident_pending *p = s->phead, *next; p; p = next) {
+        next = p->next;
+        kith_buf_free(&p->w);
+        free(p);
+    }
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->pmu);
     free(s);
     e->ident = NULL;
 }

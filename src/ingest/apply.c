@@ -39,6 +39,8 @@ struct kith_apply {
     void *(*sealed_fn)(void *, int);
     void (*durable_fn)(void *, void *, int);
     void *publish_arg;
+    void (*fill_fn)(void *, uint64_t, bool, store_blind **);
+    void *fill_arg;
     apply_stats stats;
     _Atomic int syncer_nice; /* > 0: the syncer lowers its CPU priority by this much, once */
 };
@@ -77,6 +79,13 @@ void apply_set_publish(kith_apply *a, void *(*sealed)(void *arg, int rc),
     a->sealed_fn = sealed;
     a->durable_fn = durable;
     a->publish_arg = arg;
+}
+
+void apply_set_blind_fill(kith_apply *a, void (*fill)(void *arg, uint64_t group, bool ok, store_blind **bl),
+                          void *arg)
+{
+    a->fill_fn = fill;
+    a->fill_arg = arg;
 }
 
 static void rollback(kith_apply *a)
@@ -185,6 +194,7 @@ static void *syncer_main(void *arg)
             continue;
         }
         for (group *g = groups; g; g = g->next) {
+            if (a->fill_fn) a->fill_fn(a->fill_arg, a->blind_done + 1, g->rc == 0, &g->blind);
             if (g->blind) {
                 int brc = store_blind_write(a->st, g->blind);
                 if (brc && !g->rc) g->rc = brc;
@@ -243,6 +253,11 @@ static void *apply_main(void *arg)
     pthread_cond_signal(&a->sync_cv);
     pthread_mutex_unlock(&a->mu);
     return NULL;
+}
+
+void apply_wait_blind(kith_apply *a)
+{
+    wait_blind(a);
 }
 
 uint64_t apply_group_number(kith_apply *a)

@@ -149,6 +149,16 @@ int engine_open(const char *data_dir, const kith_limits *lim, const char *admin_
         free(e);
         return rc;
     }
+    /* The identity log's records a crash left behind (graph writes not yet materialised) first. */
+    size_t replayed = 0;
+    rc = identity_log_replay(e, &replayed);
+    if (rc) {
+        if (errmsg) *errmsg = kith_xstrdup("identity log replay failed (see the log)");
+        store_close(e->store);
+        identity_state_free(e);
+        free(e);
+        return rc;
+    }
     catalog_load(e->store, &e->cat);
     recent_init(e);
     rc = apply_start(e->store, e->lim.queue_max, group_flush, e, &e->apply);
@@ -161,6 +171,7 @@ int engine_open(const char *data_dir, const kith_limits *lim, const char *admin_
     }
     apply_set_reset(e->apply, engine_reset, e);
     apply_set_publish(e->apply, group_sealed, group_durable, e);
+    apply_set_blind_fill(e->apply, identity_blind_fill, e);
     /* First start of a data dir: create prod and the bootstrap admin key. */
     catalog_rdlock(e->cat);
     int nkeys = count_keys(e->cat);

@@ -411,7 +411,7 @@ static int write_fn(void *ctx, store_batch *b)
             skey_init(&k, j->sb);
             skey_u64(&k, w->cluster);
             kith_buf v = {0};
-            int grc = store_batch_get(e->store, b, STORE_CF_CLUSTER, k.b, k.n, &v);
+            int grc = identity_graph_get(e, b, STORE_CF_CLUSTER, k.b, k.n, &v);
             kith_buf_free(&v);
             if (grc && grc != KITH_ENOTFOUND) rc = grc;
             exists = grc == 0; /* else merged away meanwhile */

@@ -7,7 +7,7 @@
 
 static const char *cf_names[STORE_CF_COUNT] = {"meta",    "ident",   "node",  "cluster", "frag",
                                                "event",   "profile", "segidx", "timer",  "dedup",
-                                               "ca"};
+                                               "ca",      "idlog"};
 
 struct kith_store {
     rocksdb_t *db;
@@ -31,6 +31,7 @@ typedef struct blind_ent {
     uint32_t klen, vlen;
     uint32_t seq;     /* insertion order: of two writes of one key, the later wins */
     uint8_t cf;
+    bool del;         /* a delete (no value) */
 } blind_ent;
 struct store_blind {
     kith_buf data;
@@ -255,7 +256,7 @@ void store_batch_put_blind2(store_batch *b, int cf, const void *k, size_t kl, co
         bl->v = kith_xrealloc(bl->v, bl->cap * sizeof *bl->v);
     }
     bl->v[bl->n] = (blind_ent){bl->data.len, (uint32_t)kl, (uint32_t)(vl1 + vl2), (uint32_t)bl->n,
-                               (uint8_t)cf};
+                               (uint8_t)cf, false};
     bl->n++;
     kith_buf_append(&bl->data, k, kl);
     if (vl1) kith_buf_append(&bl->data, v1, vl1);
@@ -265,6 +266,11 @@ void store_batch_put_blind2(store_batch *b, int cf, const void *k, size_t kl, co
 void store_batch_put_blind(store_batch *b, int cf, const void *k, size_t kl, const void *v, size_t vl)
 {
     store_batch_put_blind2(b, cf, k, kl, v, vl, NULL, 0);
+}
+
+void store_batch_delete_blind(store_batch *b, int cf, const void *k, size_t kl)
+{
+    store_blind_delete(b->st, &b->blind, cf, k, kl);
 }
 
 void store_batch_delete(store_batch *b, int cf, const void *k, size_t kl)
@@ -429,7 +435,11 @@ int store_blind_write(kith_store *st, store_blind *bl)
     for (size_t i = 0; i < bl->n; i++) {
         const blind_ent *x = &bl->v[i];
         const char *p = bl->data.data + x->off;
-        rocksdb_writebatch_put_cf(wb, st->cf[x->cf], p, x->klen, p + x->klen, x->vlen);
+        if (i + 1 < bl->n && x[1].cf == x->cf && x[1].klen == x->klen &&
+            memcmp(bl->data.data + x[1].off, p, x->klen) == 0)
+            continue; /* a later write of the key follows */
+        if (x->del) rocksdb_writebatch_delete_cf(wb, st->cf[x->cf], p, x->klen);
+        else rocksdb_writebatch_put_cf(wb, st->cf[x->cf], p, x->klen, p + x->klen, x->vlen);
     }
     char *err = NULL;
     rocksdb_write(st->db, st->wopts, wb, &err);
@@ -440,6 +450,34 @@ int store_blind_write(kith_store *st, store_blind *bl)
         return KITH_EIO;
     }
     return 0;
+}
+
+static void blind_add(store_blind *bl, int cf, const void *k, size_t kl, const void *v, size_t vl,
+                      bool del)
+{
+    if (bl->n == bl->cap) {
+        bl->cap = bl->cap ? bl->cap * 2 : 1024;
+        bl->v = kith_xrealloc(bl->v, bl->cap * sizeof *bl->v);
+    }
+    bl->v[bl->n] = (blind_ent){bl->data.len, (uint32_t)kl, (uint32_t)vl, (uint32_t)bl->n, (uint8_t)cf, del};
+    bl->n++;
+    kith_buf_append(&bl->data, k, kl);
+    if (vl) kith_buf_append(&bl->data, v, vl);
+}
+
+void store_blind_put(kith_store *st, store_blind **bl, int cf, const void *k, size_t kl, const void *v,
+                     size_t vl)
+{
+    (void)st;
+    if (!*bl) *bl = kith_xcalloc(1, sizeof **bl);
+    blind_add(*bl, cf, k, kl, v, vl, false);
+}
+
+void store_blind_delete(kith_store *st, store_blind **bl, int cf, const void *k, size_t kl)
+{
+    (void)st;
+    if (!*bl) *bl = kith_xcalloc(1, sizeof **bl);
+    blind_add(*bl, cf, k, kl, NULL, 0, true);
 }
 
 void store_blind_free(store_blind *bl)

@@ -103,6 +103,67 @@ static int unlink2(fixture *f, const char *ns1, const char *v1, const char *ns2,
 
 /* --- tests --- */
 
+/* The identity log: a group's graph keys reach the store through the syncer (the batch's blind part),
+ * the log record with the group's indexed part. A crash between the two writes (simulated: the group
+ * is committed on this thread and its blind part dropped) leaves only the log record; reopening the
+ * engine materialises it, so the graph is the one the writer had built. */
+static void test_log_replay_after_crash(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(rec2(f, "CRMID", "c1", "ECID", ECID1), 0);
+    assert_int_equal(rec2(f, "CRMID", "c2", "ECID", ECID2), 0);
+    uint32_t crm = nsid(f, "CRMID"), ecid = nsid(f, "ECID");
+    /* The crashing group (the apply thread is idle): ECID3 joins c1, ECID1 links c2 → one cluster. */
+    kith_engine *e = f->e;
+    store_batch *b = store_batch_new(e->store);
+    identity_attach(e, b);
+    ident_in a[2] = {{.ns = crm, .type = NS_CROSS_DEVICE, .primary = true, .linkable = true,
+                      .value = "c1", .len = 2},
+                     {.ns = ecid, .type = NS_COOKIE, .linkable = true, .value = ECID3, .len = 38}};
+    ident_in c[2] = {{.ns = crm, .type = NS_CROSS_DEVICE, .primary = true, .linkable = true,
+                      .value = "c2", .len = 2},
+                     {.ns = ecid, .type = NS_COOKIE, .linkable = true, .value = ECID1, .len = 38}};
+    uint64_t ids[2], cl;
+    assert_int_equal(identity_apply(e, b, 1, a, 2, true, f->ds_crm, NULL, kith_now_ms(), ids, &cl), 0);
+    assert_int_equal(identity_apply(e, b, 1, c, 2, true, f->ds_crm, NULL, kith_now_ms(), ids, &cl), 0);
+    catalog_flush_seq(e->cat, b);
+    assert_int_equal(profile_flush_dirty(e, b), 0);
+    assert_int_equal(identity_flush_group(e, b), 0);
+    assert_int_equal(store_batch_commit(e->store, b), 0);
+    store_blind_free(store_batch_take_blind(b)); /* the crash: the syncer never writes it */
+    store_batch_free(b);
+    /* What the writer built (its cache), and that the committed graph does not have it yet. */
+    const char *vals[4] = {"c1", "c2", ECID1, ECID3};
+    uint32_t nss[4] = {crm, crm, ecid, ecid};
+    uint64_t want[4], id;
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(identity_writer_lookup(e, 1, nss[i], vals[i], strlen(vals[i]), &id, &want[i]), 0);
+    for (int i = 1; i < 4; i++) assert_true(want[i] == want[0]);
+    assert_int_equal(identity_lookup(e, 1, ecid, ECID3, 38, &id, &cl), KITH_ENOTFOUND);
+    store_sync_wal(e->store);
+    engine_close(f->e);
+    open_engine(f);
+    identity_stats st;
+    identity_index_stats(f->e, &st);
+    assert_int_equal(st.log_replayed, 1);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(identity_lookup(f->e, 1, nss[i], vals[i], strlen(vals[i]), &id, &cl), 0);
+        assert_true(cl == want[i]);
+    }
+    cluster_members m;
+    assert_int_equal(identity_members(f->e, NULL, 1, want[0], &m), 0);
+    assert_int_equal((int)m.n, 5); /* c1, c2, ECID1, ECID2, ECID3 */
+    cluster_members_free(&m);
+    /* Nothing is left to replay at the next start, and the graph keeps working. */
+    engine_close(f->e);
+    open_engine(f);
+    identity_index_stats(f->e, &st);
+    assert_int_equal(st.log_replayed, 0);
+    assert_int_equal(rec2(f, "CRMID", "c2", "ECID", ECID4), 0);
+    assert_true(cluster_of(f, "ECID", ECID4) == want[0]);
+    assert_true(cluster_of(f, "ECID", ECID2) == want[0]);
+}
+
 /* AEP's shared-laptop case: the shared ECID goes to the last person who authenticated. */
 static void test_shared_device_goes_to_last_login(void **state)
 {
@@ -558,6 +619,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_event_stored_under_priority, setup, teardown),
         cmocka_unit_test_setup_teardown(test_property_components, setup, teardown),
         cmocka_unit_test_setup_teardown(test_property_rules_invariants, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_replay_after_crash, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
